@@ -1,0 +1,194 @@
+"""`chatbot` command line: the only place that reads sys.argv and chooses exit codes.
+
+Heavy modules (TensorFlow, matplotlib) are imported inside the command that needs them, so
+`chatbot --help`, `chatbot data check` and `chatbot chat` start quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from chatbot.errors import ChatbotError
+
+DEFAULT_MODEL = "models/default"
+EXIT_USER_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except ChatbotError as exc:
+        print(f"chatbot: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("\nchatbot: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `chatbot reply < prompts.txt | head`
+        sys.stderr.close()
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatbot", description="Train a seq2seq chatbot on prompt<TAB>reply pairs and talk to it.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = sub.add_parser("data", help="import and check TSV data").add_subparsers(
+        dest="data_command", required=True, metavar="DATA_COMMAND")
+    imp = data.add_parser("import-chatterbot",
+                          help="convert the installed chatterbot-corpus YAML to a TSV")
+    imp.add_argument("--lang", nargs="+", default=["english", "chinese"], metavar="LANG",
+                     help="corpus languages (default: english chinese)")
+    imp.add_argument("-o", "--out", default="data/chatterbot.tsv", help="TSV to write")
+    imp.set_defaults(func=cmd_import_chatterbot)
+    check = data.add_parser("check", help="report pairs, bad lines, lengths and vocabulary")
+    check.add_argument("file", help="a UTF-8 TSV of prompt<TAB>reply lines")
+    check.add_argument("--max-len", type=int, default=None,
+                       help="tokens kept per side when training (default: the default preset's)")
+    _bad_lines_option(check, default="skip")
+    check.set_defaults(func=cmd_check)
+
+    train = sub.add_parser("train", help="train a model and write its run directory")
+    train.add_argument("--data", required=True, help="TSV of prompt<TAB>reply pairs")
+    train.add_argument("--out", default=DEFAULT_MODEL, help=f"run directory (default {DEFAULT_MODEL})")
+    train.add_argument("--preset", default="default", help="default, article or tiny")
+    train.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
+    for flag, kind, text in [
+        ("--epochs", int, "maximum epochs"), ("--batch-size", int, "pairs per batch"),
+        ("--learning-rate", float, "optimizer step size"),
+        ("--optimizer", str, "adam or rmsprop"),
+        ("--monitor", str, "loss, val_loss, masked_accuracy or val_masked_accuracy"),
+        ("--patience", int, "epochs without improvement before early stopping"),
+        ("--embedding-dim", int, "embedding size"), ("--hidden-dim", int, "LSTM units"),
+        ("--num-layers", int, "stacked LSTM layers"), ("--dropout", float, "dropout rate"),
+        ("--max-len", int, "tokens kept per side"), ("--val-fraction", float, "validation share"),
+        ("--min-count", int, "rarer tokens become <UNK>"), ("--seed", int, "random seed"),
+    ]:
+        train.add_argument(flag, type=kind, default=None, help=f"{text} (default: from the preset)")
+    _bad_lines_option(train, default=None)
+    train.set_defaults(func=cmd_train)
+
+    chat = sub.add_parser("chat", help="talk to a trained model in the terminal")
+    chat.add_argument("--model", default=DEFAULT_MODEL, help=f"run directory (default {DEFAULT_MODEL})")
+    chat.set_defaults(func=cmd_chat)
+
+    reply = sub.add_parser("reply", help="answer one prompt, or each line of stdin")
+    reply.add_argument("--model", default=DEFAULT_MODEL, help=f"run directory (default {DEFAULT_MODEL})")
+    reply.add_argument("text", nargs="*", help="the prompt; without it, one prompt per stdin line")
+    reply.set_defaults(func=cmd_reply)
+
+    plot = sub.add_parser("plot", help="draw loss and accuracy curves of one or more runs")
+    plot.add_argument("runs", nargs="+", help="run directories")
+    plot.add_argument("-o", "--out", default="curves.png", help="PNG to write (default curves.png)")
+    plot.set_defaults(func=cmd_plot)
+    return parser
+
+
+def _bad_lines_option(parser: argparse.ArgumentParser, default: str | None) -> None:
+    parser.add_argument("--on-bad-lines", choices=("error", "skip"), default=default,
+                        help="stop at the first bad line, or skip bad lines and count them")
+
+
+def cmd_import_chatterbot(args: argparse.Namespace) -> int:
+    from chatbot.corpora import import_chatterbot
+
+    rows = import_chatterbot(args.lang, args.out)
+    print(f"wrote {rows} pairs ({', '.join(args.lang)}) to {args.out}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from chatbot.config import RunConfig
+    from chatbot.data import format_summary, read_pairs, summarize
+    from chatbot.text import Tokenizer
+
+    config = RunConfig()
+    report = read_pairs(args.file, args.on_bad_lines)
+    summary = summarize(report, Tokenizer(config.text.lowercase), args.max_len or config.data.max_len)
+    print(format_summary(summary, report.bad_lines))
+    return EXIT_USER_ERROR if report.bad_lines else 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
+    from chatbot.config import preset
+    from chatbot.train import train
+
+    config = preset(args.preset)
+    sections = {"data": config.data, "model": config.model, "train": config.train}
+    overrides = {
+        "train": ("epochs", "batch_size", "learning_rate", "optimizer", "monitor", "patience",
+                  "seed"),
+        "model": ("embedding_dim", "hidden_dim", "num_layers", "dropout"),
+        "data": ("max_len", "val_fraction", "min_count", "on_bad_lines"),
+    }
+    for section, names in overrides.items():
+        for name in names:
+            value = getattr(args, name)
+            if value is not None:
+                setattr(sections[section], name, value)
+    config.decode.max_reply_len = config.data.max_len
+    try:
+        train(args.data, args.out, config, overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        print(f"\nchatbot: training interrupted; the best model so far (if an epoch finished) is "
+              f"in {args.out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from chatbot.bot import Bot
+    from chatbot.chat import run_repl
+
+    run_repl(Bot.load(args.model))
+    return 0
+
+
+def cmd_reply(args: argparse.Namespace) -> int:
+    from chatbot.bot import Bot
+
+    bot = Bot.load(args.model)
+    if args.text:
+        reply = bot.reply(" ".join(args.text))
+        if reply.unknown:
+            print(f"(not in the vocabulary: {', '.join(reply.unknown)})", file=sys.stderr)
+        print(reply.text)
+        return 0
+    # One reply line per input line, always, so scripts can zip inputs with outputs.
+    status = 0
+    lines = sys.stdin.buffer.read().split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    texts = []
+    for number, raw in enumerate(lines, start=1):
+        try:
+            texts.append(raw.removesuffix(b"\r").decode("utf-8"))
+        except UnicodeDecodeError:
+            print(f"chatbot: stdin:{number}: not valid UTF-8; replied with an empty line",
+                  file=sys.stderr)
+            texts.append("")
+            status = EXIT_USER_ERROR
+    for start in range(0, len(texts), 256):
+        for reply in bot.reply_batch(texts[start: start + 256]):
+            sys.stdout.write(reply.text + "\n")
+        sys.stdout.flush()
+    return status
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from chatbot.plot import plot_runs
+
+    path = plot_runs(args.runs, args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

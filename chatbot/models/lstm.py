@@ -1,0 +1,110 @@
+"""The card's model: Embedding -> LSTM -> TimeDistributed(Dense), as a conditional language model.
+
+Each pair becomes one sequence, `<SOS> prompt <SEP> reply <EOS>`. The model predicts every next
+token; only reply tokens and the final <EOS> are scored (prompt targets are 0, like padding). To
+reply, the model reads `<SOS> prompt <SEP>` and then generates one token at a time until <EOS>.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from chatbot.config import ModelConfig
+from chatbot.numpy_ops import lstm_step
+from chatbot.vocab import Vocabulary
+from chatbot.weights import Weights
+
+OUTPUT_LAYER = "time_distributed_dense"
+
+
+def encode_example(
+    prompt: Sequence[int], reply: Sequence[int], vocab: Vocabulary
+) -> tuple[tuple[list[int], ...], list[int]]:
+    """(inputs, target) for one pair; the target is 0 where nothing is scored.
+
+    tokens: <SOS> p1 .. pn <SEP> r1 .. rm
+    target:  0   0 ..  0  r1   r2 .. <EOS>
+    """
+    tokens = [vocab.sos_id, *prompt, vocab.sep_id, *reply]
+    target = [0] * (len(prompt) + 1) + [*reply, vocab.eos_id]
+    return (tokens,), target
+
+
+def build(config: ModelConfig):
+    """The trainable Keras model: tokens (batch, time) -> next-token logits (batch, time, vocab)."""
+    import keras  # imported here: chat decodes with NumPy and never needs TensorFlow
+
+    layers = keras.layers
+    tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
+    # mask_zero: <PAD>=0 positions are skipped by the LSTM and never scored.
+    x = layers.Embedding(config.vocab_size, config.embedding_dim, mask_zero=True,
+                         name="embedding")(tokens)
+    if config.dropout:
+        x = layers.Dropout(config.dropout, name="embedding_dropout")(x)
+    for i in range(1, config.num_layers + 1):
+        x = layers.LSTM(config.hidden_dim, return_sequences=True, name=f"lstm_{i}")(x)
+        if config.dropout:
+            x = layers.Dropout(config.dropout, name=f"lstm_{i}_dropout")(x)
+    # TimeDistributed(Dense): a Dense layer applied to a 3-D tensor acts on every time step
+    # independently, as one matmul. keras.layers.TimeDistributed computes the same thing but
+    # (Keras 3.15) fails in graph mode when batches have different lengths, as with bucketing.
+    logits = layers.Dense(config.vocab_size, name=OUTPUT_LAYER)(x)  # (batch, time, vocab)
+    return keras.Model(tokens, logits, name="lstm_chatbot")
+
+
+class Engine:
+    """NumPy inference from the trained weights: read the prompt once, then one step per token.
+
+    State is a list of (h, c) per LSTM layer, each (batch, hidden).
+    """
+
+    def __init__(self, weights: Weights, config: ModelConfig, vocab: Vocabulary):
+        self.vocab = vocab
+        self.embedding = weights["embedding"][0]
+        self.lstms = [weights[f"lstm_{i}"] for i in range(1, config.num_layers + 1)]
+        self.out_kernel, self.out_bias = weights[OUTPUT_LAYER]
+        self.hidden = config.hidden_dim
+
+    def start(self, prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, list]:
+        """Reads `<SOS> prompt <SEP>` for each prompt; returns first-token logits and state."""
+        seqs = [[self.vocab.sos_id, *p, self.vocab.sep_id] for p in prompts]
+        batch, length = len(seqs), max(len(s) for s in seqs)
+        ids = np.zeros((batch, length), dtype=np.int64)
+        for row, s in enumerate(seqs):
+            ids[row, : len(s)] = s
+        real = (ids != 0)[..., None]  # (batch, time, 1): padding positions carry the state
+        x = self.embedding[ids]  # (batch, time, embedding)
+        state = []
+        for kernel, recurrent, bias in self.lstms:
+            h = np.zeros((batch, self.hidden), dtype=np.float32)
+            c = np.zeros_like(h)
+            xk = x @ kernel  # all input projections at once: (batch, time, 4 * hidden)
+            outputs = np.empty((batch, length, self.hidden), dtype=np.float32)
+            for t in range(length):
+                h_new, c_new = lstm_step(xk[:, t], h, c, recurrent, bias)
+                h = np.where(real[:, t], h_new, h)
+                c = np.where(real[:, t], c_new, c)
+                outputs[:, t] = h
+            state.append((h, c))
+            x = outputs
+        return self._logits(state), state
+
+    def step(self, tokens: np.ndarray, state: list) -> tuple[np.ndarray, list]:
+        """Feeds one token per row; returns next-token logits (batch, vocab) and the new state."""
+        x = self.embedding[np.asarray(tokens)]
+        new_state = []
+        for (kernel, recurrent, bias), (h, c) in zip(self.lstms, state):
+            h, c = lstm_step(x @ kernel, h, c, recurrent, bias)
+            new_state.append((h, c))
+            x = h
+        return self._logits(new_state), new_state
+
+    @staticmethod
+    def select(state: list, rows: np.ndarray) -> list:
+        """The state of the given rows, in that order (beam search reorders hypotheses)."""
+        return [(h[rows], c[rows]) for h, c in state]
+
+    def _logits(self, state: list) -> np.ndarray:
+        return state[-1][0] @ self.out_kernel + self.out_bias  # (batch, vocab)
