@@ -47,10 +47,10 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 60  # upper bound; early stopping usually ends sooner
+    epochs: int = 26  # upper bound; early stopping may end sooner
     batch_size: int = 32  # pairs per batch
     optimizer: str = "adam"  # "adam" or "rmsprop"
-    learning_rate: float = 3e-3  # optimizer step size
+    learning_rate: float = 5e-3  # optimizer step size
     clipnorm: float = 1.0  # gradient norm clipping keeps LSTM training stable
     monitor: str = "loss"  # quantity for best checkpoint and early stopping
     patience: int = 5  # epochs without improvement before stopping

@@ -80,7 +80,7 @@ def train(
     batches = dict(batch_size=config.train.batch_size,
                    bucket_by_length=config.train.bucket_by_length, seed=config.train.seed)
     train_data = Batches(train_examples, **batches)
-    val_data = Batches(val_examples, shuffle=False, **batches) if val_examples else None
+    val_data = Batches(val_examples, shuffle=False, **batches).dataset() if val_examples else None
 
     mode = "max" if "accuracy" in monitor else "min"
     checkpoint = AtomicCheckpoint(out / MODEL, monitor=monitor, mode=mode)
@@ -94,8 +94,8 @@ def train(
     ]
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
-    history = model.fit(train_data, validation_data=val_data, epochs=config.train.epochs,
-                        callbacks=callbacks, verbose=verbose)
+    history = model.fit(train_data.dataset(), validation_data=val_data, epochs=config.train.epochs,
+                        callbacks=callbacks, verbose=verbose, shuffle=False)
 
     bot = Bot.load(out)  # exactly what `chatbot chat` will load
     metrics = {"train": answer_rate(bot, train_pairs), "best_epoch": checkpoint.best_epoch,

@@ -46,7 +46,8 @@ def read_keras_weights(path: str | Path) -> Weights:
         for layer in layers:
             key = _unique(_snake_case(layer["class_name"]), used)
             group = h5.get(f"layers/{key}")
-            out[layer["name"]] = _collect(group) if group is not None else []
+            if group is not None:  # ops recorded in the config (e.g. a mask's not_equal) have none
+                out[layer["name"]] = _collect(group)
     return out
 
 

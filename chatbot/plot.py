@@ -1,0 +1,137 @@
+"""Training curves of one or more run directories, drawn from their `history.csv`.
+
+Each run directory holds `history.csv` (written by keras.callbacks.CSVLogger, one row per
+finished epoch, `epoch` 0-based) and `config.json` (whose `train.monitor` chose the best
+checkpoint). `plot_runs` draws loss and masked accuracy against epoch (1-based, as training logs
+it) for every run, marking each run's best epoch. Uses matplotlib's Figure directly, never pyplot,
+so it works headless and imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from chatbot.errors import ChatbotError
+
+HISTORY = "history.csv"
+CONFIG = "config.json"
+REQUIRED = ("epoch", "loss", "masked_accuracy")
+PANELS = (("loss", "loss"), ("masked_accuracy", "masked accuracy"))
+
+
+def load_history(run_dir: str | Path) -> pd.DataFrame:
+    """Read `run_dir/history.csv`; ChatbotError says what to do if it is missing or incomplete."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ChatbotError(
+            f"{run_dir}: no such run directory; train one with 'make train' or "
+            f"'chatbot train --data FILE --out {run_dir}'"
+        )
+    path = run_dir / HISTORY
+    if not path.is_file():
+        raise ChatbotError(f"{path}: not found; the run has not finished an epoch yet")
+    try:
+        history = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        history = pd.DataFrame()
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ChatbotError(f"{path}: not a readable CSV file ({err})") from err
+    if history.empty:
+        raise ChatbotError(f"{path}: no epochs recorded; the run has not finished an epoch yet")
+    missing = [column for column in REQUIRED if column not in history.columns]
+    if missing:
+        raise ChatbotError(
+            f"{path}: missing column(s) {', '.join(missing)}; expected a CSVLogger history "
+            f"with {', '.join(REQUIRED)}"
+        )
+    return history.sort_values("epoch").reset_index(drop=True)
+
+
+def best_epoch(history: pd.DataFrame, monitor: str) -> int | None:
+    """The 0-based `epoch` of the best `monitor` value (min for losses, max for accuracies).
+
+    None if the column is absent or has no values. Ties go to the earliest epoch, as with
+    Keras checkpoints, which only save on strict improvement.
+    """
+    if monitor not in history.columns:
+        return None
+    values = pd.to_numeric(history[monitor], errors="coerce")
+    if values.isna().all():
+        return None
+    row = values.idxmax() if "accuracy" in monitor else values.idxmin()
+    return int(history.loc[row, "epoch"])
+
+
+def run_monitor(run_dir: str | Path, history: pd.DataFrame) -> str:
+    """The quantity the run monitored: config.json's `train.monitor` if usable, else a fallback.
+
+    Like training, a `val_` monitor without validation columns falls back to its training twin;
+    without a readable config.json it is val_loss when present, else loss.
+    """
+    try:
+        config = json.loads((Path(run_dir) / CONFIG).read_text(encoding="utf-8"))
+        monitor = config["train"]["monitor"]
+    except (OSError, ValueError, KeyError, TypeError):
+        monitor = None
+    if isinstance(monitor, str) and monitor in history.columns:
+        return monitor
+    if isinstance(monitor, str) and monitor.startswith("val_") and monitor[4:] in history.columns:
+        return monitor[4:]
+    return "val_loss" if "val_loss" in history.columns else "loss"
+
+
+def plot_runs(run_dirs: Sequence[str | Path], out_path: str | Path) -> Path:
+    """Draw loss and masked accuracy of every run side by side; save a PNG atomically."""
+    if not run_dirs:
+        raise ChatbotError("no run directories to plot; name at least one, e.g. models/default")
+    runs = [(Path(run_dir), load_history(run_dir)) for run_dir in run_dirs]
+    figure = Figure(figsize=(12, 4.8), layout="constrained")
+    axes = figure.subplots(1, len(PANELS))
+    for index, (run_dir, history) in enumerate(runs):
+        colour = f"C{index % 10}"
+        name = run_dir.resolve().name or str(run_dir)
+        monitor = run_monitor(run_dir, history)
+        best = best_epoch(history, monitor)
+        label = name if best is None else f"{name} (best epoch {best + 1})"
+        epochs = history["epoch"] + 1
+        for ax, (column, _) in zip(axes, PANELS):
+            ax.plot(epochs, history[column], color=colour, linestyle="-", label=f"{label} train")
+            if f"val_{column}" in history.columns:
+                ax.plot(epochs, history[f"val_{column}"], color=colour, linestyle="--",
+                        label=f"{name} validation")
+            if best is not None:
+                # Mark the curve the monitor came from: validation if it monitored val_*.
+                marked = f"val_{column}" if monitor.startswith("val_") else column
+                row = history.index[history["epoch"] == best][0]
+                ax.plot(best + 1, history.loc[row, marked], color=colour, marker="o",
+                        markersize=8, markeredgecolor="black", linestyle="none")
+    for ax, (_, title) in zip(axes, PANELS):
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(title)
+        ax.grid(True, alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(fontsize="small")
+    figure.suptitle("training curves: " + ", ".join(run_dir.resolve().name for run_dir, _ in runs))
+    return _save_png(figure, Path(out_path))
+
+
+def _save_png(figure: Figure, out_path: Path) -> Path:
+    """Save to a temporary file beside `out_path`, then rename, so no reader sees half a PNG."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".png", dir=out_path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            figure.savefig(file, format="png", dpi=120)
+        os.replace(temp, out_path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return out_path

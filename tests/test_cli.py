@@ -1,0 +1,117 @@
+"""The `chatbot` command as users run it: real processes, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_tsv
+
+COMMANDS = [[], ["data"], ["data", "import-chatterbot"], ["data", "check"], ["train"],
+            ["chat"], ["reply"], ["plot"]]
+
+
+def run(*args: str, stdin: bytes = b"", cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "chatbot.cli", *args], input=stdin,
+                          capture_output=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "chatbot")
+def test_every_command_has_help(command):
+    result = run(*command, "--help")
+    assert result.returncode == 0
+    assert result.stdout.decode().startswith("usage: chatbot")
+
+
+def test_help_does_not_import_tensorflow():
+    code = ("import sys; from chatbot.cli import main\n"
+            "try: main(['--help'])\nexcept SystemExit: pass\n"
+            "assert 'tensorflow' not in sys.modules")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_missing_model_says_to_train(tmp_path):
+    result = run("reply", "--model", "models/default", "hi", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "make train" in result.stderr.decode()
+    assert b"Traceback" not in result.stderr
+
+
+def test_check_reports_figures_and_bad_lines(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_bytes("hello\thi\n你好\t你好！\nbroken line\n\nhello\thi\nok\t\n".encode())
+    result = run("data", "check", str(path))
+    out = result.stdout.decode()
+    assert result.returncode == 1  # bad lines found
+    assert "pairs           2 (2 distinct prompts)" in out
+    assert "bad lines       2" in out
+    assert "duplicates      1" in out
+    assert f"{path}:3: expected 2 tab-separated columns" in out
+    assert f"{path}:6: the reply (second column) is empty" in out
+
+
+def test_train_on_a_bad_tsv_names_file_and_line(tmp_path):
+    path = tmp_path / "mine.tsv"
+    path.write_bytes(b"hello\thi\nbad \xff line\tx\n")
+    result = run("train", "--data", str(path), "--out", str(tmp_path / "run"))
+    err = result.stderr.decode()
+    assert result.returncode == 1
+    assert f"{path}:2: not valid UTF-8" in err
+    assert "Traceback" not in err
+
+
+def test_import_chatterbot_writes_tsv(tmp_path):
+    out = tmp_path / "corpus.tsv"
+    result = run("data", "import-chatterbot", "--lang", "chinese", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = out.read_text(encoding="utf-8").splitlines()
+    assert len(rows) > 400 and all(row.count("\t") == 1 for row in rows)
+    bad = run("data", "import-chatterbot", "--lang", "klingon", "-o", str(out))
+    assert bad.returncode == 1 and "klingon" in bad.stderr.decode()
+
+
+@pytest.mark.slow
+def test_reply_one_prompt(tiny_run):
+    result = run("reply", "--model", str(tiny_run), "你好")
+    assert result.returncode == 0
+    assert result.stdout.decode() == "你好！很高兴认识你。\n"
+
+
+@pytest.mark.slow
+def test_reply_from_stdin_writes_one_line_per_input_line(tiny_run):
+    stdin = "hello\n\nwhat is your name?\n   \nzebra zebra\n再见\r\n".encode() + b"\xff\xfe\n"
+    result = run("reply", "--model", str(tiny_run), stdin=stdin)
+    lines = result.stdout.decode().split("\n")
+    assert lines[-1] == ""  # output ends with a newline
+    lines = lines[:-1]
+    assert len(lines) == 7
+    assert lines[0] == "hi there!"
+    assert lines[1] == "" and lines[3] == ""  # empty input, empty reply: still aligned
+    assert lines[2] == "my name is bot."
+    assert lines[4] != ""  # unknown words still get an answer, not a crash
+    assert lines[5] == "再见，明天见。"
+    assert lines[6] == ""
+    assert "stdin:7: not valid UTF-8" in result.stderr.decode()
+    assert result.returncode == 1
+
+
+@pytest.mark.slow
+def test_plot_writes_a_png(tiny_run, tmp_path):
+    out = tmp_path / "curves.png"
+    result = run("plot", str(tiny_run), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_train_command_end_to_end(tmp_path):
+    data = write_tsv(tmp_path / "pairs.tsv")
+    result = run("train", "--data", str(data), "--out", str(tmp_path / "run"), "--preset", "tiny",
+                 "--epochs", "2", "--val-fraction", "0")
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert "best epoch" in result.stdout.decode()
+    again = run("train", "--data", str(data), "--out", str(tmp_path / "run"), "--preset", "tiny")
+    assert again.returncode == 1 and "--overwrite" in again.stderr.decode()

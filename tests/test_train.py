@@ -1,0 +1,87 @@
+"""A tiny training run: it must learn its pairs, and leave a complete, reloadable run directory."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from chatbot.bot import Bot
+from chatbot.errors import ChatbotError
+from chatbot.models.common import MaskedAccuracy  # noqa: F401  (registers it for load_model)
+from chatbot.rundir import check_run_dir
+from chatbot.train import train
+from tests.conftest import TINY_PAIRS, tiny_config
+
+pytestmark = pytest.mark.slow
+
+
+def test_tiny_run_answers_every_training_prompt_exactly(tiny_run):
+    bot = Bot.load(tiny_run)
+    for prompt, reply in TINY_PAIRS:
+        assert bot.reply(prompt).tokens == bot.tokenizer.tokenize(reply), prompt
+    assert bot.reply("你好").text == "你好！很高兴认识你。"
+
+
+def test_run_directory_holds_what_chat_needs_and_nothing_else(tiny_run):
+    check_run_dir(tiny_run)
+    names = sorted(p.name for p in tiny_run.iterdir())
+    assert names == ["config.json", "history.csv", "metrics.json", "model.keras", "vocab.json"]
+    history = pd.read_csv(tiny_run / "history.csv")
+    assert list(history["epoch"]) == list(range(150))
+    assert {"loss", "masked_accuracy"} <= set(history.columns)
+    assert history["loss"].iloc[-1] < history["loss"].iloc[0] / 10
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["train"]["answer_rate"] == 1.0
+    assert metrics["train"]["prompts"] == len(TINY_PAIRS)
+
+
+def test_saved_model_reloads_in_keras_and_replies_identically(tiny_run):
+    """Greedy decoding by full forward passes of the reloaded .keras model = the NumPy engine."""
+    bot = Bot.load(tiny_run)
+    model = keras.saving.load_model(tiny_run / "model.keras")  # safe_mode is on by default
+    vocab = bot.vocab
+    for prompt, _ in TINY_PAIRS:
+        tokens = [vocab.sos_id, *vocab.encode(bot.tokenizer.tokenize(prompt)), vocab.sep_id]
+        reply = []
+        for _ in range(bot.config.decode.max_reply_len):
+            logits = np.array(model(np.array([tokens])))[0, -1]
+            logits[[vocab.pad_id, vocab.sos_id, vocab.sep_id, vocab.unk_id]] = -np.inf
+            token = int(logits.argmax())
+            if token == vocab.eos_id:
+                break
+            reply.append(token)
+            tokens.append(token)
+        assert bot.vocab.decode(reply) == bot.reply(prompt).tokens
+
+
+def test_refuses_to_overwrite_a_trained_model_unless_asked(tiny_run, tiny_tsv):
+    before = (tiny_run / "model.keras").read_bytes()
+    with pytest.raises(ChatbotError, match="--overwrite"):
+        train(tiny_tsv, tiny_run, tiny_config(epochs=1), log=lambda _: None, verbose=0)
+    assert (tiny_run / "model.keras").read_bytes() == before
+
+
+def test_bad_data_fails_before_touching_the_run_directory(tmp_path):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("hello\thi\nno tab here\n", encoding="utf-8")
+    with pytest.raises(ChatbotError, match=r"bad\.tsv:2: expected 2 tab-separated columns"):
+        train(bad, tmp_path / "run", tiny_config(epochs=1), log=lambda _: None, verbose=0)
+    assert not (tmp_path / "run").exists()
+
+
+def test_validation_split_and_probe_lines_are_reported(tmp_path, tiny_tsv):
+    config = tiny_config(epochs=2)
+    config.data.val_fraction = 0.34
+    config.train.monitor = "val_loss"
+    config.train.probes = 2
+    lines: list[str] = []
+    result = train(tiny_tsv, tmp_path / "run", config, log=lines.append, verbose=0)
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert {"val_loss", "val_masked_accuracy"} <= set(history.columns)
+    assert result.metrics["validation"]["prompts"] == 2
+    assert sum(" -> " in line for line in lines) == 2 * 2  # two probes, two epochs
+    assert any("pairs/s" in line for line in lines)
