@@ -101,25 +101,27 @@ def plot_runs(run_dirs: Sequence[str | Path], out_path: str | Path) -> Path:
         best = best_epoch(history, monitor)
         label = name if best is None else f"{name} (best epoch {best + 1})"
         epochs = history["epoch"] + 1
-        for ax, (column, _) in zip(axes, PANELS):
-            ax.plot(epochs, history[column], color=colour, linestyle="-", label=f"{label} train")
+        for ax, (column, _) in zip(axes, PANELS, strict=True):
+            ax.plot(epochs, history[column], color=colour, linestyle="-", label=label)
             if f"val_{column}" in history.columns:
                 ax.plot(epochs, history[f"val_{column}"], color=colour, linestyle="--",
                         label=f"{name} validation")
             if best is not None:
                 # Mark the curve the monitor came from: validation if it monitored val_*.
                 marked = f"val_{column}" if monitor.startswith("val_") else column
+                marked = marked if marked in history.columns else column
                 row = history.index[history["epoch"] == best][0]
                 ax.plot(best + 1, history.loc[row, marked], color=colour, marker="o",
                         markersize=8, markeredgecolor="black", linestyle="none")
-    for ax, (_, title) in zip(axes, PANELS):
+    for ax, (_, title) in zip(axes, PANELS, strict=True):
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.set_ylabel(title)
         ax.grid(True, alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.legend(fontsize="small")
-    figure.suptitle("training curves: " + ", ".join(run_dir.resolve().name for run_dir, _ in runs))
+    names = ", ".join(run_dir.resolve().name for run_dir, _ in runs)
+    figure.suptitle(f"training curves: {names} (solid: train, dashed: validation, o: best epoch)")
     return _save_png(figure, Path(out_path))
 
 
@@ -130,6 +132,7 @@ def _save_png(figure: Figure, out_path: Path) -> Path:
     try:
         with os.fdopen(handle, "wb") as file:
             figure.savefig(file, format="png", dpi=120)
+        os.chmod(temp, 0o644)  # mkstemp makes it private; a plot is meant to be shared
         os.replace(temp, out_path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
