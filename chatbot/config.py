@@ -47,7 +47,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 26  # upper bound; early stopping may end sooner
+    epochs: int = 30  # upper bound; early stopping may end sooner
     batch_size: int = 32  # pairs per batch
     optimizer: str = "adam"  # "adam" or "rmsprop"
     learning_rate: float = 5e-3  # optimizer step size
@@ -59,9 +59,23 @@ class TrainConfig:
     probes: int = 3  # training prompts whose replies are printed after every epoch
 
 
+DECODE_STRATEGIES = ("greedy", "beam", "random", "top_k", "top_p")
+
+
 @dataclass
 class DecodeConfig:
+    strategy: str = "greedy"  # greedy, beam, random (temperature only), top_k or top_p
     max_reply_len: int = 40  # stop after this many reply tokens if <EOS> has not come
+    min_len: int = 0  # <EOS> is not allowed before this many reply tokens
+    beam_width: int = 5  # hypotheses kept by beam search
+    length_penalty: float = 1.0  # beam scores are logprob / length ** length_penalty
+    nbest: int = 1  # candidates returned (beam search only)
+    temperature: float = 1.0  # logits are divided by this before sampling; <1 is bolder
+    top_k: int = 10  # top_k: sample among the k most probable tokens
+    top_p: float = 0.9  # top_p: sample among the fewest tokens whose probability reaches p
+    no_repeat_ngram: int = 0  # if n > 0, never repeat an n-gram within a reply
+    allow_unk: bool = False  # whether <UNK> may be generated
+    seed: int | None = None  # fixes sampling for reproducible replies
 
 
 @dataclass
@@ -85,6 +99,13 @@ class RunConfig:
             raise ChatbotError(
                 f"{source}: format_version {version!r} is newer than this chatbot understands "
                 f"({FORMAT_VERSION}); upgrade the chatbot package to use this model"
+            )
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown_sections = sorted(set(raw) - names)
+        if unknown_sections:
+            raise ChatbotError(
+                f"{source}: unknown section(s) {', '.join(unknown_sections)}; "
+                f"known: {', '.join(sorted(names))}"
             )
         sections = {}
         for f in dataclasses.fields(cls):
@@ -116,6 +137,8 @@ class RunConfig:
             raise ChatbotError(f"{path}: missing; the run directory is incomplete") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ChatbotError(f"{path}: not valid JSON ({exc}); retrain the model") from None
+        except OSError as exc:
+            raise ChatbotError(f"{path}: cannot read ({exc.strerror})") from None
         return cls.from_dict(raw, source=str(path))
 
 
@@ -145,6 +168,12 @@ def preset(name: str) -> RunConfig:
     return RunConfig.from_dict(PRESETS[name], source=f"preset {name!r}")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Writes text to a temporary file beside `path`, then renames it into place.
 
@@ -158,6 +187,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -14,7 +14,7 @@ METRICS = "metrics.json"
 
 
 def check_run_dir(path: str | Path) -> Path:
-    """Returns the path if it holds a complete run; otherwise says what is missing and what to do."""
+    """Returns the path if it holds a complete run; else says what is missing and what to do."""
     path = Path(path)
     if not path.is_dir():
         hint = "run 'make train'" if path.name == "default" else (

@@ -12,26 +12,37 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-# Ideographs and syllabaries written without spaces: each character is a token.
+# Scripts written without spaces between words: each character is a token.
 _CJK = (
     "\u3040-\u30ff"  # Hiragana, Katakana
     "\u3400-\u4dbf"  # CJK Extension A
     "\u4e00-\u9fff"  # CJK Unified Ideographs
-    "\uac00-\ud7af"  # Hangul syllables
     "\uf900-\ufaff"  # CJK Compatibility Ideographs
     "\U00020000-\U0002fa1f"  # CJK Extensions B-F and supplement
-)
+)  # (Korean Hangul is written with spaces, so it is tokenized into words like Latin script.)
+# Combining marks belong to the letter before them: Devanagari vowel signs, accents, the dot
+# that "İ".lower() adds. Python's \w does not match them, so they are listed.
+_MARKS = "\u0300-\u036f\u0483-\u0489\u0591-\u05c7\u0610-\u061a\u064b-\u065f\u0900-\u0dff" \
+    "\u0e31-\u0e3a\u0e47-\u0e4e\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff"
+_LETTER = rf"(?:(?![{_CJK}])[^\W_]|[{_MARKS}])"
+_WORD = rf"{_LETTER}+(?:['’\-]{_LETTER}+)*"  # inner apostrophes and hyphens: don't, well-known
+# An emoji with its skin-tone modifiers and variation selectors, joined by zero-width joiners.
+_EMOJI_TAIL = "\ufe0e\ufe0f\U0001f3fb-\U0001f3ff"
+_SYMBOL = rf"[^\w\s{_EMOJI_TAIL}\u200d][{_EMOJI_TAIL}]*(?:\u200d\S[{_EMOJI_TAIL}]*)*"
 _TOKEN = re.compile(
     rf"[{_CJK}]"  # one CJK character
     r"|\d+(?:[.,:]\d+)+"  # a number with separators: 3.5, 1,000, 10:30
-    rf"|(?:(?![{_CJK}])[^\W_])+(?:['’](?:(?![{_CJK}])[^\W_])+)*"  # a word, with inner apostrophes
-    r"|[^\w\s]|_",  # any other visible character (punctuation, symbols, emoji) on its own
+    rf"|{_WORD}"
+    rf"|{_SYMBOL}|_",  # any other visible character (punctuation, symbols, emoji) on its own
 )
 _CJK_CHAR = re.compile(rf"^[{_CJK}]$")
 
-# Punctuation that sticks to the token before it, or to the token after it.
-_ATTACH_LEFT = set(".,!?;:%)]}…'’\"”»") | set("，。！？；：、）》」』】")
-_ATTACH_RIGHT = set("([{¿¡$#@“«") | set("（《「『【")
+# Punctuation that sticks to the token before it, or to the token after it. Straight quotes
+# (") open and close in turn, so they are handled apart.
+_ATTACH_LEFT = set(".,!?;:%)]}…'’”»") | set("，。！？；：、）》」』】……")
+_ATTACH_RIGHT = set("([{¿¡$#@“‘«") | set("（《「『【")
+# Around Chinese text these are written without spaces on either side.
+_CJK_PUNCT = set("，。！？；：、（）《》「」『』【】“”‘’…—")
 
 
 @dataclass(frozen=True)
@@ -51,8 +62,14 @@ class Tokenizer:
     def detokenize(self, tokens: Sequence[str]) -> str:
         out: list[str] = []
         prev = ""
+        quote_open = False  # a straight " opens a quotation, the next one closes it
         for tok in tokens:
-            if out and not _joins(prev, tok):
+            if tok == '"':
+                joins = quote_open or prev in _ATTACH_RIGHT  # a closing " sticks to the left
+                quote_open = not quote_open
+            else:
+                joins = _joins(prev, tok) or (prev == '"' and quote_open)
+            if out and not joins:
                 out.append(" ")
             out.append(tok)
             prev = tok
@@ -63,14 +80,8 @@ def is_cjk(token: str) -> bool:
     return bool(_CJK_CHAR.match(token))
 
 
-def _is_cjk_punct(token: str) -> bool:
-    return len(token) == 1 and "\u3000" <= token <= "\u303f" or token in "，！？；：（）"
-
-
 def _joins(prev: str, tok: str) -> bool:
     """True when `tok` is written straight after `prev`, without a space."""
     if tok in _ATTACH_LEFT or prev in _ATTACH_RIGHT:
         return True
-    if (is_cjk(prev) or _is_cjk_punct(prev)) and (is_cjk(tok) or _is_cjk_punct(tok)):
-        return True
-    return False
+    return (is_cjk(prev) or prev in _CJK_PUNCT) and (is_cjk(tok) or tok in _CJK_PUNCT)

@@ -20,7 +20,7 @@ import numpy as np
 from chatbot.batches import Batches, encode_pairs
 from chatbot.bot import Bot
 from chatbot.config import RunConfig, atomic_write_text
-from chatbot.data import Pair, read_pairs, split_pairs
+from chatbot.data import read_pairs, split_pairs
 from chatbot.errors import ChatbotError
 from chatbot.evaluate import answer_rate
 from chatbot.models import arch_module

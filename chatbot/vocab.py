@@ -81,6 +81,8 @@ class Vocabulary:
             raise ChatbotError(f"{path}: missing; the run directory is incomplete") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ChatbotError(f"{path}: not valid JSON ({exc}); retrain the model") from None
+        except OSError as exc:
+            raise ChatbotError(f"{path}: cannot read ({exc.strerror})") from None
         tokens = raw.get("tokens") if isinstance(raw, dict) else None
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
             raise ChatbotError(f"{path}: expected {{\"tokens\": [...strings...]}}")

@@ -1,0 +1,318 @@
+"""RunConfig: dict and file round trips, validation, presets and atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from chatbot.config import (
+    FORMAT_VERSION,
+    PRESETS,
+    DataConfig,
+    DecodeConfig,
+    ModelConfig,
+    RunConfig,
+    TextConfig,
+    TrainConfig,
+    atomic_write_text,
+    preset,
+)
+from chatbot.errors import ChatbotError
+
+
+def custom_config() -> RunConfig:
+    return RunConfig(
+        text=TextConfig(lowercase=False),
+        data=DataConfig(max_len=12, min_count=2, max_vocab=500, val_fraction=0.1,
+                        on_bad_lines="skip"),
+        model=ModelConfig(embedding_dim=16, hidden_dim=24, num_layers=2, dropout=0.25,
+                          vocab_size=321),
+        train=TrainConfig(epochs=3, batch_size=8, optimizer="rmsprop", learning_rate=0.01,
+                          clipnorm=0.5, monitor="val_loss", patience=1, bucket_by_length=False,
+                          seed=99, probes=0),
+        decode=DecodeConfig(max_reply_len=17),
+    )
+
+
+# --- dict and file round trips --------------------------------------------------------------
+
+
+def test_defaults():
+    config = RunConfig()
+    assert config.format_version == FORMAT_VERSION == 1
+    assert config.text.lowercase is True
+    assert (config.data.max_len, config.data.val_fraction, config.data.on_bad_lines) == (
+        40, 0.05, "error",
+    )
+    assert (config.model.embedding_dim, config.model.hidden_dim) == (128, 384)
+    assert (config.train.optimizer, config.train.batch_size) == ("adam", 32)
+
+
+def test_to_dict_is_nested_plain_data():
+    d = custom_config().to_dict()
+    assert set(d) == {"text", "data", "model", "train", "decode", "format_version"}
+    assert d["text"] == {"lowercase": False}
+    assert d["decode"]["max_reply_len"] == 17
+    assert d["model"]["num_layers"] == 2
+    assert d["format_version"] == FORMAT_VERSION
+    # JSON-serializable as is.
+    assert json.loads(json.dumps(d)) == d
+
+
+@pytest.mark.parametrize("make", [RunConfig, custom_config], ids=["default", "custom"])
+def test_dict_round_trip(make):
+    config = make()
+    again = RunConfig.from_dict(config.to_dict())
+    assert again == config
+    assert again.to_dict() == config.to_dict()
+
+
+def test_from_empty_dict_gives_defaults():
+    assert RunConfig.from_dict({}) == RunConfig()
+
+
+def test_from_partial_dict_keeps_other_defaults():
+    config = RunConfig.from_dict({"train": {"epochs": 7}, "model": {"hidden_dim": 10}})
+    assert config.train.epochs == 7
+    assert config.model.hidden_dim == 10
+    assert config.train.batch_size == 32
+    assert config.model.embedding_dim == 128
+    assert config.data == DataConfig()
+
+
+def test_older_format_version_still_loads():
+    assert RunConfig.from_dict({"format_version": 0}).format_version == 0
+
+
+def test_save_load_round_trip(tmp_path):
+    path = tmp_path / "run" / "config.json"
+    config = custom_config()
+    config.save(path)
+    assert RunConfig.load(path) == config
+    text = path.read_text(encoding="utf-8")
+    assert text.endswith("}\n")
+    assert json.loads(text) == config.to_dict()
+
+
+def test_save_accepts_string_path(tmp_path):
+    path = str(tmp_path / "config.json")
+    RunConfig().save(path)
+    assert RunConfig.load(path) == RunConfig()
+
+
+# --- validation -----------------------------------------------------------------------------
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ChatbotError) as info:
+        RunConfig.from_dict({"train": {"epochs": 3, "epochz": 4}})
+    message = str(info.value)
+    assert "train.epochz" in message
+    assert message.startswith("config: unknown setting(s) train.epochz; known: ")
+    assert "epochs" in message
+
+
+def test_several_unknown_keys_are_all_named_sorted():
+    with pytest.raises(ChatbotError) as info:
+        RunConfig.from_dict({"model": {"zeta": 1, "alpha": 2}})
+    assert str(info.value).startswith("config: unknown setting(s) model.alpha, model.zeta;")
+
+
+def test_unknown_key_in_a_file_names_the_file(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"decode": {"no_such_setting": 0.7}}), encoding="utf-8")
+    with pytest.raises(ChatbotError) as info:
+        RunConfig.load(path)
+    assert str(info.value).startswith(f"{path}: unknown setting(s) decode.no_such_setting;")
+
+
+def test_unknown_top_level_section_is_named():
+    with pytest.raises(ChatbotError, match="trian"):
+        RunConfig.from_dict({"trian": {"epochs": 5}})
+
+
+def test_section_that_is_not_an_object_raises():
+    with pytest.raises(ChatbotError) as info:
+        RunConfig.from_dict({"model": [1, 2]})
+    assert str(info.value) == "config: 'model' must be an object"
+
+
+@pytest.mark.parametrize("version", [FORMAT_VERSION + 1, 99])
+def test_newer_format_version_asks_for_an_upgrade(version):
+    with pytest.raises(ChatbotError) as info:
+        RunConfig.from_dict({"format_version": version})
+    message = str(info.value)
+    assert f"format_version {version}" in message
+    assert "newer" in message
+    assert "upgrade" in message
+
+
+def test_newer_format_version_in_a_file_names_the_file(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"format_version": FORMAT_VERSION + 1}), encoding="utf-8")
+    with pytest.raises(ChatbotError) as info:
+        RunConfig.load(path)
+    assert str(info.value).startswith(f"{path}: format_version {FORMAT_VERSION + 1}")
+    assert "upgrade" in str(info.value)
+
+
+@pytest.mark.parametrize("version", ["1", 1.0, None])
+def test_non_integer_format_version_is_refused(version):
+    with pytest.raises(ChatbotError, match="format_version"):
+        RunConfig.from_dict({"format_version": version})
+
+
+@pytest.mark.parametrize(
+    "raw, kind", [([], "list"), ("text", "str"), (3, "int"), (None, "NoneType")]
+)
+def test_non_object_raises(raw, kind):
+    with pytest.raises(ChatbotError) as info:
+        RunConfig.from_dict(raw)
+    assert str(info.value) == f"config: expected a JSON object, found {kind}"
+
+
+@pytest.mark.parametrize(
+    "content, kind", [("[1, 2]", "list"), ('"config"', "str"), ("null", "NoneType")]
+)
+def test_non_object_json_file_raises_naming_the_file(tmp_path, content, kind):
+    path = tmp_path / "config.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ChatbotError) as info:
+        RunConfig.load(path)
+    assert str(info.value) == f"{path}: expected a JSON object, found {kind}"
+
+
+def test_load_missing_file_names_the_path(tmp_path):
+    path = tmp_path / "config.json"
+    with pytest.raises(ChatbotError) as info:
+        RunConfig.load(path)
+    assert str(info.value) == f"{path}: missing; the run directory is incomplete"
+
+
+@pytest.mark.parametrize("content", [b"", b"{", b"{'a': 1}", b"\xff\xfe"])
+def test_load_invalid_json_names_the_path(tmp_path, content):
+    path = tmp_path / "config.json"
+    path.write_bytes(content)
+    with pytest.raises(ChatbotError) as info:
+        RunConfig.load(path)
+    assert str(info.value).startswith(f"{path}: not valid JSON")
+
+
+def test_load_of_a_directory_raises_chatbot_error(tmp_path):
+    path = tmp_path / "config.json"
+    path.mkdir()
+    with pytest.raises(ChatbotError) as info:
+        RunConfig.load(path)
+    assert str(path) in str(info.value)
+
+
+# --- presets --------------------------------------------------------------------------------
+
+
+def test_article_preset():
+    config = preset("article")
+    assert config.model.embedding_dim == 64
+    assert config.model.hidden_dim == 128
+    assert config.data.max_len == 40
+    assert config.train.batch_size == 32
+    assert config.train.optimizer == "rmsprop"
+    assert config.train.learning_rate == 1e-3
+    assert config.train.monitor == "val_loss"
+
+
+def test_default_preset_is_the_defaults():
+    assert preset("default") == RunConfig()
+
+
+def test_tiny_preset():
+    config = preset("tiny")
+    assert (config.model.embedding_dim, config.model.hidden_dim, config.train.epochs) == (
+        32, 64, 5,
+    )
+
+
+def test_every_preset_loads():
+    assert {"default", "article", "tiny"} <= set(PRESETS)
+    for name in PRESETS:
+        assert isinstance(preset(name), RunConfig)
+
+
+def test_preset_returns_a_fresh_copy():
+    first = preset("tiny")
+    first.train.epochs = 999
+    first.model.hidden_dim = 1
+    again = preset("tiny")
+    assert again.train.epochs == 5
+    assert again.model.hidden_dim == 64
+    assert PRESETS["tiny"]["train"] == {"epochs": 5}
+
+
+def test_unknown_preset_lists_the_presets():
+    with pytest.raises(ChatbotError) as info:
+        preset("huge")
+    message = str(info.value)
+    assert message == f"unknown preset 'huge'; choose one of: {', '.join(PRESETS)}"
+    assert "default, article, tiny" in message
+
+
+# --- atomic_write_text ----------------------------------------------------------------------
+
+
+def test_atomic_write_creates_the_file_and_leaves_no_temporary_files(tmp_path):
+    path = tmp_path / "out.json"
+    atomic_write_text(path, "héllo 你好\n")
+    assert path.read_bytes() == "héllo 你好\n".encode()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+def test_atomic_write_replaces_an_existing_file(tmp_path):
+    path = tmp_path / "out.txt"
+    path.write_text("old content that is longer than the new one\n", encoding="utf-8")
+    atomic_write_text(path, "new\n")
+    assert path.read_text(encoding="utf-8") == "new\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_atomic_write_writes_lf_line_ends(tmp_path):
+    path = tmp_path / "out.txt"
+    atomic_write_text(str(path), "a\nb\n")
+    assert path.read_bytes() == b"a\nb\n"
+
+
+def test_atomic_write_creates_parent_directories(tmp_path):
+    path = tmp_path / "a" / "b" / "out.txt"
+    atomic_write_text(path, "x")
+    assert path.read_text(encoding="utf-8") == "x"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["out.txt"]
+
+
+def test_failed_atomic_write_keeps_old_file_and_removes_temporary(tmp_path):
+    path = tmp_path / "out.txt"
+    path.write_text("old\n", encoding="utf-8")
+    with pytest.raises(UnicodeEncodeError):
+        atomic_write_text(path, "lone surrogate \ud800")
+    assert path.read_text(encoding="utf-8") == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_atomic_write_new_file_respects_umask(tmp_path):
+    path = tmp_path / "config.json"
+    atomic_write_text(path, "{}\n")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~_umask()
+
+
+def test_atomic_write_keeps_mode_of_replaced_file(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text("{}\n", encoding="utf-8")
+    os.chmod(path, 0o644)
+    atomic_write_text(path, '{"a": 1}\n')
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -1,0 +1,446 @@
+"""read_pairs, split_pairs, summarize and format_summary on hand-written files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chatbot.data import LoadReport, Pair, format_summary, read_pairs, split_pairs, summarize
+from chatbot.errors import ChatbotError
+from chatbot.text import Tokenizer
+
+ONE_COLUMN = "expected 2 tab-separated columns (prompt<TAB>reply), found 1"
+EMPTY_PROMPT = "the prompt (first column) is empty"
+EMPTY_REPLY = "the reply (second column) is empty"
+NUL = "contains a NUL byte; is this a binary or UTF-16 file? save it as UTF-8 text"
+
+
+def write(tmp_path: Path, content: bytes, name: str = "pairs.tsv") -> Path:
+    path = tmp_path / name
+    path.write_bytes(content)
+    return path
+
+
+def as_tuples(report: LoadReport) -> list[tuple[str, str, int]]:
+    return [(p.prompt, p.reply, p.line) for p in report.pairs]
+
+
+# --- good files -----------------------------------------------------------------------------
+
+
+def test_good_file_gives_exact_pairs_with_line_numbers(tmp_path):
+    path = write(
+        tmp_path,
+        "Hello\tHi there!\nHow are you?\tFine, thanks.\n你好\t你好！很高兴认识你。\n".encode(),
+    )
+    report = read_pairs(path)
+    assert report.pairs == [
+        Pair("Hello", "Hi there!", 1),
+        Pair("How are you?", "Fine, thanks.", 2),
+        Pair("你好", "你好！很高兴认识你。", 3),
+    ]
+    assert report.path == str(path)
+    assert report.bad_lines == []
+    assert report.blank_lines == 0
+    assert report.duplicates == 0
+
+
+def test_accepts_a_string_path(tmp_path):
+    path = write(tmp_path, b"a\tb\n")
+    assert as_tuples(read_pairs(str(path))) == [("a", "b", 1)]
+
+
+def test_third_and_further_columns_are_ignored(tmp_path):
+    path = write(tmp_path, b"hi\thello\tsource: film\textra\nbye\tsee you\n")
+    assert as_tuples(read_pairs(path)) == [("hi", "hello", 1), ("bye", "see you", 2)]
+
+
+def test_columns_are_stripped_of_surrounding_spaces(tmp_path):
+    path = write(tmp_path, b"  hi  \t  hello there \n")
+    assert as_tuples(read_pairs(path)) == [("hi", "hello there", 1)]
+
+
+def test_bom_at_start_is_tolerated(tmp_path):
+    path = write(tmp_path, b"\xef\xbb\xbfhello\thi\nbye\tciao\n")
+    report = read_pairs(path)
+    assert as_tuples(report) == [("hello", "hi", 1), ("bye", "ciao", 2)]
+    assert "\ufeff" not in report.pairs[0].prompt
+    assert report.pairs[0].prompt == "hello"
+
+
+def test_crlf_line_ends_are_tolerated(tmp_path):
+    path = write(tmp_path, b"hello\thi\r\n\r\nbye\tciao\r\nlast\tone\r\n")
+    report = read_pairs(path)
+    assert as_tuples(report) == [("hello", "hi", 1), ("bye", "ciao", 3), ("last", "one", 4)]
+    assert all("\r" not in p.reply and "\r" not in p.prompt for p in report.pairs)
+    assert report.blank_lines == 1
+
+
+def test_bom_and_crlf_together(tmp_path):
+    path = write(tmp_path, "\ufeff你好\t你好！\r\n再见\t再见。\r\n".encode())
+    assert as_tuples(read_pairs(path)) == [("你好", "你好！", 1), ("再见", "再见。", 2)]
+
+
+def test_blank_and_whitespace_only_lines_are_skipped_and_counted(tmp_path):
+    content = b"\na\tb\n   \n\t\n \t \n\nc\td\n"
+    report = read_pairs(write(tmp_path, content))
+    assert as_tuples(report) == [("a", "b", 2), ("c", "d", 7)]
+    assert report.blank_lines == 5
+    assert report.bad_lines == []
+
+
+def test_blank_lines_at_the_end_are_counted(tmp_path):
+    report = read_pairs(write(tmp_path, b"a\tb\n\n\n"))
+    assert as_tuples(report) == [("a", "b", 1)]
+    assert report.blank_lines == 2
+
+
+def test_last_line_without_trailing_newline_is_read(tmp_path):
+    report = read_pairs(write(tmp_path, b"a\tb\nc\td"))
+    assert as_tuples(report) == [("a", "b", 1), ("c", "d", 2)]
+    assert report.blank_lines == 0
+
+
+def test_last_line_without_newline_but_with_cr_is_read(tmp_path):
+    assert as_tuples(read_pairs(write(tmp_path, b"a\tb\r\nc\td\r"))) == [
+        ("a", "b", 1), ("c", "d", 2),
+    ]
+
+
+def test_duplicates_are_dropped_and_counted(tmp_path):
+    content = b"hi\thello\nhi\thello\nhi\tyo\n  hi \t hello \nbye\tciao\nhi\thello\n"
+    report = read_pairs(write(tmp_path, content))
+    # Only exact (prompt, reply) repeats are dropped; the same prompt with another reply stays.
+    assert as_tuples(report) == [("hi", "hello", 1), ("hi", "yo", 3), ("bye", "ciao", 5)]
+    assert report.duplicates == 3
+
+
+# --- bad lines: error mode ------------------------------------------------------------------
+
+
+BAD_LINES = [
+    pytest.param(b"just one column", ONE_COLUMN, id="one-column"),
+    pytest.param(b"\treply without prompt", EMPTY_PROMPT, id="empty-prompt"),
+    pytest.param(b"   \treply", EMPTY_PROMPT, id="blank-prompt"),
+    pytest.param(b"prompt without reply\t", EMPTY_REPLY, id="empty-reply"),
+    pytest.param(b"prompt\t  \tthird", EMPTY_REPLY, id="blank-reply"),
+    pytest.param(
+        b"caf\xe9\tlatin-1 text",
+        "not valid UTF-8 (byte 0xe9 at column 4); save the file with UTF-8 encoding",
+        id="invalid-utf8",
+    ),
+    pytest.param(b"a\x00b\tc", NUL, id="nul-byte"),
+]
+
+
+@pytest.mark.parametrize("bad, reason", BAD_LINES)
+def test_bad_line_in_error_mode_names_file_and_line(tmp_path, bad, reason):
+    path = write(tmp_path, b"good\tline\n\n" + bad + b"\nafter\tit\n")
+    with pytest.raises(ChatbotError) as info:
+        read_pairs(path, on_bad_lines="error")
+    message = str(info.value)
+    assert message.startswith(f"{path}:3: {reason}")
+    assert "--on-bad-lines skip" in message
+
+
+def test_error_is_the_default_mode(tmp_path):
+    path = write(tmp_path, b"good\tline\nbad\n")
+    with pytest.raises(ChatbotError) as info:
+        read_pairs(path)
+    assert str(info.value).startswith(f"{path}:2: ")
+
+
+def test_one_column_message_mentions_two_tab_separated_columns(tmp_path):
+    path = write(tmp_path, b"a\tb\nno tab here\n")
+    with pytest.raises(ChatbotError) as info:
+        read_pairs(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:2:")
+    assert "2 tab-separated columns" in message
+
+
+def test_invalid_utf8_message_names_line_and_mentions_utf8(tmp_path):
+    path = write(tmp_path, "ok\tfine\nbad \xff\tx\n".encode("latin-1"))
+    with pytest.raises(ChatbotError) as info:
+        read_pairs(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:2: not valid UTF-8 (byte 0xff at column 5)")
+    assert "UTF-8" in message
+
+
+def test_utf16_file_is_reported_at_line_one(tmp_path):
+    path = write(tmp_path, "hi\thello\n".encode("utf-16"))
+    with pytest.raises(ChatbotError) as info:
+        read_pairs(path)
+    assert str(info.value).startswith(f"{path}:1: not valid UTF-8 (byte 0xff at column 1)")
+
+
+def test_first_bad_line_is_the_one_reported(tmp_path):
+    path = write(tmp_path, b"a\tb\nfirst bad\n\tsecond bad\n")
+    with pytest.raises(ChatbotError) as info:
+        read_pairs(path)
+    assert str(info.value).startswith(f"{path}:2: {ONE_COLUMN}")
+
+
+# --- bad lines: skip mode -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad, reason", BAD_LINES)
+def test_bad_line_in_skip_mode_is_counted_and_good_pairs_kept(tmp_path, bad, reason):
+    path = write(tmp_path, b"good\tline\n\n" + bad + b"\nafter\tit\nlast\tone")
+    report = read_pairs(path, on_bad_lines="skip")
+    assert report.bad_lines == [(3, reason)]
+    assert as_tuples(report) == [("good", "line", 1), ("after", "it", 4), ("last", "one", 5)]
+    assert report.blank_lines == 1
+
+
+def test_skip_mode_with_every_kind_of_bad_line(tmp_path):
+    content = (
+        b"p1\tr1\n"  # 1
+        b"one column\n"  # 2
+        b"p3\tr3\n"  # 3
+        b"\tr4\n"  # 4
+        b"p5\t\n"  # 5
+        b"\xff\xfe\tr6\n"  # 6
+        b"p7\x00\tr7\n"  # 7
+        b"p8\tr8\r\n"  # 8
+        b"p1\tr1\n"  # 9: duplicate of line 1
+        b"\n"  # 10: blank
+        b"p11\tr11"  # 11, no newline
+    )
+    report = read_pairs(write(tmp_path, content), on_bad_lines="skip")
+    assert as_tuples(report) == [
+        ("p1", "r1", 1), ("p3", "r3", 3), ("p8", "r8", 8), ("p11", "r11", 11),
+    ]
+    assert report.bad_lines == [
+        (2, ONE_COLUMN),
+        (4, EMPTY_PROMPT),
+        (5, EMPTY_REPLY),
+        (6, "not valid UTF-8 (byte 0xff at column 1); save the file with UTF-8 encoding"),
+        (7, NUL),
+    ]
+    assert report.duplicates == 1
+    assert report.blank_lines == 1
+
+
+# --- no pairs, missing file, bad argument ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"\n", b"\n   \n\t\n", b"\xef\xbb\xbf", b"\r\n\r\n"],
+    ids=["empty", "newline", "blank-lines", "bom-only", "crlf-blank"],
+)
+def test_file_with_no_pairs_raises(tmp_path, content):
+    path = write(tmp_path, content)
+    with pytest.raises(ChatbotError) as info:
+        read_pairs(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: no prompt<TAB>reply pairs found; ")
+    assert "tab character" in message
+
+
+def test_file_with_only_bad_lines_in_skip_mode_raises_and_counts_them(tmp_path):
+    path = write(tmp_path, b"no tab\n\tno prompt\n")
+    with pytest.raises(ChatbotError) as info:
+        read_pairs(path, on_bad_lines="skip")
+    assert str(info.value).startswith(
+        f"{path}: no prompt<TAB>reply pairs found (2 bad lines skipped);"
+    )
+
+
+def test_missing_file_names_the_path(tmp_path):
+    path = tmp_path / "does-not-exist.tsv"
+    with pytest.raises(ChatbotError) as info:
+        read_pairs(path)
+    assert str(info.value) == f"{path}: no such file"
+
+
+def test_directory_instead_of_file(tmp_path):
+    with pytest.raises(ChatbotError) as info:
+        read_pairs(tmp_path)
+    assert str(info.value) == f"{tmp_path}: is a directory, expected a .tsv file"
+
+
+@pytest.mark.parametrize("value", ["ignore", "", "Skip", "ERROR", None])
+def test_invalid_on_bad_lines_raises(tmp_path, value):
+    path = write(tmp_path, b"a\tb\n")
+    with pytest.raises(ChatbotError) as info:
+        read_pairs(path, on_bad_lines=value)
+    assert str(info.value) == f"on_bad_lines must be one of error, skip, received {value!r}"
+
+
+def test_invalid_on_bad_lines_is_checked_before_the_file(tmp_path):
+    with pytest.raises(ChatbotError, match="on_bad_lines must be one of"):
+        read_pairs(tmp_path / "missing.tsv", on_bad_lines="warn")
+
+
+# --- split_pairs ----------------------------------------------------------------------------
+
+
+PAIRS = [Pair(f"p{i}", f"r{i}", i + 1) for i in range(20)]
+
+
+def test_split_is_deterministic_for_the_same_seed():
+    assert split_pairs(PAIRS, 0.25, seed=7) == split_pairs(PAIRS, 0.25, seed=7)
+
+
+def test_split_differs_for_another_seed():
+    _, val_a = split_pairs(PAIRS, 0.25, seed=7)
+    _, val_b = split_pairs(PAIRS, 0.25, seed=8)
+    assert val_a != val_b
+
+
+@pytest.mark.parametrize("seed", [0, 1, 1234])
+def test_split_partitions_the_pairs_in_original_order(seed):
+    train, val = split_pairs(PAIRS, 0.25, seed=seed)
+    assert len(val) == 5 and len(train) == 15
+    assert set(train).isdisjoint(val)
+    assert sorted(train + val, key=lambda p: p.line) == PAIRS
+    # Both parts keep the file order.
+    assert train == [p for p in PAIRS if p in train]
+    assert val == [p for p in PAIRS if p in val]
+
+
+@pytest.mark.parametrize(
+    "n, fraction, expected",
+    [(20, 0.25, 5), (20, 0.05, 1), (19, 0.05, 0), (7, 0.5, 3), (10, 0.3, 3), (3, 0.99, 2),
+     (1, 0.5, 0)],
+)
+def test_validation_size_is_int_of_n_times_fraction(n, fraction, expected):
+    train, val = split_pairs(PAIRS[:n], fraction, seed=1)
+    assert len(val) == expected
+    assert len(train) == n - expected
+
+
+def test_fraction_zero_gives_empty_validation():
+    train, val = split_pairs(PAIRS, 0.0, seed=3)
+    assert val == []
+    assert train == PAIRS
+
+
+def test_split_of_no_pairs():
+    assert split_pairs([], 0.5, seed=1) == ([], [])
+
+
+@pytest.mark.parametrize("fraction", [1.0, 1.5, -0.1])
+def test_split_rejects_fraction_outside_zero_one(fraction):
+    with pytest.raises(ChatbotError) as info:
+        split_pairs(PAIRS, fraction, seed=1)
+    assert str(info.value) == f"val_fraction must be in [0, 1), received {fraction}"
+
+
+# --- summarize and format_summary -----------------------------------------------------------
+
+
+SUMMARY_FILE = (
+    b"Hello\tHi there!\n"  # 1: prompt 1 token, reply 3 (hi, there, !)
+    b"How are you?\tFine, thanks.\n"  # 2: prompt 4, reply 4 -> longer than max_len 3
+    b"\n"  # 3: blank
+    + "你好\t你好！\n".encode()  # 4: prompt 2, reply 3 (你, 好, ！)
+    + b"Hello\tHello\n"  # 5: prompt 1, reply 1
+    b"Hello\tHi there!\n"  # 6: duplicate of line 1
+    b"bad line\n"  # 7: one column
+)
+
+
+def test_summarize_on_a_hand_made_file(tmp_path):
+    path = write(tmp_path, SUMMARY_FILE)
+    report = read_pairs(path, on_bad_lines="skip")
+    s = summarize(report, Tokenizer(lowercase=True), max_len=3)
+    assert s == {
+        "file": str(path),
+        "pairs": 4,
+        "distinct_prompts": 3,  # Hello, How are you?, 你好
+        "bad_lines": 1,
+        "blank_lines": 1,
+        "duplicates": 1,
+        # prompt lengths 1, 4, 2, 1 -> sorted 1, 1, 2, 4; index int(q * 4)
+        "prompt_tokens": {"p50": 2, "p90": 4, "p99": 4, "max": 4},
+        # reply lengths 3, 4, 3, 1 -> sorted 1, 3, 3, 4
+        "reply_tokens": {"p50": 3, "p90": 4, "p99": 4, "max": 4},
+        # hello x3, 你 x2, 好 x2; hi there ! how are you ? fine , thanks . ！ once each
+        "vocabulary": 15,
+        "tokens_seen_once": 12,
+        "max_len": 3,
+        "fit_share": 0.75,
+        "too_long_lines": [2],
+    }
+
+
+def test_summarize_counts_case_variants_apart_without_lowercase(tmp_path):
+    path = write(tmp_path, b"Hello\thello\n")
+    report = read_pairs(path)
+    assert summarize(report, Tokenizer(lowercase=True), 40)["vocabulary"] == 1
+    assert summarize(report, Tokenizer(lowercase=True), 40)["tokens_seen_once"] == 0
+    assert summarize(report, Tokenizer(lowercase=False), 40)["vocabulary"] == 2
+    assert summarize(report, Tokenizer(lowercase=False), 40)["tokens_seen_once"] == 2
+
+
+def test_summarize_percentiles_of_one_to_ten(tmp_path):
+    # Prompt i has i tokens; every reply has 1.
+    lines = [" ".join(["w"] * i) + f"\tr{i}\n" for i in range(1, 11)]
+    report = read_pairs(write(tmp_path, "".join(lines).encode()))
+    s = summarize(report, Tokenizer(), max_len=7)
+    # Index int(q * 10) into 1..10: p50 -> [5] = 6, p90 -> [9] = 10, p99 -> [9] = 10.
+    assert s["prompt_tokens"] == {"p50": 6, "p90": 10, "p99": 10, "max": 10}
+    assert s["reply_tokens"] == {"p50": 1, "p90": 1, "p99": 1, "max": 1}
+    assert s["too_long_lines"] == [8, 9, 10]
+    assert s["fit_share"] == pytest.approx(0.7)
+    assert s["vocabulary"] == 11  # w and r1..r10
+    assert s["tokens_seen_once"] == 10
+
+
+def test_summarize_all_fit(tmp_path):
+    s = summarize(read_pairs(write(tmp_path, b"a b\tc d\n")), Tokenizer(), max_len=2)
+    assert s["fit_share"] == 1.0
+    assert s["too_long_lines"] == []
+
+
+def test_summarize_too_long_reply_only(tmp_path):
+    s = summarize(read_pairs(write(tmp_path, b"a\tb c d\ne\tf\n")), Tokenizer(), max_len=2)
+    assert s["too_long_lines"] == [1]
+    assert s["fit_share"] == 0.5
+
+
+def test_format_summary_contains_the_figures(tmp_path):
+    path = write(tmp_path, SUMMARY_FILE)
+    report = read_pairs(path, on_bad_lines="skip")
+    text = format_summary(summarize(report, Tokenizer(), max_len=3), report.bad_lines)
+    assert text.splitlines() == [
+        f"file            {path}",
+        "pairs           4 (3 distinct prompts)",
+        "bad lines       1",
+        "duplicates      1 (dropped)",
+        "blank lines     1",
+        "prompt tokens   p50 2  p90 4  p99 4  max 4",
+        "reply tokens    p50 3  p90 4  p99 4  max 4",
+        "vocabulary      15 distinct tokens (12 seen once)",
+        "fit max_len=3   75.0% of pairs (1 truncated when training)",
+        "  longer lines  2",
+        f"  {path}:7: {ONE_COLUMN}",
+    ]
+
+
+def test_format_summary_without_long_or_bad_lines(tmp_path):
+    path = write(tmp_path, b"a\tb\n")
+    text = format_summary(summarize(read_pairs(path), Tokenizer(), max_len=40))
+    assert "fit max_len=40  100.0% of pairs" in text.splitlines()
+    assert "truncated" not in text
+    assert "longer lines" not in text
+    assert f"{path}:" not in text
+
+
+def test_format_summary_shows_at_most_ten_long_and_bad_lines(tmp_path):
+    good = "".join(f"{'w ' * 5}{i}\tr\n" for i in range(12))  # 12 prompts of 6 tokens
+    bad = "no tab\n" * 13
+    path = write(tmp_path, (good + bad).encode())
+    report = read_pairs(path, on_bad_lines="skip")
+    s = summarize(report, Tokenizer(), max_len=5)
+    text = format_summary(s, report.bad_lines)
+    lines = text.splitlines()
+    assert "  longer lines  1, 2, 3, 4, 5, 6, 7, 8, 9, 10 ..." in lines
+    assert "fit max_len=5   0.0% of pairs (12 truncated when training)" in lines
+    shown = [ln for ln in lines if ln.startswith(f"  {path}:")]
+    assert shown == [f"  {path}:{n}: {ONE_COLUMN}" for n in range(13, 23)]
+    assert lines[-1] == "  ... and 3 more bad lines"
