@@ -6,7 +6,7 @@ DATA   := data/chatterbot.tsv
 MODEL  := models/default
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install data train retrain chat plot test test-fast lint clean
+.PHONY: install data train retrain chat plot test test-fast lint bench bench-decode clean
 
 install: $(BIN)/chatbot
 $(BIN)/chatbot: pyproject.toml
@@ -39,8 +39,14 @@ test: $(BIN)/chatbot
 test-fast: $(BIN)/chatbot
 	$(BIN)/python -m pytest -m "not slow"
 
+# Benchmarks print and save their figures as JSON under bench/; they are not tests.
+bench: bench-decode
+
+bench-decode: $(MODEL)/model.keras
+	$(BIN)/python bench/decode.py --model $(MODEL) --data $(DATA) -o bench/decode.json
+
 lint: $(BIN)/chatbot
-	$(BIN)/ruff check chatbot tests
+	$(BIN)/ruff check chatbot tests bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -16,6 +16,7 @@ from chatbot.errors import ChatbotError
 DEFAULT_MODEL = "models/default"
 EXIT_USER_ERROR = 1
 EXIT_INTERRUPTED = 130
+MODEL_HELP = f"run directory (default {DEFAULT_MODEL})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,7 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="chatbot", description="Train a seq2seq chatbot on prompt<TAB>reply pairs and talk to it.")
+        prog="chatbot",
+        description="Train a seq2seq chatbot on prompt<TAB>reply pairs and talk to it.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = sub.add_parser("data", help="import and check TSV data").add_subparsers(
@@ -56,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a model and write its run directory")
     train.add_argument("--data", required=True, help="TSV of prompt<TAB>reply pairs")
-    train.add_argument("--out", default=DEFAULT_MODEL, help=f"run directory (default {DEFAULT_MODEL})")
+    train.add_argument("--out", default=DEFAULT_MODEL, help=MODEL_HELP)
     train.add_argument("--preset", default="default", help="default, article or tiny")
+    train.add_argument("--arch", default=None, help="lstm, seq2seq or attention (default: lstm)")
     train.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
     for flag, kind, text in [
         ("--epochs", int, "maximum epochs"), ("--batch-size", int, "pairs per batch"),
@@ -70,24 +73,66 @@ def build_parser() -> argparse.ArgumentParser:
         ("--max-len", int, "tokens kept per side"), ("--val-fraction", float, "validation share"),
         ("--min-count", int, "rarer tokens become <UNK>"), ("--seed", int, "random seed"),
     ]:
-        train.add_argument(flag, type=kind, default=None, help=f"{text} (default: from the preset)")
+        train.add_argument(flag, type=kind, default=None,
+                           help=f"{text} (default: from the preset)")
     _bad_lines_option(train, default=None)
     train.set_defaults(func=cmd_train)
 
     chat = sub.add_parser("chat", help="talk to a trained model in the terminal")
-    chat.add_argument("--model", default=DEFAULT_MODEL, help=f"run directory (default {DEFAULT_MODEL})")
+    chat.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
+    _decode_options(chat)
     chat.set_defaults(func=cmd_chat)
 
     reply = sub.add_parser("reply", help="answer one prompt, or each line of stdin")
-    reply.add_argument("--model", default=DEFAULT_MODEL, help=f"run directory (default {DEFAULT_MODEL})")
+    reply.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
     reply.add_argument("text", nargs="*", help="the prompt; without it, one prompt per stdin line")
+    _decode_options(reply)
     reply.set_defaults(func=cmd_reply)
+
+    attention = sub.add_parser("attention", help="heatmap of where each reply token looked")
+    attention.add_argument("--model", default=DEFAULT_MODEL, help="an attention run directory")
+    attention.add_argument("text", help="the prompt")
+    attention.add_argument("-o", "--out", default="attention.png", help="PNG to write")
+    _decode_options(attention)
+    attention.set_defaults(func=cmd_attention)
 
     plot = sub.add_parser("plot", help="draw loss and accuracy curves of one or more runs")
     plot.add_argument("runs", nargs="+", help="run directories")
     plot.add_argument("-o", "--out", default="curves.png", help="PNG to write (default curves.png)")
     plot.set_defaults(func=cmd_plot)
     return parser
+
+
+# Decoding flags shared by chat, reply and attention: (flag, setting name, type, help).
+DECODE_FLAGS = [
+    ("--beam", "beam", int, "beam search with this width (1 = greedy)"),
+    ("--nbest", "nbest", int, "show the N best candidates (beam search)"),
+    ("--temperature", "temperature", float, "sample with this temperature"),
+    ("--top-k", "top_k", int, "sample among the K most probable tokens"),
+    ("--top-p", "top_p", float, "sample among the fewest tokens reaching probability P"),
+    ("--no-repeat-ngram", "no_repeat_ngram", int, "never repeat an n-gram of this size"),
+    ("--min-len", "min_len", int, "at least this many reply tokens"),
+    ("--max-len", "max_len", int, "at most this many reply tokens"),
+    ("--seed", "seed", int, "seed for reproducible sampling"),
+]
+
+
+def _decode_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("decoding (default: greedy, as saved with the model)")
+    for flag, name, kind, text in DECODE_FLAGS:
+        group.add_argument(flag, dest=f"decode_{name}", type=kind, default=None, help=text)
+
+
+def _load_bot(args: argparse.Namespace):
+    from chatbot.bot import Bot
+
+    bot = Bot.load(args.model)
+    # Order matters where flags imply a strategy: sampling flags first, then beam overrides.
+    for _, name, _, _ in sorted(DECODE_FLAGS, key=lambda f: f[1] in ("beam", "nbest")):
+        value = getattr(args, f"decode_{name}")
+        if value is not None:
+            bot.set(name, str(value))
+    return bot
 
 
 def _bad_lines_option(parser: argparse.ArgumentParser, default: str | None) -> None:
@@ -110,7 +155,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     config = RunConfig()
     report = read_pairs(args.file, args.on_bad_lines)
-    summary = summarize(report, Tokenizer(config.text.lowercase), args.max_len or config.data.max_len)
+    max_len = args.max_len or config.data.max_len
+    summary = summarize(report, Tokenizer(config.text.lowercase), max_len)
     print(format_summary(summary, report.bad_lines))
     return EXIT_USER_ERROR if report.bad_lines else 0
 
@@ -125,7 +171,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = {
         "train": ("epochs", "batch_size", "learning_rate", "optimizer", "monitor", "patience",
                   "seed"),
-        "model": ("embedding_dim", "hidden_dim", "num_layers", "dropout"),
+        "model": ("arch", "embedding_dim", "hidden_dim", "num_layers", "dropout"),
         "data": ("max_len", "val_fraction", "min_count", "on_bad_lines"),
     }
     for section, names in overrides.items():
@@ -144,22 +190,26 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from chatbot.bot import Bot
     from chatbot.chat import run_repl
 
-    run_repl(Bot.load(args.model))
+    run_repl(_load_bot(args))
     return 0
 
 
 def cmd_reply(args: argparse.Namespace) -> int:
-    from chatbot.bot import Bot
+    from chatbot.chat import printable
 
-    bot = Bot.load(args.model)
+    bot = _load_bot(args)
     if args.text:
         reply = bot.reply(" ".join(args.text))
         if reply.unknown:
-            print(f"(not in the vocabulary: {', '.join(reply.unknown)})", file=sys.stderr)
+            print(f"(not in the vocabulary: {', '.join(map(printable, reply.unknown))})",
+                  file=sys.stderr)
         print(reply.text)
+        if len(reply.candidates) > 1:
+            for rank, c in enumerate(reply.candidates, start=1):
+                print(f"{rank}. {c.text}  (log-prob {c.logprob:.2f}, score {c.score:.2f})",
+                      file=sys.stderr)
         return 0
     # One reply line per input line, always, so scripts can zip inputs with outputs.
     status = 0
@@ -180,6 +230,21 @@ def cmd_reply(args: argparse.Namespace) -> int:
             sys.stdout.write(reply.text + "\n")
         sys.stdout.flush()
     return status
+
+
+def cmd_attention(args: argparse.Namespace) -> int:
+    from chatbot.plot import cjk_font, plot_attention
+    from chatbot.text import is_cjk
+
+    bot = _load_bot(args)
+    reply = bot.reply(args.text)
+    amap = bot.attention(args.text, reply.tokens)
+    path = plot_attention(amap.weights, amap.prompt, amap.reply, args.out)
+    print(f"reply: {reply.text}\nwrote {path}")
+    if cjk_font() is None and any(is_cjk(t) for t in amap.prompt + amap.reply):
+        print("note: no CJK font installed, so Chinese labels show as boxes; install one "
+              "(e.g. Debian/Ubuntu: apt install fonts-wqy-microhei)", file=sys.stderr)
+    return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:

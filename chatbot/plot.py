@@ -9,6 +9,7 @@ so it works headless and imports no TensorFlow.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -138,3 +139,59 @@ def _save_png(figure: Figure, out_path: Path) -> Path:
         Path(temp).unlink(missing_ok=True)
         raise
     return out_path
+
+
+# Families known to carry CJK glyphs, checked in this order (the first installed one wins).
+_CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC",
+                 "WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "Droid Sans Fallback",
+                 "AR PL UMing CN", "SimHei", "Microsoft YaHei", "PingFang SC", "Heiti SC",
+                 "Arial Unicode MS")
+_CJK_FILE_HINTS = ("cjk", "wqy", "droid", "sourcehan", "uming", "ukai", "simhei", "yahei",
+                   "pingfang")
+
+
+@functools.cache
+def cjk_font() -> str | None:
+    """The name of an installed font that has Chinese glyphs, or None."""
+    from matplotlib import font_manager
+
+    manager = font_manager.fontManager
+    found = next((f for f in _CJK_FAMILIES if f in {font.name for font in manager.ttflist}), None)
+    if found is None:
+        # matplotlib caches its font list; a CJK font installed after that cache was written is
+        # not in it yet, so look for likely files and add them.
+        for path in font_manager.findSystemFonts():
+            if any(key in path.lower() for key in _CJK_FILE_HINTS):
+                try:
+                    manager.addfont(path)
+                except (OSError, RuntimeError, ValueError):
+                    continue
+        found = next((f for f in _CJK_FAMILIES if f in {font.name for font in manager.ttflist}),
+                     None)
+    return found
+
+
+def plot_attention(
+    weights, prompt_tokens: Sequence[str], reply_tokens: Sequence[str], out_path: str | Path
+) -> Path:
+    """Heatmap of attention weights: one row per reply token, one column per prompt token.
+
+    Tick labels are the tokens themselves; Chinese characters are drawn with an installed CJK
+    font (see `cjk_font`), falling back glyph by glyph from the default font.
+    """
+    rows, cols = len(reply_tokens), len(prompt_tokens)
+    if getattr(weights, "shape", None) != (rows, cols):
+        raise ChatbotError(f"attention weights of shape {getattr(weights, 'shape', None)} do "
+                           f"not match {rows} reply tokens x {cols} prompt tokens")
+    font = cjk_font()
+    families = ["DejaVu Sans"] + ([font] if font else [])
+    figure = Figure(figsize=(max(4, 0.5 * cols + 2), max(3, 0.4 * rows + 1.5)),
+                    layout="constrained")
+    ax = figure.subplots()
+    image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(cols), list(prompt_tokens), rotation=90, fontfamily=families)
+    ax.set_yticks(range(rows), list(reply_tokens), fontfamily=families)
+    ax.set_xlabel("prompt token")
+    ax.set_ylabel("reply token")
+    figure.colorbar(image, ax=ax, label="attention weight")
+    return _save_png(figure, Path(out_path))

@@ -1,15 +1,26 @@
 """Decoding strategies over a next-token engine, after keras-hub's samplers.
 
 An engine has `start(prompts) -> (logits, state)` and `step(tokens, state) -> (logits, state)`,
-with logits of shape (batch, vocab). The base `Sampler` owns the loop, the stopping at <EOS>, and
-the rules every strategy shares: tokens that must never be emitted (<PAD>, <SOS>, <SEP>, and
-<UNK> unless asked for), a minimum and maximum reply length. A strategy overrides one method,
-`next_tokens`, that picks the next token of every row from its log-probabilities.
+with logits of shape (batch, vocab). State is any nest of tuples, lists and dicts whose array
+leaves have the batch on axis 0; `select_state` picks rows out of it, so engines need no helper.
+
+The base `Sampler` owns the loop, the temperature, the stopping at <EOS>, and the rules every
+strategy shares: tokens that must never be emitted (<PAD>, <SOS>, <SEP>, and <UNK> unless asked
+for), a minimum and maximum reply length, and no repeated n-grams. A sampling strategy overrides
+one method, `next_tokens`, which picks the next token of every row from its log-probabilities;
+beam search overrides `search`, the loop itself. `SAMPLERS` maps names to classes.
+
+Every strategy returns `Candidate`s whose `logprob` is the sum of the log-probabilities of the
+emitted tokens (and the final <EOS>) under the model's distribution after the constraints and
+the temperature. Top-k and top-p truncation is not counted, so scores compare across strategies.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -18,63 +29,279 @@ from chatbot.numpy_ops import log_softmax
 from chatbot.vocab import Vocabulary
 
 
-class Sampler:
-    """Greedy-style loop: one token per row per step, until every row has emitted <EOS>."""
+def select_state(state: Any, rows: np.ndarray) -> Any:
+    """The same nest with every array leaf indexed `leaf[rows]`; other leaves pass through."""
+    if isinstance(state, np.ndarray):
+        return state[rows] if state.ndim else state
+    if isinstance(state, dict):
+        return {key: select_state(value, rows) for key, value in state.items()}
+    if isinstance(state, tuple) and hasattr(state, "_fields"):  # a namedtuple
+        return type(state)(*(select_state(value, rows) for value in state))
+    if isinstance(state, (list, tuple)):
+        return type(state)(select_state(value, rows) for value in state)
+    return state
 
-    def __init__(self, max_len: int = 40, min_len: int = 0, allow_unk: bool = False):
-        if max_len < 1:
-            raise ChatbotError(f"max_len must be at least 1, received {max_len}")
-        if not 0 <= min_len <= max_len:
-            raise ChatbotError(f"min_len must be in [0, max_len={max_len}], received {min_len}")
+
+@dataclass(frozen=True)
+class Candidate:
+    tokens: list[int]  # reply ids, without <EOS>
+    logprob: float  # sum of the log-probabilities of the tokens and the final <EOS>, if emitted
+    score: float  # what candidates are ranked by: logprob, or beam's length-normalized logprob
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return (isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, bool) and math.isfinite(value))
+
+
+def _check(name: str, value: Any, ok: bool, expected: str) -> None:
+    if not ok:
+        raise ChatbotError(f"`{name}` must be {expected}. Received: {name}={value!r}")
+
+
+def _sample(logprobs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One draw per row from exp(logprobs), (rows, vocab) -> (rows,); -inf is never drawn."""
+    cdf = np.exp(logprobs).cumsum(axis=-1)
+    u = (1.0 - rng.random((len(cdf), 1))) * cdf[:, -1:]  # in (0, total]: skips zero-mass tokens
+    return (cdf < u).sum(axis=-1)
+
+
+class Sampler:
+    """One token per row per step, all prompts together, until every row has emitted <EOS>."""
+
+    def __init__(self, max_len: int = 40, min_len: int = 0, allow_unk: bool = False,
+                 no_repeat_ngram: int = 0, temperature: float = 1.0, seed: int | None = None):
+        _check("max_len", max_len, _is_int(max_len) and max_len >= 1, "an integer of at least 1")
+        _check("min_len", min_len, _is_int(min_len) and 0 <= min_len <= max_len,
+               f"an integer between 0 and max_len={max_len}")
+        _check("allow_unk", allow_unk, isinstance(allow_unk, (bool, np.bool_)), "True or False")
+        _check("no_repeat_ngram", no_repeat_ngram,
+               _is_int(no_repeat_ngram) and no_repeat_ngram >= 0,
+               "an integer of at least 0 (0 allows repeats)")
+        _check("temperature", temperature, _is_real(temperature) and temperature > 0,
+               "a number greater than 0 (1 leaves the model's distribution unchanged)")
+        _check("seed", seed, seed is None or (_is_int(seed) and seed >= 0),
+               "None or an integer of at least 0")
         self.max_len = max_len
         self.min_len = min_len
         self.allow_unk = allow_unk
+        self.no_repeat_ngram = no_repeat_ngram
+        self.temperature = temperature
+        self.seed = seed
 
-    def __call__(self, engine, prompts: Sequence[Sequence[int]], vocab: Vocabulary) -> list[list[int]]:
-        """Reply token ids for every prompt (without <EOS>)."""
-        logits, state = engine.start(prompts)
+    def __call__(self, engine, prompts: Sequence[Sequence[int]], vocab: Vocabulary,
+                 nbest: int = 1) -> list[list[Candidate]]:
+        """Candidates for every prompt, best first, at most `nbest` each."""
+        self.check_nbest(nbest)
+        if not prompts:
+            return []
+        rng = np.random.default_rng(self.seed)  # per call: the same seed gives the same replies
+        return self.search(engine, prompts, vocab, nbest, rng)
+
+    def check_nbest(self, nbest: int) -> None:
+        _check("nbest", nbest, _is_int(nbest) and nbest >= 1, "an integer of at least 1")
+
+    def search(self, engine, prompts: Sequence[Sequence[int]], vocab: Vocabulary, nbest: int,
+               rng: np.random.Generator) -> list[list[Candidate]]:
+        """The batched loop: finished rows keep being fed <EOS>, but their reply is frozen."""
+        logits, state = engine.start(prompts)  # (batch, vocab)
         batch = len(prompts)
         replies: list[list[int]] = [[] for _ in range(batch)]
+        logprob = np.zeros(batch)
         done = np.zeros(batch, dtype=bool)
         for t in range(self.max_len):
-            logprobs = log_softmax(self.constrain(logits, vocab, t))
-            tokens = self.next_tokens(logprobs)
-            for row in np.flatnonzero(~done):
+            logprobs = self.log_probs(logits, replies, vocab)  # (batch, vocab)
+            tokens = np.where(done, vocab.eos_id, self.next_tokens(logprobs, rng))  # (batch,)
+            live = np.flatnonzero(~done)
+            logprob[live] += logprobs[live, tokens[live]]
+            for row in live:
                 if tokens[row] == vocab.eos_id:
                     done[row] = True
                 else:
                     replies[row].append(int(tokens[row]))
-            if done.all():
+            if done.all() or t + 1 == self.max_len:
                 break
             logits, state = engine.step(tokens, state)
-        return replies
+        return [[Candidate(reply, float(lp), float(lp))] for reply, lp in zip(replies, logprob)]
 
-    def constrain(self, logits: np.ndarray, vocab: Vocabulary, t: int) -> np.ndarray:
-        """Logits with the never-emitted tokens set to -inf (a copy)."""
-        logits = np.array(logits, dtype=np.float64)
+    def log_probs(self, logits: np.ndarray, replies: Sequence[Sequence[int]],
+                  vocab: Vocabulary) -> np.ndarray:
+        """Log-softmax of the constrained, temperature-scaled logits: (rows, vocab).
+
+        `replies` holds each row's reply so far, for min_len and the n-gram rule.
+        """
+        logits = np.array(logits, dtype=np.float64)  # a copy: (rows, vocab)
         banned = [vocab.pad_id, vocab.sos_id, vocab.sep_id]
         if not self.allow_unk:
             banned.append(vocab.unk_id)
-        if t < self.min_len:
-            banned.append(vocab.eos_id)
         logits[:, banned] = -np.inf
-        return logits
+        lengths = np.array([len(reply) for reply in replies])
+        logits[lengths < self.min_len, vocab.eos_id] = -np.inf
+        if self.no_repeat_ngram:
+            for row, reply in enumerate(replies):
+                logits[row, self.repeats(reply)] = -np.inf
+        # With a tiny vocabulary everything can be banned: end the reply rather than crash.
+        logits[np.isneginf(logits).all(axis=-1), vocab.eos_id] = 0.0
+        return log_softmax(logits / self.temperature)
 
-    def next_tokens(self, logprobs: np.ndarray) -> np.ndarray:
+    def repeats(self, reply: Sequence[int]) -> list[int]:
+        """Tokens that would complete an n-gram already in `reply` (n = no_repeat_ngram)."""
+        n = self.no_repeat_ngram
+        if n == 0 or len(reply) < n - 1:
+            return []
+        prefix = list(reply[len(reply) - n + 1:])  # the last n-1 tokens; empty when n == 1
+        return [reply[i + n - 1] for i in range(len(reply) - n + 1)
+                if list(reply[i:i + n - 1]) == prefix]
+
+    def next_tokens(self, logprobs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The next token of every row, (rows, vocab) -> (rows,). Strategies override this."""
         raise NotImplementedError
 
 
 class GreedySampler(Sampler):
     """Always the most probable token."""
 
-    def next_tokens(self, logprobs: np.ndarray) -> np.ndarray:
+    def next_tokens(self, logprobs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return logprobs.argmax(axis=-1)
 
 
-SAMPLERS: dict[str, type[Sampler]] = {"greedy": GreedySampler}
+class RandomSampler(Sampler):
+    """A draw from the whole distribution (shaped only by the temperature)."""
+
+    def next_tokens(self, logprobs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return _sample(logprobs, rng)
+
+
+class TopKSampler(Sampler):
+    """A draw among the k most probable tokens, renormalized."""
+
+    def __init__(self, k: int = 10, **kwargs):
+        _check("k", k, _is_int(k) and k >= 1, "an integer of at least 1")
+        super().__init__(**kwargs)
+        self.k = k
+
+    def next_tokens(self, logprobs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        top = np.argsort(-logprobs, axis=-1, kind="stable")[:, : self.k]  # (rows, k)
+        kept = np.full_like(logprobs, -np.inf)
+        np.put_along_axis(kept, top, np.take_along_axis(logprobs, top, axis=-1), axis=-1)
+        return _sample(kept, rng)
+
+
+class TopPSampler(Sampler):
+    """Nucleus sampling: a draw among the fewest most-probable tokens whose mass reaches p.
+
+    With `k`, only the k most probable tokens are considered first (their mass is not
+    renormalized before the cut, as in keras-hub).
+    """
+
+    def __init__(self, p: float = 0.9, k: int | None = None, **kwargs):
+        _check("p", p, _is_real(p) and 0 < p <= 1, "a number in (0, 1]")
+        _check("k", k, k is None or (_is_int(k) and k >= 1), "None or an integer of at least 1")
+        super().__init__(**kwargs)
+        self.p = p
+        self.k = k
+
+    def next_tokens(self, logprobs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        order = np.argsort(-logprobs, axis=-1, kind="stable")[:, : self.k]  # (rows, <=k)
+        probs = np.exp(np.take_along_axis(logprobs, order, axis=-1))
+        before = np.cumsum(probs, axis=-1) - probs  # mass ranked above each token
+        keep = before < self.p - 1e-9  # the tolerance stops rounding from adding a token
+        keep[:, 0] = True
+        kept = np.full_like(logprobs, -np.inf)
+        values = np.where(keep, np.take_along_axis(logprobs, order, axis=-1), -np.inf)
+        np.put_along_axis(kept, order, values, axis=-1)
+        return _sample(kept, rng)
+
+
+class BeamSampler(Sampler):
+    """Beam search, one prompt at a time, `width` hypotheses ranked by summed logprob.
+
+    Finished hypotheses are scored GNMT-style, `logprob / length ** length_penalty`, where the
+    length counts the final <EOS> (len(tokens) + 1), or is len(tokens) for a reply cut at
+    max_len. length_penalty=0 ranks by logprob alone; larger values favour longer replies.
+    The search stops once `width` hypotheses have finished and no live one can still beat them.
+    """
+
+    def __init__(self, width: int = 5, length_penalty: float = 1.0, **kwargs):
+        _check("width", width, _is_int(width) and width >= 1, "an integer of at least 1")
+        _check("length_penalty", length_penalty, _is_real(length_penalty),
+               "a finite number (0 ranks by logprob alone; 1 divides it by the length)")
+        super().__init__(**kwargs)
+        self.width = width
+        self.length_penalty = length_penalty
+
+    def check_nbest(self, nbest: int) -> None:
+        _check("nbest", nbest, _is_int(nbest) and 1 <= nbest <= self.width,
+               f"an integer between 1 and the beam width ({self.width}); raise the width")
+
+    def search(self, engine, prompts: Sequence[Sequence[int]], vocab: Vocabulary, nbest: int,
+               rng: np.random.Generator) -> list[list[Candidate]]:
+        return [self._beam(engine, prompt, vocab)[:nbest] for prompt in prompts]
+
+    def _beam(self, engine, prompt: Sequence[int], vocab: Vocabulary) -> list[Candidate]:
+        logits, state = engine.start([prompt])  # one live hypothesis: (1, vocab)
+        hyps: list[list[int]] = [[]]  # reply tokens of each live hypothesis
+        scores = np.zeros(1)  # (live,) summed logprobs
+        finished: list[Candidate] = []
+        for t in range(self.max_len):
+            logprobs = self.log_probs(logits, hyps, vocab)  # (live, vocab)
+            total = (scores[:, None] + logprobs).ravel()  # (live * vocab,)
+            # Of the 2 * width best extensions at most `width` end in <EOS>, so `width` go on.
+            m = min(2 * self.width, total.size)
+            top = np.argpartition(-total, m - 1)[:m]
+            top = top[np.lexsort((top, -total[top]))]  # best first; ties: lowest index
+            chosen = []  # flat indices of the extensions that stay live
+            for flat in top:
+                if total[flat] == -np.inf or len(chosen) == self.width:
+                    break
+                row, token = divmod(int(flat), logprobs.shape[1])
+                if token == vocab.eos_id:
+                    finished.append(self._candidate(hyps[row], total[flat], ended=True))
+                else:
+                    chosen.append(flat)
+            finished = sorted(finished, key=lambda c: c.score, reverse=True)[: self.width]
+            parents, tokens = np.divmod(np.array(chosen, dtype=int), logprobs.shape[1])
+            hyps = [hyps[row] + [int(token)] for row, token in zip(parents, tokens)]
+            scores = total[chosen]  # (live,)
+            if not hyps or t + 1 == self.max_len:
+                break  # at max_len the live hypotheses are cut and join the candidates
+            if self._settled(finished, scores, t + 1):
+                hyps = []  # no live hypothesis can beat the finished ones
+                break
+            state = select_state(state, parents)
+            logits, state = engine.step(tokens, state)
+        finished += [self._candidate(h, s, ended=False) for h, s in zip(hyps, scores)]
+        return sorted(finished, key=lambda c: c.score, reverse=True)
+
+    def _candidate(self, tokens: list[int], logprob: float, ended: bool) -> Candidate:
+        length = len(tokens) + ended
+        return Candidate(tokens, float(logprob), float(logprob) / length ** self.length_penalty)
+
+    def _settled(self, finished: list[Candidate], scores: np.ndarray, length: int) -> bool:
+        """Whether `width` hypotheses have finished and no live one can still beat them."""
+        if len(finished) < self.width:
+            return False
+        # A live logprob only falls; its score is best at the shortest or longest final length.
+        lengths = np.array([min(length + 1, self.max_len), self.max_len], dtype=np.float64)
+        best = (scores[:, None] / lengths**self.length_penalty).max()
+        return finished[-1].score >= best
+
+
+SAMPLERS: dict[str, type[Sampler]] = {
+    "greedy": GreedySampler,
+    "random": RandomSampler,
+    "top_k": TopKSampler,
+    "top_p": TopPSampler,
+    "beam": BeamSampler,
+}
 
 
 def get_sampler(name: str, **kwargs) -> Sampler:
+    """The sampler registered under `name`, built with `kwargs`."""
     if name not in SAMPLERS:
         raise ChatbotError(f"unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}")
     return SAMPLERS[name](**kwargs)

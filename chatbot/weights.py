@@ -21,6 +21,14 @@ from chatbot.errors import ChatbotError
 
 Weights = dict[str, list[np.ndarray]]  # layer name -> its variables, in layer.weights order
 
+# Layer classes our architectures use. Anything else (a Lambda layer, a custom class from some
+# other package) could carry code, and is refused before any weight is read.
+ALLOWED_LAYERS = {
+    ("keras.layers", name) for name in (
+        "InputLayer", "Embedding", "LSTM", "Dense", "Dropout", "Attention", "Concatenate",
+    )
+} | {("keras.src.ops.numpy", "NotEqual")}  # the mask Embedding(mask_zero=True) computes
+
 
 def read_keras_weights(path: str | Path) -> Weights:
     """Returns {layer name: [arrays]} for every layer of a functional `.keras` model."""
@@ -39,7 +47,17 @@ def read_keras_weights(path: str | Path) -> Weights:
             "retrain it with 'chatbot train'"
         ) from None
 
-    layers = config.get("config", {}).get("layers", [])
+    layers = config.get("config", {}).get("layers", []) if isinstance(config, dict) else []
+    if not layers:
+        raise ChatbotError(f"{path}: holds no functional model; retrain it with 'chatbot train'")
+    for layer in layers:
+        kind = (layer.get("module"), layer.get("class_name"))
+        if kind not in ALLOWED_LAYERS:
+            raise ChatbotError(
+                f"{path}: refused: layer {layer.get('name')!r} is a {kind[1]} from {kind[0]}, "
+                "which no chatbot architecture uses and which could run code when loaded. "
+                "Only load models you trained with 'chatbot train'"
+            )
     used: dict[str, int] = {}
     out: Weights = {}
     with h5py.File(io.BytesIO(blob), "r") as h5:

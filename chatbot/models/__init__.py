@@ -11,7 +11,11 @@ from types import ModuleType
 
 from chatbot.errors import ChatbotError
 
-ARCHS = {"lstm": "chatbot.models.lstm"}
+ARCHS = {
+    "lstm": "chatbot.models.lstm",
+    "seq2seq": "chatbot.models.seq2seq",
+    "attention": "chatbot.models.attention",
+}
 
 
 def arch_module(name: str) -> ModuleType:

@@ -1,0 +1,94 @@
+"""Seq2seq with Luong-style (dot-product) attention over the prompt.
+
+The encoder and decoder are those of `chatbot.models.seq2seq`. At every reply step, the top
+decoder output h_t scores each encoder output h_s of the top layer by s = scale * h_t . h_s
+(padding scored -1e9, so its weight is exactly 0); the softmax of the scores weights the encoder
+outputs into a context c_t, and Luong's attentional state tanh(W_c [c_t; h_t] + b_c) predicts the
+next token. keras.layers.Attention does the scoring with `use_scale=True`: one learned scalar,
+starting at 1 (Luong's plain dot score), with which the model can sharpen or soften its
+alignments; LSTM outputs lie in (-1, 1), so unscaled dot scores are bounded by `hidden_dim`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from chatbot.config import ModelConfig
+from chatbot.models.seq2seq import OUTPUT_LAYER, encode_example, encoder_decoder, select_state
+from chatbot.models.seq2seq import Engine as Seq2seqEngine
+from chatbot.vocab import Vocabulary
+from chatbot.weights import Weights
+
+__all__ = ["Engine", "build", "encode_example"]
+
+MASKED_SCORE = 1.0e9  # keras.layers.Attention subtracts this from padding scores (float32)
+
+
+def build(config: ModelConfig):
+    """The trainable Keras model: (prompt, decoder input) -> logits (batch, tgt, vocab)."""
+    import keras  # imported here: chat decodes with NumPy and never needs TensorFlow
+
+    layers = keras.layers
+    inputs, encoder_outputs, decoder_outputs = encoder_decoder(config)
+    # Both padding masks reach the layer with its inputs: the encoder's (value) mask keeps padding
+    # out of the softmax; the decoder's (query) mask zeroes the context at padded reply steps.
+    context = layers.Attention(use_scale=True, name="attention")(
+        [decoder_outputs, encoder_outputs]
+    )  # (batch, tgt, hidden)
+    combined = layers.Concatenate(name="attention_concat")([context, decoder_outputs])
+    attentional = layers.Dense(config.hidden_dim, activation="tanh",
+                               name="attention_combine")(combined)  # Luong's W_c
+    if config.dropout:
+        attentional = layers.Dropout(config.dropout, name="attention_dropout")(attentional)
+    logits = layers.Dense(config.vocab_size, name=OUTPUT_LAYER)(attentional)
+    return keras.Model(inputs, logits, name="attention_chatbot")
+
+
+def attend(
+    query: np.ndarray, values: np.ndarray, mask: np.ndarray, scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """keras.layers.Attention's math for one query per row: context and weights.
+
+    query (batch, hidden), values (batch, src, hidden), mask (batch, src) True at real positions;
+    returns the context (batch, hidden) and the attention weights (batch, src).
+    """
+    scores = np.einsum("bh,bsh->bs", query, values) * scale
+    scores = np.where(mask, scores, scores - np.float32(MASKED_SCORE))
+    scores = scores - scores.max(axis=-1, keepdims=True)
+    weights = np.exp(scores)
+    weights /= weights.sum(axis=-1, keepdims=True)
+    return np.einsum("bs,bsh->bh", weights, values), weights
+
+
+class Engine(Seq2seqEngine):
+    """NumPy inference: seq2seq's encoder and decoder, plus attention at every step.
+
+    State is a dict of arrays with batch on axis 0: "layers", the decoder's (h, c) per layer;
+    "encoder_outputs" (batch, src, hidden) and "encoder_mask" (batch, src), read by every step;
+    and "attention" (batch, src), the weights of the latest step (0 on padding), for heatmaps.
+    """
+
+    def __init__(self, weights: Weights, config: ModelConfig, vocab: Vocabulary):
+        super().__init__(weights, config, vocab)
+        self.scale = float(weights["attention"][0])
+        self.combine_kernel, self.combine_bias = weights["attention_combine"]
+
+    def start(self, prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, dict]:
+        """Encodes the prompts, feeds <SOS>; returns first-token logits (batch, vocab) and state."""
+        outputs, mask, states = self.encode(prompts)
+        state = {"layers": states, "encoder_outputs": outputs, "encoder_mask": mask}
+        return self.step(np.full(len(prompts), self.vocab.sos_id), state)
+
+    def step(self, tokens: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
+        """Feeds one token per row; returns next-token logits (batch, vocab) and the new state."""
+        top, layers = self.decode(tokens, state["layers"])
+        context, weights = attend(top, state["encoder_outputs"], state["encoder_mask"],
+                                  self.scale)
+        attentional = np.tanh(np.concatenate([context, top], axis=-1) @ self.combine_kernel
+                              + self.combine_bias)
+        logits = attentional @ self.out_kernel + self.out_bias  # (batch, vocab)
+        return logits, {**state, "layers": layers, "attention": weights}
+
+    select = staticmethod(select_state)

@@ -1,0 +1,155 @@
+"""Encoder-decoder: an LSTM reads the prompt; its final states start the LSTM that writes the reply.
+
+The encoder and decoder share one embedding (prompt and reply use the same vocabulary). Each
+decoder layer starts from the final (h, c) of the encoder layer of the same depth. Training uses
+teacher forcing: the decoder reads `<SOS> r1 .. rm` and predicts `r1 .. rm <EOS>`, so every
+target position is scored and padding (0) is not. To reply, the engine reads the prompt once,
+feeds <SOS>, and then one generated token per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from chatbot.config import ModelConfig
+from chatbot.numpy_ops import lstm_step
+from chatbot.vocab import Vocabulary
+from chatbot.weights import Weights
+
+OUTPUT_LAYER = "time_distributed_dense"
+
+
+def encode_example(
+    prompt: Sequence[int], reply: Sequence[int], vocab: Vocabulary
+) -> tuple[tuple[list[int], ...], list[int]]:
+    """((encoder tokens, decoder tokens), target) for one pair.
+
+    encoder: p1 .. pn             (just <SEP> if the prompt is empty: a sequence of only
+                                   padding would be fully masked, and the LSTM needs one step)
+    decoder: <SOS> r1 .. rm
+    target:  r1 .. rm <EOS>
+    """
+    return (encoder_tokens(prompt, vocab), [vocab.sos_id, *reply]), [*reply, vocab.eos_id]
+
+
+def encoder_tokens(prompt: Sequence[int], vocab: Vocabulary) -> list[int]:
+    """What the encoder reads for a prompt; training and inference must agree on it."""
+    return list(prompt) if len(prompt) else [vocab.sep_id]
+
+
+def build(config: ModelConfig):
+    """The trainable Keras model: (prompt, decoder input) -> logits (batch, tgt, vocab)."""
+    import keras  # imported here: chat decodes with NumPy and never needs TensorFlow
+
+    inputs, _, decoder_outputs = encoder_decoder(config)
+    logits = keras.layers.Dense(config.vocab_size, name=OUTPUT_LAYER)(decoder_outputs)
+    return keras.Model(inputs, logits, name="seq2seq_chatbot")
+
+
+def encoder_decoder(config: ModelConfig):
+    """The layers seq2seq and attention share.
+
+    Returns ((encoder_tokens, decoder_tokens), encoder outputs (batch, src, hidden) of the top
+    layer, decoder outputs (batch, tgt, hidden) of the top layer); both outputs carry the
+    padding masks of their token inputs.
+    """
+    import keras
+
+    layers = keras.layers
+    enc_tokens = keras.Input(shape=(None,), dtype="int32", name="encoder_tokens")
+    dec_tokens = keras.Input(shape=(None,), dtype="int32", name="decoder_tokens")
+    # One embedding for both sides; mask_zero: <PAD>=0 steps carry the LSTM state unchanged.
+    embedding = layers.Embedding(config.vocab_size, config.embedding_dim, mask_zero=True,
+                                 name="embedding")
+    enc, dec = embedding(enc_tokens), embedding(dec_tokens)
+    if config.dropout:
+        enc = layers.Dropout(config.dropout, name="encoder_embedding_dropout")(enc)
+        dec = layers.Dropout(config.dropout, name="decoder_embedding_dropout")(dec)
+    for i in range(1, config.num_layers + 1):
+        enc, h, c = layers.LSTM(config.hidden_dim, return_sequences=True, return_state=True,
+                                name=f"encoder_lstm_{i}")(enc)
+        dec = layers.LSTM(config.hidden_dim, return_sequences=True,
+                          name=f"decoder_lstm_{i}")(dec, initial_state=[h, c])
+        if config.dropout:
+            if i < config.num_layers:  # the top encoder sequence feeds no layer in seq2seq
+                enc = layers.Dropout(config.dropout, name=f"encoder_lstm_{i}_dropout")(enc)
+            dec = layers.Dropout(config.dropout, name=f"decoder_lstm_{i}_dropout")(dec)
+    return (enc_tokens, dec_tokens), enc, dec
+
+
+def select_state(state, rows: np.ndarray):
+    """The state of the given rows, in that order, for any nest of arrays with batch on axis 0."""
+    if isinstance(state, dict):
+        return {key: select_state(value, rows) for key, value in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(select_state(value, rows) for value in state)
+    return state[rows]
+
+
+class Engine:
+    """NumPy inference from the trained weights: encode the prompts once, then one step per token.
+
+    State is the decoder's list of (h, c) per LSTM layer, each (batch, hidden).
+    """
+
+    def __init__(self, weights: Weights, config: ModelConfig, vocab: Vocabulary):
+        self.vocab = vocab
+        self.embedding = weights["embedding"][0]
+        layers = range(1, config.num_layers + 1)
+        self.encoder = [weights[f"encoder_lstm_{i}"] for i in layers]
+        self.decoder = [weights[f"decoder_lstm_{i}"] for i in layers]
+        self.out_kernel, self.out_bias = weights[OUTPUT_LAYER]
+        self.hidden = config.hidden_dim
+
+    def start(self, prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, list]:
+        """Encodes the prompts, feeds <SOS>; returns first-token logits (batch, vocab) and state."""
+        _, _, states = self.encode(prompts)
+        return self.step(np.full(len(prompts), self.vocab.sos_id), states)
+
+    def encode(self, prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray, list]:
+        """Top-layer encoder outputs (batch, src, hidden), the mask of real (not padding)
+        positions (batch, src), and each layer's final (h, c).
+
+        Prompts are post-padded to the longest; padding steps carry the state, as Keras' mask does.
+        """
+        seqs = [encoder_tokens(p, self.vocab) for p in prompts]
+        batch, length = len(seqs), max(len(s) for s in seqs)
+        ids = np.zeros((batch, length), dtype=np.int64)
+        for row, s in enumerate(seqs):
+            ids[row, : len(s)] = s
+        mask = ids != 0  # (batch, src)
+        real = mask[..., None]  # (batch, src, 1)
+        x = self.embedding[ids]  # (batch, src, embedding)
+        states = []
+        for kernel, recurrent, bias in self.encoder:
+            h = np.zeros((batch, self.hidden), dtype=np.float32)
+            c = np.zeros_like(h)
+            xk = x @ kernel  # all input projections at once: (batch, src, 4 * hidden)
+            outputs = np.empty((batch, length, self.hidden), dtype=np.float32)
+            for t in range(length):
+                h_new, c_new = lstm_step(xk[:, t], h, c, recurrent, bias)
+                h = np.where(real[:, t], h_new, h)
+                c = np.where(real[:, t], c_new, c)
+                outputs[:, t] = h
+            states.append((h, c))
+            x = outputs
+        return x, mask, states
+
+    def decode(self, tokens: np.ndarray, states: list) -> tuple[np.ndarray, list]:
+        """One decoder step: top-layer output (batch, hidden) and the new (h, c) per layer."""
+        x = self.embedding[np.asarray(tokens)]
+        new_states = []
+        for (kernel, recurrent, bias), (h, c) in zip(self.decoder, states):
+            h, c = lstm_step(x @ kernel, h, c, recurrent, bias)
+            new_states.append((h, c))
+            x = h
+        return x, new_states
+
+    def step(self, tokens: np.ndarray, state: list) -> tuple[np.ndarray, list]:
+        """Feeds one token per row; returns next-token logits (batch, vocab) and the new state."""
+        top, state = self.decode(tokens, state)
+        return top @ self.out_kernel + self.out_bias, state
+
+    select = staticmethod(select_state)
