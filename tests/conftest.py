@@ -31,10 +31,11 @@ def tiny_tsv(tmp_path_factory) -> Path:
     return write_tsv(tmp_path_factory.mktemp("data") / "tiny.tsv")
 
 
-def tiny_config(epochs: int = 150):
+def tiny_config(epochs: int = 150, arch: str = "lstm"):
     from chatbot.config import preset
 
     config = preset("tiny")
+    config.model.arch = arch
     config.data.val_fraction = 0.0  # six pairs: keep them all for training
     config.train.epochs = epochs
     config.train.patience = epochs
@@ -51,3 +52,16 @@ def tiny_run(tmp_path_factory, tiny_tsv) -> Path:
     out = tmp_path_factory.mktemp("runs") / "tiny"
     train(tiny_tsv, out, tiny_config(), log=lambda _: None, verbose=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory, tiny_tsv, tiny_run) -> dict[str, Path]:
+    """One tiny run directory per architecture, trained once per session."""
+    from chatbot.train import train
+
+    runs = {"lstm": tiny_run}
+    for arch in ("seq2seq", "attention"):
+        out = tmp_path_factory.mktemp("runs") / arch
+        train(tiny_tsv, out, tiny_config(arch=arch), log=lambda _: None, verbose=0)
+        runs[arch] = out
+    return runs

@@ -115,3 +115,31 @@ def test_train_command_end_to_end(tmp_path):
     assert "best epoch" in result.stdout.decode()
     again = run("train", "--data", str(data), "--out", str(tmp_path / "run"), "--preset", "tiny")
     assert again.returncode == 1 and "--overwrite" in again.stderr.decode()
+
+
+@pytest.mark.slow
+def test_decode_flags_reach_the_sampler(tiny_run):
+    result = run("reply", "--model", str(tiny_run), "--beam", "3", "--nbest", "2", "hello")
+    assert result.returncode == 0
+    assert result.stdout.decode() == "hi there!\n"
+    ranked = result.stderr.decode().splitlines()
+    assert len(ranked) == 2 and ranked[0].startswith("1. hi there!  (log-prob ")
+    bad = run("reply", "--model", str(tiny_run), "--top-p", "2", "hello")
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr.decode()
+
+
+@pytest.mark.slow
+def test_attention_command_draws_cjk_labels(tiny_runs, tmp_path):
+    from chatbot.plot import cjk_font
+
+    out = tmp_path / "attn.png"
+    result = run("attention", "--model", str(tiny_runs["attention"]), "你好", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "reply: 你好！很高兴认识你。" in result.stdout.decode()
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if cjk_font() is None:
+        assert "no CJK font installed" in result.stderr.decode()
+    else:
+        assert b"Glyph" not in result.stderr  # matplotlib warns for each missing glyph
+    lstm = run("attention", "--model", str(tiny_runs["lstm"]), "你好", "-o", str(out))
+    assert lstm.returncode == 1 and "has no attention" in lstm.stderr.decode()

@@ -39,22 +39,40 @@ def test_run_directory_holds_what_chat_needs_and_nothing_else(tiny_run):
     assert metrics["train"]["prompts"] == len(TINY_PAIRS)
 
 
-def test_saved_model_reloads_in_keras_and_replies_identically(tiny_run):
+ARCHS = ["lstm", "seq2seq", "attention"]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_architecture_learns_its_training_pairs(tiny_runs, arch):
+    bot = Bot.load(tiny_runs[arch])
+    assert bot.config.model.arch == arch
+    for prompt, reply in TINY_PAIRS:
+        assert bot.reply(prompt).tokens == bot.tokenizer.tokenize(reply), (arch, prompt)
+
+
+def _keras_inputs(arch: str, vocab, prompt_ids: list[int], reply_ids: list[int]):
+    """The full-pass model input for a prompt and the reply so far."""
+    if arch == "lstm":
+        return np.array([[vocab.sos_id, *prompt_ids, vocab.sep_id, *reply_ids]])
+    return (np.array([prompt_ids]), np.array([[vocab.sos_id, *reply_ids]]))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_saved_model_reloads_in_keras_and_replies_identically(tiny_runs, arch):
     """Greedy decoding by full forward passes of the reloaded .keras model = the NumPy engine."""
-    bot = Bot.load(tiny_run)
-    model = keras.saving.load_model(tiny_run / "model.keras")  # safe_mode is on by default
+    bot = Bot.load(tiny_runs[arch])
+    model = keras.saving.load_model(tiny_runs[arch] / "model.keras")  # safe_mode is on
     vocab = bot.vocab
     for prompt, _ in TINY_PAIRS:
-        tokens = [vocab.sos_id, *vocab.encode(bot.tokenizer.tokenize(prompt)), vocab.sep_id]
+        prompt_ids = vocab.encode(bot.tokenizer.tokenize(prompt))
         reply = []
         for _ in range(bot.config.decode.max_reply_len):
-            logits = np.array(model(np.array([tokens])))[0, -1]
+            logits = np.array(model(_keras_inputs(arch, vocab, prompt_ids, reply)))[0, -1]
             logits[[vocab.pad_id, vocab.sos_id, vocab.sep_id, vocab.unk_id]] = -np.inf
             token = int(logits.argmax())
             if token == vocab.eos_id:
                 break
             reply.append(token)
-            tokens.append(token)
         assert bot.vocab.decode(reply) == bot.reply(prompt).tokens
 
 
