@@ -24,7 +24,7 @@ _CJK = (
 # that "İ".lower() adds. Python's \w does not match them, so they are listed.
 _MARKS = "\u0300-\u036f\u0483-\u0489\u0591-\u05c7\u0610-\u061a\u064b-\u065f\u0900-\u0dff" \
     "\u0e31-\u0e3a\u0e47-\u0e4e\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff"
-_LETTER = rf"(?:(?![{_CJK}])[^\W_]|[{_MARKS}])"
+_LETTER = rf"(?:(?![{_CJK}])\w|[{_MARKS}])"  # \w includes "_": snake_case, __init__
 _WORD = rf"{_LETTER}+(?:['’\-]{_LETTER}+)*"  # inner apostrophes and hyphens: don't, well-known
 # An emoji with its skin-tone modifiers and variation selectors, joined by zero-width joiners.
 _EMOJI_TAIL = "\ufe0e\ufe0f\U0001f3fb-\U0001f3ff"
@@ -33,7 +33,8 @@ _TOKEN = re.compile(
     rf"[{_CJK}]"  # one CJK character
     r"|\d+(?:[.,:]\d+)+"  # a number with separators: 3.5, 1,000, 10:30
     rf"|{_WORD}"
-    rf"|{_SYMBOL}|_",  # any other visible character (punctuation, symbols, emoji) on its own
+    r"|([.!?`*=~#-])\1+"  # a run of one punctuation mark: ..., ```, !!!, ---
+    rf"|{_SYMBOL}",  # any other visible character (punctuation, symbols, emoji) on its own
 )
 _CJK_CHAR = re.compile(rf"^[{_CJK}]$")
 
@@ -57,7 +58,7 @@ class Tokenizer:
         text = unicodedata.normalize("NFC", text)
         if self.lowercase:
             text = text.lower()
-        return _TOKEN.findall(text)
+        return [match.group(0) for match in _TOKEN.finditer(text)]
 
     def detokenize(self, tokens: Sequence[str]) -> str:
         out: list[str] = []
@@ -83,5 +84,7 @@ def is_cjk(token: str) -> bool:
 def _joins(prev: str, tok: str) -> bool:
     """True when `tok` is written straight after `prev`, without a space."""
     if tok in _ATTACH_LEFT or prev in _ATTACH_RIGHT:
+        return True
+    if len(tok) > 1 and tok[0] in ".!?" and tok == tok[0] * len(tok):  # "...", "!!!"
         return True
     return (is_cjk(prev) or prev in _CJK_PUNCT) and (is_cjk(tok) or tok in _CJK_PUNCT)
