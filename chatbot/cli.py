@@ -57,11 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
 
     train = sub.add_parser("train", help="train a model and write its run directory")
-    train.add_argument("--data", required=True, help="TSV of prompt<TAB>reply pairs")
+    train.add_argument("--data", help="TSV of prompt<TAB>reply pairs (with --resume: the "
+                       "recorded one)")
     train.add_argument("--out", default=DEFAULT_MODEL, help=MODEL_HELP)
     train.add_argument("--preset", default="default", help="default, article or tiny")
     train.add_argument("--arch", default=None, help="lstm, seq2seq or attention (default: lstm)")
     train.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
+    train.add_argument("--resume", metavar="DIR", default=None,
+                       help="continue the interrupted run in DIR from its last finished epoch")
+    train.add_argument("--init-from", metavar="DIR", default=None,
+                       help="fine-tune the model in DIR on --data, keeping its vocabulary")
     for flag, kind, text in [
         ("--epochs", int, "maximum epochs"), ("--batch-size", int, "pairs per batch"),
         ("--learning-rate", float, "optimizer step size"),
@@ -163,8 +168,28 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
-    from chatbot.config import preset
     from chatbot.train import train
+
+    if args.resume and args.init_from:
+        raise ChatbotError("--resume and --init-from cannot be used together")
+    if args.resume:
+        out, options = args.resume, {"resume": True, "epochs": args.epochs}
+    else:
+        if not args.data:
+            raise ChatbotError("--data FILE is required (unless you --resume a run)")
+        out, options = args.out, {"config": _train_config(args), "overwrite": args.overwrite,
+                                  "init_from": args.init_from}
+    try:
+        train(args.data, out, **options)
+    except KeyboardInterrupt:
+        print(f"\nchatbot: training interrupted; continue with 'chatbot train --resume {out}'",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def _train_config(args: argparse.Namespace):
+    from chatbot.config import preset
 
     config = preset(args.preset)
     sections = {"data": config.data, "model": config.model, "train": config.train}
@@ -180,13 +205,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             if value is not None:
                 setattr(sections[section], name, value)
     config.decode.max_reply_len = config.data.max_len
-    try:
-        train(args.data, args.out, config, overwrite=args.overwrite)
-    except KeyboardInterrupt:
-        print(f"\nchatbot: training interrupted; the best model so far (if an epoch finished) is "
-              f"in {args.out}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return 0
+    return config
 
 
 def cmd_chat(args: argparse.Namespace) -> int:

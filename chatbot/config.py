@@ -33,6 +33,7 @@ class DataConfig:
     max_vocab: int = 20000  # cap on vocabulary size, specials included
     val_fraction: float = 0.05  # share of pairs held out for validation (0 disables it)
     on_bad_lines: str = "error"  # "error" stops at the first bad line, "skip" skips and counts
+    path: str = ""  # the TSV this run was trained on, recorded so --resume can find it again
 
 
 @dataclass

@@ -1,12 +1,99 @@
-"""How well a model answers: the share of prompts answered with one of their own replies."""
+"""How well a model answers: what training measured, what it says, and how varied it is.
+
+    from chatbot.bot import Bot
+    from chatbot.data import read_pairs
+    from chatbot.evaluate import evaluate, format_metrics
+    bot = Bot.load("models/default")
+    print(format_metrics(evaluate(bot, read_pairs("data/test.tsv").pairs)))
+
+Two views of the same pairs:
+
+- teacher forcing (`teacher_forced`): the model reads the true reply prefix and is scored on the
+  next token, exactly as training's `masked_accuracy` and loss score it (raw logits, no decoding
+  constraints), so the numbers compare with `history.csv`;
+- generation (`evaluate`): the model answers each distinct prompt with `bot.reply_batch`, under
+  whatever decoding settings the bot has, and the replies are scored against every reference
+  reply of their prompt (BLEU, chrF), and for variety (distinct-n, the most common reply).
+
+Everything runs in NumPy from the run directory, without TensorFlow. The pure computations are
+small functions of their own (`distinct_n`, `same_reply_share`, `bleu_chrf`, ...).
+"""
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Sequence
 
-from chatbot.bot import Bot
-from chatbot.data import Pair
+import numpy as np
 
+from chatbot.bot import Bot, Reply
+from chatbot.data import Pair
+from chatbot.errors import ChatbotError
+from chatbot.numpy_ops import log_softmax
+from chatbot.vocab import UNK
+
+SAME_REPLY_SHARE = 0.5  # flag a model that gives one reply to more than this share of prompts
+SAME_REPLY_MIN_PROMPTS = 5  # ... when it has at least this many prompts to answer
+EMPTY_REPLY_SHARE = 0.1  # flag more empty replies than this share
+UNK_RATE = 0.05  # flag more <UNK> among generated tokens than this share
+LOW_ANSWER_RATE = 0.5  # flag answering fewer training prompts than this with their own reply
+
+
+# -- teacher forcing --------------------------------------------------------------------------
+
+def teacher_forced(bot: Bot, pairs: Sequence[Pair], batch_size: int = 256) -> dict:
+    """Next-token accuracy and perplexity with the true reply prefix, as training scores them.
+
+    Every reply token and the final <EOS> is a target; prompt and reply are truncated to
+    `max_len` tokens, as in training. Reply tokens missing from the vocabulary are <UNK> targets
+    and are counted, as training counts them (it only skips padding): a model that predicts
+    <UNK> there is right. No token is banned, so the arg-max is that of the raw logits.
+
+    Returns {"masked_accuracy", "perplexity" (exp of the mean cross-entropy), "tokens"}.
+    """
+    if not pairs:
+        raise ChatbotError("no pairs to evaluate")
+    if batch_size < 1:
+        raise ChatbotError(f"batch_size must be at least 1, received {batch_size}")
+    tok, vocab, max_len = bot.tokenizer, bot.vocab, bot.config.data.max_len
+    examples = [
+        (vocab.encode(tok.tokenize(p.prompt)[:max_len]),
+         [*vocab.encode(tok.tokenize(p.reply)[:max_len]), vocab.eos_id])
+        for p in pairs
+    ]
+    examples.sort(key=lambda e: len(e[1]))  # similar lengths together: fewer wasted steps
+    correct, nll, count = 0, 0.0, 0
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start: start + batch_size]
+        c, n, k = _score_batch(bot.engine, [e[0] for e in chunk], [e[1] for e in chunk])
+        correct, nll, count = correct + c, nll + n, count + k
+    return {"masked_accuracy": correct / count, "perplexity": math.exp(nll / count),
+            "tokens": count}
+
+
+def _score_batch(engine, prompts: list[list[int]], targets: list[list[int]]
+                 ) -> tuple[int, float, int]:
+    """(correct arg-max predictions, summed cross-entropy, scored tokens) of one batch."""
+    lengths = np.array([len(t) for t in targets])
+    padded = np.zeros((len(targets), lengths.max()), dtype=np.int64)  # (batch, reply + <EOS>)
+    for row, t in enumerate(targets):
+        padded[row, : len(t)] = t
+    correct, nll = 0, 0.0
+    logits, state = engine.start(prompts)  # (batch, vocab): the first reply token
+    for t in range(padded.shape[1]):
+        live = np.flatnonzero(lengths > t)  # rows whose reply is not over; others are ignored
+        logprobs = log_softmax(np.asarray(logits, dtype=np.float64)[live])
+        target = padded[live, t]
+        correct += int((logprobs.argmax(axis=-1) == target).sum())
+        nll -= float(logprobs[np.arange(len(live)), target].sum())
+        if t + 1 < padded.shape[1]:
+            # The true token is the next input; ended rows are fed <PAD> and never read again.
+            logits, state = engine.step(padded[:, t], state)
+    return correct, nll, int(lengths.sum())
+
+
+# -- generation -------------------------------------------------------------------------------
 
 def answer_rate(bot: Bot, pairs: Sequence[Pair], batch_size: int = 256) -> dict:
     """Share of distinct prompts whose reply equals (token for token) one of their references.
@@ -14,22 +101,185 @@ def answer_rate(bot: Bot, pairs: Sequence[Pair], batch_size: int = 256) -> dict:
     References are compared after the model's own tokenization and truncation to max_len, so
     case and spacing differences do not count as errors.
     """
-    tok, max_len = bot.tokenizer, bot.config.data.max_len
-    references: dict[str, set[tuple[str, ...]]] = {}
-    for p in pairs:
-        references.setdefault(p.prompt, set()).add(tuple(tok.tokenize(p.reply)[:max_len]))
+    references = _references(bot, pairs)
     prompts = list(references)
-    answered, examples = 0, []
+    return _answered(prompts, _replies(bot, prompts, batch_size), references)
+
+
+def evaluate(bot: Bot, pairs: Sequence[Pair], training_pairs: bool = False,
+             batch_size: int = 256) -> dict:
+    """Teacher-forced and generation metrics of `bot` on `pairs`, plus human warnings (`flags`).
+
+    One reply is generated per distinct prompt; pairs that share a prompt are its references.
+    References are normalized as the model sees text (its tokenizer, lowercasing and max_len),
+    then detokenized, so BLEU and chrF do not count case or spacing the model cannot produce.
+    With `training_pairs`, the pairs are the ones the model was trained on and the result also
+    holds `answer_rate` (the dict of `answer_rate()`): how many it reproduces exactly.
+    """
+    forced = teacher_forced(bot, pairs, batch_size)
+    references = _references(bot, pairs)
+    prompts = list(references)
+    replies = _replies(bot, prompts, batch_size)
+    tokens = [r.tokens for r in replies]
+    texts = [r.text for r in replies]
+    detok = bot.tokenizer.detokenize
+    bleu, chrf = bleu_chrf(texts, [[detok(ref) for ref in references[p]] for p in prompts])
+    metrics = {
+        "pairs": len(pairs),
+        "prompts": len(prompts),
+        "masked_accuracy": forced["masked_accuracy"],
+        "perplexity": forced["perplexity"],
+        "tokens": forced["tokens"],
+        "bleu": bleu,
+        "chrf": chrf,
+        "mean_reply_tokens": sum(map(len, tokens)) / len(tokens),
+        "distinct_1": distinct_n(tokens, 1),
+        "distinct_2": distinct_n(tokens, 2),
+        "same_reply_share": same_reply_share(texts),
+        "most_common_reply": most_common_reply(texts),
+        "unk_rate": unk_rate(tokens),
+        "empty_reply_share": empty_reply_share(texts),
+    }
+    if training_pairs:
+        metrics["answer_rate"] = _answered(prompts, replies, references)
+    metrics["flags"] = quality_flags(metrics)
+    return metrics
+
+
+def _references(bot: Bot, pairs: Sequence[Pair]) -> dict[str, list[tuple[str, ...]]]:
+    """Each distinct prompt (in order of appearance) -> its distinct reference token tuples."""
+    tok, max_len = bot.tokenizer, bot.config.data.max_len
+    references: dict[str, dict[tuple[str, ...], None]] = {}
+    for p in pairs:
+        references.setdefault(p.prompt, {})[tuple(tok.tokenize(p.reply)[:max_len])] = None
+    return {prompt: list(refs) for prompt, refs in references.items()}
+
+
+def _replies(bot: Bot, prompts: Sequence[str], batch_size: int) -> list[Reply]:
+    replies: list[Reply] = []
     for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start: start + batch_size]
-        for prompt, reply in zip(chunk, bot.reply_batch(chunk)):
-            hit = tuple(reply.tokens) in references[prompt]
-            answered += hit
-            if len(examples) < 5 and not hit:
-                examples.append({"prompt": prompt, "reply": reply.text})
+        replies += bot.reply_batch(prompts[start: start + batch_size])
+    return replies
+
+
+def _answered(prompts: Sequence[str], replies: Sequence[Reply],
+              references: dict[str, list[tuple[str, ...]]]) -> dict:
+    answered, examples = 0, []
+    for prompt, reply in zip(prompts, replies):
+        hit = tuple(reply.tokens) in references[prompt]
+        answered += hit
+        if len(examples) < 5 and not hit:
+            examples.append({"prompt": prompt, "reply": reply.text})
     return {
         "prompts": len(prompts),
         "answered": answered,
         "answer_rate": answered / len(prompts) if prompts else 0.0,
         "missed_examples": examples,
     }
+
+
+# -- pure metrics -----------------------------------------------------------------------------
+
+def distinct_n(replies: Sequence[Sequence[str]], n: int) -> float:
+    """Distinct n-grams / all n-grams, counted within each reply (none spans two); 0 if none."""
+    grams = [tuple(r[i: i + n]) for r in replies for i in range(len(r) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def most_common_reply(replies: Sequence[str]) -> str:
+    """The most frequent reply (ties: the first seen); "" when there are none."""
+    return Counter(replies).most_common(1)[0][0] if replies else ""
+
+
+def same_reply_share(replies: Sequence[str]) -> float:
+    """The share of replies equal to the most common one; 0 when there are none."""
+    return Counter(replies).most_common(1)[0][1] / len(replies) if replies else 0.0
+
+
+def unk_rate(replies: Sequence[Sequence[str]]) -> float:
+    """The share of generated tokens that are <UNK>; 0 when no token was generated."""
+    total = sum(len(r) for r in replies)
+    return sum(r.count(UNK) for r in replies) / total if total else 0.0
+
+
+def empty_reply_share(replies: Sequence[str]) -> float:
+    return sum(not r for r in replies) / len(replies) if replies else 0.0
+
+
+def bleu_chrf(hypotheses: Sequence[str], references: Sequence[Sequence[str]]
+              ) -> tuple[float, float]:
+    """Corpus BLEU and chrF (0-100, sacrebleu) of hypotheses[i] against all of references[i].
+
+    sacrebleu takes references as streams (stream k holds the k-th reference of every
+    hypothesis); a hypothesis with fewer references has `None` in the streams it lacks, which
+    sacrebleu documents as "variable number of references" and skips. (Repeating a reference
+    would give the same scores: both metrics take the best match over references.)
+
+    BLEU tokenizes with sacrebleu's "zh" tokenizer: each Chinese character is a word and other
+    text is tokenized as by the default "13a", so English scores equal standard sacreBLEU while
+    Chinese replies are not scored as one long word. `effective_order` leaves out n-gram orders
+    that no hypothesis is long enough to have, so a corpus of short replies is not scored 0.
+    """
+    from sacrebleu.metrics import BLEU, CHRF  # imported here: training needs only answer_rate
+
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} reference lists")
+    if not hypotheses:
+        raise ChatbotError("no replies to score")
+    if any(not refs for refs in references):
+        raise ValueError("every hypothesis needs at least one reference")
+    width = max(len(refs) for refs in references)
+    streams = [[refs[k] if k < len(refs) else None for refs in references] for k in range(width)]
+    bleu = BLEU(tokenize="zh", effective_order=True).corpus_score(list(hypotheses), streams)
+    chrf = CHRF().corpus_score(list(hypotheses), streams)
+    return float(bleu.score), float(chrf.score)
+
+
+def quality_flags(metrics: dict) -> list[str]:
+    """Human warnings about what the metrics show; empty when nothing looks wrong."""
+    flags = []
+    prompts, share = metrics["prompts"], metrics["same_reply_share"]
+    if prompts >= SAME_REPLY_MIN_PROMPTS and share > SAME_REPLY_SHARE:
+        which = "every input" if share == 1.0 else f"{share:.0%} of {prompts} inputs"
+        flags.append(f"same reply for {which}: {metrics['most_common_reply']!r}; the model "
+                     "ignores its prompt (train longer, or check the data for a dominant reply)")
+    if metrics["empty_reply_share"] > EMPTY_REPLY_SHARE:
+        flags.append(f"{metrics['empty_reply_share']:.0%} of replies are empty; try "
+                     "'/set min_len 1'")
+    if metrics["unk_rate"] > UNK_RATE:
+        flags.append(f"{metrics['unk_rate']:.0%} of generated tokens are <UNK>; the vocabulary "
+                     "is too small (raise max_vocab or lower min_count)")
+    answered = metrics.get("answer_rate")
+    if answered and answered["prompts"] and answered["answer_rate"] < LOW_ANSWER_RATE:
+        flags.append(f"answers only {answered['answer_rate']:.0%} of training prompts with one "
+                     "of their replies; the model underfits (train longer or make it larger)")
+    return flags
+
+
+# -- report -----------------------------------------------------------------------------------
+
+_FORMATS = {  # how each value is shown; anything else is shown with str()
+    "masked_accuracy": "{:.2%}", "perplexity": "{:.3f}", "bleu": "{:.2f}", "chrf": "{:.2f}",
+    "mean_reply_tokens": "{:.1f}", "distinct_1": "{:.3f}", "distinct_2": "{:.3f}",
+    "same_reply_share": "{:.1%}", "unk_rate": "{:.2%}", "empty_reply_share": "{:.1%}",
+    "most_common_reply": "{!r}",
+}
+
+
+def format_metrics(metrics: dict) -> str:
+    """The metrics of `evaluate` as an aligned two-column table, warnings last."""
+    rows = []
+    for name, value in metrics.items():
+        if name == "flags":
+            continue
+        if name == "answer_rate" and isinstance(value, dict):
+            rows.append((name, f"{value['answer_rate']:.1%} ({value['answered']} of "
+                               f"{value['prompts']} training prompts)"))
+            rows += [("  missed", f"{m['prompt']!r} -> {m['reply']!r}")
+                     for m in value["missed_examples"]]
+        else:
+            rows.append((name, _FORMATS.get(name, "{}").format(value)))
+    flags = metrics.get("flags", [])
+    rows += [("flag", f) for f in flags] if flags else [("flags", "none")]
+    width = max(len(name) for name, _ in rows) + 2
+    return "\n".join(f"{name:<{width}}{value}" for name, value in rows)

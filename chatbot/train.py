@@ -2,12 +2,15 @@
 
 The run directory gets `config.json` and `vocab.json` first, then `model.keras` each time the
 monitored quantity improves (written to a temporary file and renamed, so a crash never leaves a
-half-written model), `history.csv` after every epoch, and `metrics.json` at the end.
+half-written model), `history.csv` after every epoch, and `metrics.json` at the end. While
+training, `.backup/` holds the last finished epoch (weights, optimizer state, epoch number), so a
+run killed at any moment continues with `resume=True` from where it was.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -16,86 +19,128 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
 
 from chatbot.batches import Batches, encode_pairs
 from chatbot.bot import Bot
 from chatbot.config import RunConfig, atomic_write_text
-from chatbot.data import read_pairs, split_pairs
+from chatbot.data import Pair, read_pairs, split_pairs
 from chatbot.errors import ChatbotError
 from chatbot.evaluate import answer_rate
 from chatbot.models import arch_module
 from chatbot.models.common import compile_model
-from chatbot.rundir import CONFIG, HISTORY, METRICS, MODEL, VOCAB
+from chatbot.rundir import CONFIG, HISTORY, METRICS, MODEL, VOCAB, check_run_dir
 from chatbot.text import Tokenizer
 from chatbot.vocab import Vocabulary
-from chatbot.weights import model_weights
+from chatbot.weights import model_weights, read_keras_weights
 
 Log = Callable[[str], None]
+BACKUP = ".backup"  # BackupAndRestore's directory inside a run; removed when training ends
+MONITORS = ("loss", "masked_accuracy", "val_loss", "val_masked_accuracy")
 
 
 @dataclass
 class TrainResult:
     run_dir: Path
-    epochs: int  # epochs run
+    epochs: int  # epochs finished, counting those before a resume
     best_epoch: int  # 1-based epoch whose weights are in model.keras
     seconds: float
     metrics: dict
 
 
 def train(
-    data_path: str | Path, out_dir: str | Path, config: RunConfig, overwrite: bool = False,
-    log: Log = print, verbose: int | str = "auto",
+    data_path: str | Path | None, out_dir: str | Path, config: RunConfig | None = None, *,
+    overwrite: bool = False, resume: bool = False, init_from: str | Path | None = None,
+    epochs: int | None = None, log: Log = print, verbose: int | str = "auto",
 ) -> TrainResult:
+    """Trains a model and writes its run directory `out_dir`.
+
+    resume: continue the interrupted run in `out_dir` (its config, vocabulary, optimizer state
+        and history) from its last finished epoch; `data_path` defaults to the recorded one.
+    init_from: fine-tune the model of another run directory on new data, keeping its
+        vocabulary (words it has never seen stay <UNK>) and architecture.
+    """
     started = time.perf_counter()
     out = Path(out_dir)
+    if resume:
+        config, vocab = _load_for_resume(out)
+        data_path = data_path or config.data.path
+    elif init_from is not None:
+        config, vocab = _load_for_init(Path(init_from), config)
+    elif config is None:
+        raise ChatbotError("train() needs a config unless resuming")
+    if epochs is not None:
+        config.train.epochs = epochs
+    if not data_path:
+        raise ChatbotError("no training data: pass --data FILE")
+    config.data.path = str(data_path)
+
     report = read_pairs(data_path, config.data.on_bad_lines)
     if report.bad_lines:
         log(f"skipped {len(report.bad_lines)} bad lines of {data_path} "
             f"(first: line {report.bad_lines[0][0]}: {report.bad_lines[0][1]})")
     train_pairs, val_pairs = split_pairs(report.pairs, config.data.val_fraction, config.train.seed)
-
     tokenizer = Tokenizer(lowercase=config.text.lowercase)
-    vocab = Vocabulary.build(
-        (tokenizer.tokenize(text) for p in train_pairs for text in (p.prompt, p.reply)),
-        min_count=config.data.min_count, max_size=config.data.max_vocab,
-    )
+    if init_from is not None:
+        log(f"{oov_rate(train_pairs, tokenizer, vocab):.1%} of the new data's tokens are not in "
+            f"the vocabulary of {init_from} and will be read as <UNK>")
+    elif not resume:
+        vocab = Vocabulary.build(
+            (tokenizer.tokenize(text) for p in train_pairs for text in (p.prompt, p.reply)),
+            min_count=config.data.min_count, max_size=config.data.max_vocab,
+        )
     config.model.vocab_size = len(vocab)
     monitor = _monitor(config, has_val=bool(val_pairs), log=log)
 
     arch = arch_module(config.model.arch)
-    encode = lambda pairs: encode_pairs(  # noqa: E731
-        pairs, tokenizer, vocab, config.data.max_len, arch.encode_example)
-    train_examples, truncated = encode(train_pairs)
-    val_examples, _ = encode(val_pairs)
+    train_examples, truncated = encode_pairs(train_pairs, tokenizer, vocab, config.data.max_len,
+                                             arch.encode_example)
+    val_examples, _ = encode_pairs(val_pairs, tokenizer, vocab, config.data.max_len,
+                                   arch.encode_example)
     log(f"{len(train_pairs)} training pairs, {len(val_pairs)} validation pairs, "
         f"vocabulary {len(vocab)} tokens, {truncated} sides truncated to {config.data.max_len}")
 
-    _prepare_run_dir(out, overwrite)
-    config.save(out / CONFIG)
-    vocab.save(out / VOCAB)
+    if not resume:
+        _prepare_run_dir(out, overwrite)
+        config.save(out / CONFIG)
+        vocab.save(out / VOCAB)
+        (out / BACKUP).mkdir()  # from now on the run counts as interrupted until it finishes
 
     keras.utils.set_random_seed(config.train.seed)
     model = arch.build(config.model)
+    if init_from is not None:
+        model.load_weights(Path(init_from) / MODEL)
     compile_model(model, config.train)
-    batches = dict(batch_size=config.train.batch_size,
+    options = dict(batch_size=config.train.batch_size,
                    bucket_by_length=config.train.bucket_by_length, seed=config.train.seed)
-    train_data = Batches(train_examples, **batches)
-    val_data = Batches(val_examples, shuffle=False, **batches).dataset() if val_examples else None
+    train_data = Batches(train_examples, **options)
+    val_data = Batches(val_examples, shuffle=False, **options).dataset() if val_examples else None
 
+    done = _finished_epochs(out) if resume else 0
+    if resume:
+        _trim_history(out / HISTORY, done)
+        log(f"resuming {out} after epoch {done} of {config.train.epochs}")
     mode = "max" if "accuracy" in monitor else "min"
     checkpoint = AtomicCheckpoint(out / MODEL, monitor=monitor, mode=mode)
+    if resume:
+        checkpoint.restore_best(out / HISTORY)
     probes = list(dict.fromkeys(p.prompt for p in train_pairs))[: config.train.probes]
     callbacks = [
+        EpochReport(config, vocab, probes, train_data.scored_tokens, len(train_examples), log),
+        keras.callbacks.CSVLogger(str(out / HISTORY), append=resume),
         checkpoint,
-        keras.callbacks.CSVLogger(str(out / HISTORY)),
         keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=config.train.patience,
                                       restore_best_weights=True),
-        EpochReport(config, vocab, probes, train_data.scored_tokens, len(train_examples), log),
+        # Last, so an epoch counts as finished only once its history row and checkpoint exist.
+        keras.callbacks.BackupAndRestore(str(out / BACKUP), double_checkpoint=True),
     ]
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
-    history = model.fit(train_data.dataset(), validation_data=val_data, epochs=config.train.epochs,
-                        callbacks=callbacks, verbose=verbose, shuffle=False)
+    model.fit(train_data.dataset(), validation_data=val_data, epochs=config.train.epochs,
+              callbacks=callbacks, verbose=verbose, shuffle=False)
+    shutil.rmtree(out / BACKUP, ignore_errors=True)
+    if not (out / MODEL).exists():
+        raise ChatbotError(f"{out}: no epoch improved {monitor}; nothing was saved")
 
     bot = Bot.load(out)  # exactly what `chatbot chat` will load
     metrics = {"train": answer_rate(bot, train_pairs), "best_epoch": checkpoint.best_epoch,
@@ -108,15 +153,54 @@ def train(
     log(f"best epoch {checkpoint.best_epoch} ({monitor} {checkpoint.best:.4f}); answers "
         f"{metrics['train']['answer_rate']:.1%} of {metrics['train']['prompts']} training prompts "
         f"with one of their replies; {seconds:.0f} s")
-    return TrainResult(out, len(history.history.get("loss", [])), checkpoint.best_epoch, seconds,
-                       metrics)
+    epochs_done = len(pd.read_csv(out / HISTORY)) if (out / HISTORY).exists() else 0
+    return TrainResult(out, epochs_done, checkpoint.best_epoch, seconds, metrics)
+
+
+def oov_rate(pairs: list[Pair], tokenizer: Tokenizer, vocab: Vocabulary) -> float:
+    """Share of the pairs' tokens (both sides) that the vocabulary does not have."""
+    tokens = [t for p in pairs for text in (p.prompt, p.reply) for t in tokenizer.tokenize(text)]
+    return sum(t not in vocab for t in tokens) / max(1, len(tokens))
+
+
+def _load_for_resume(out: Path) -> tuple[RunConfig, Vocabulary]:
+    if not (out / BACKUP).is_dir():
+        if (out / MODEL).exists():
+            raise ChatbotError(f"{out}: training already finished, there is nothing to resume; "
+                               f"to train it further use --init-from {out} --out NEW_DIR")
+        raise ChatbotError(f"{out}: no interrupted run to resume (no {BACKUP}/ directory)")
+    return RunConfig.load(out / CONFIG), Vocabulary.load(out / VOCAB)
+
+
+def _load_for_init(source: Path, overrides: RunConfig | None) -> tuple[RunConfig, Vocabulary]:
+    check_run_dir(source)
+    read_keras_weights(source / MODEL)  # refuses hostile or damaged files before Keras sees them
+    config = RunConfig.load(source / CONFIG)
+    if overrides is not None:  # training settings may change; the model's shape may not
+        config.train = overrides.train
+    return config, Vocabulary.load(source / VOCAB)
+
+
+def _finished_epochs(out: Path) -> int:
+    try:
+        meta = json.loads((out / BACKUP / "training_metadata.json").read_text())
+        return int(meta["epoch"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _trim_history(path: Path, epochs: int) -> None:
+    """Keeps the rows of finished epochs only (a kill may land after a row, before the backup)."""
+    if path.exists():
+        history = pd.read_csv(path)
+        if len(history) > epochs:
+            atomic_write_text(path, history.iloc[:epochs].to_csv(index=False))
 
 
 def _monitor(config: RunConfig, has_val: bool, log: Log) -> str:
     monitor = config.train.monitor
-    allowed = ("loss", "masked_accuracy", "val_loss", "val_masked_accuracy")
-    if monitor not in allowed:
-        raise ChatbotError(f"unknown monitor {monitor!r}; choose one of: {', '.join(allowed)}")
+    if monitor not in MONITORS:
+        raise ChatbotError(f"unknown monitor {monitor!r}; choose one of: {', '.join(MONITORS)}")
     if monitor.startswith("val_") and not has_val:
         log(f"no validation pairs (val_fraction={config.data.val_fraction}): monitoring "
             f"{monitor[4:]} instead of {monitor}")
@@ -125,16 +209,18 @@ def _monitor(config: RunConfig, has_val: bool, log: Log) -> str:
 
 
 def _prepare_run_dir(out: Path, overwrite: bool) -> None:
-    if (out / MODEL).exists():
+    if (out / MODEL).exists() or (out / BACKUP).exists():
         if not overwrite:
+            what = "a trained model" if (out / MODEL).exists() else "an interrupted run"
             raise ChatbotError(
-                f"{out}: already holds a trained model; pass --overwrite to replace it, "
-                "or choose another --out directory"
+                f"{out}: already holds {what}; pass --resume to continue an interrupted run, "
+                "--overwrite to replace it, or choose another --out directory"
             )
         # Remove the old model before the new vocabulary lands, so the directory never pairs a
         # new vocab.json with an old model.keras (which would reload into gibberish).
         for name in (MODEL, HISTORY, METRICS):
             (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / BACKUP, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
 
 
@@ -147,11 +233,21 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         self.best = np.inf if mode == "min" else -np.inf
         self.best_epoch = 0
 
+    def better(self, value: float) -> bool:
+        return value < self.best if self.mode == "min" else value > self.best
+
+    def restore_best(self, history_csv: Path) -> None:
+        """On resume: the best value so far, so a worse epoch never replaces the saved model."""
+        if history_csv.exists():
+            history = pd.read_csv(history_csv)
+            if self.monitor in history and len(history):
+                column = history[self.monitor]
+                row = column.idxmin() if self.mode == "min" else column.idxmax()
+                self.best, self.best_epoch = float(column[row]), int(history["epoch"][row]) + 1
+
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         value = (logs or {}).get(self.monitor)
-        if value is None:
-            return
-        if (value < self.best) if self.mode == "min" else (value > self.best):
+        if value is not None and self.better(value):
             self.best, self.best_epoch = float(value), epoch + 1
             tmp = self.path.with_name(f".{self.path.stem}.partial.keras")
             self.model.save(tmp)
