@@ -94,6 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     _decode_options(reply)
     reply.set_defaults(func=cmd_reply)
 
+    evaluate = sub.add_parser("eval", help="measure a model on a TSV of pairs")
+    evaluate.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
+    evaluate.add_argument("--data", required=True, help="TSV of prompt<TAB>reply pairs")
+    evaluate.add_argument("-o", "--out", default=None,
+                          help="JSON to write (default: metrics.json in the run directory)")
+    _bad_lines_option(evaluate, default="error")
+    _decode_options(evaluate)
+    evaluate.set_defaults(func=cmd_eval)
+
     attention = sub.add_parser("attention", help="heatmap of where each reply token looked")
     attention.add_argument("--model", default=DEFAULT_MODEL, help="an attention run directory")
     attention.add_argument("text", help="the prompt")
@@ -249,6 +258,35 @@ def cmd_reply(args: argparse.Namespace) -> int:
             sys.stdout.write(reply.text + "\n")
         sys.stdout.flush()
     return status
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from chatbot.config import atomic_write_text
+    from chatbot.data import read_pairs
+    from chatbot.evaluate import evaluate, format_metrics
+    from chatbot.rundir import METRICS
+
+    bot = _load_bot(args)
+    pairs = read_pairs(args.data, args.on_bad_lines).pairs
+    recorded = bot.config.data.path
+    is_training = bool(recorded) and Path(recorded).resolve() == Path(args.data).resolve()
+    metrics = evaluate(bot, pairs, training_pairs=is_training)
+    print(format_metrics(metrics))
+    if args.out:
+        path, document = Path(args.out), metrics
+    else:  # keep what training wrote; add this evaluation under "eval", keyed by data file
+        path = Path(args.model) / METRICS
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            document = {}
+        document.setdefault("eval", {})[str(args.data)] = metrics
+    atomic_write_text(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    print(f"wrote {path}")
+    return 0
 
 
 def cmd_attention(args: argparse.Namespace) -> int:

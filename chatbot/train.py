@@ -26,7 +26,7 @@ from chatbot.bot import Bot
 from chatbot.config import RunConfig, atomic_write_text
 from chatbot.data import Pair, read_pairs, split_pairs
 from chatbot.errors import ChatbotError
-from chatbot.evaluate import answer_rate
+from chatbot.evaluate import evaluate
 from chatbot.models import arch_module
 from chatbot.models.common import compile_model
 from chatbot.rundir import CONFIG, HISTORY, METRICS, MODEL, VOCAB, check_run_dir
@@ -143,16 +143,17 @@ def train(
         raise ChatbotError(f"{out}: no epoch improved {monitor}; nothing was saved")
 
     bot = Bot.load(out)  # exactly what `chatbot chat` will load
-    metrics = {"train": answer_rate(bot, train_pairs), "best_epoch": checkpoint.best_epoch,
-               "monitor": monitor, "best_value": checkpoint.best}
+    metrics = {"best_epoch": checkpoint.best_epoch, "monitor": monitor,
+               "best_value": checkpoint.best, "train": evaluate(bot, train_pairs, True)}
     if val_pairs:
-        metrics["validation"] = answer_rate(bot, val_pairs)
+        metrics["validation"] = evaluate(bot, val_pairs)
     seconds = time.perf_counter() - started
     metrics["train_seconds"] = round(seconds, 1)
     atomic_write_text(out / METRICS, json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+    answered = metrics["train"]["answer_rate"]
     log(f"best epoch {checkpoint.best_epoch} ({monitor} {checkpoint.best:.4f}); answers "
-        f"{metrics['train']['answer_rate']:.1%} of {metrics['train']['prompts']} training prompts "
-        f"with one of their replies; {seconds:.0f} s")
+        f"{answered['answer_rate']:.1%} of {answered['prompts']} training prompts with one of "
+        f"their replies; {seconds:.0f} s")
     epochs_done = len(pd.read_csv(out / HISTORY)) if (out / HISTORY).exists() else 0
     return TrainResult(out, epochs_done, checkpoint.best_epoch, seconds, metrics)
 

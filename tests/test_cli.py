@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import write_tsv
 
 COMMANDS = [[], ["data"], ["data", "import-chatterbot"], ["data", "check"], ["train"],
-            ["chat"], ["reply"], ["plot"]]
+            ["chat"], ["reply"], ["plot"], ["eval"], ["attention"]]
 
 
 def run(*args: str, stdin: bytes = b"", cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -143,3 +143,19 @@ def test_attention_command_draws_cjk_labels(tiny_runs, tmp_path):
         assert b"Glyph" not in result.stderr  # matplotlib warns for each missing glyph
     lstm = run("attention", "--model", str(tiny_runs["lstm"]), "你好", "-o", str(out))
     assert lstm.returncode == 1 and "has no attention" in lstm.stderr.decode()
+
+
+@pytest.mark.slow
+def test_eval_prints_a_table_and_writes_metrics(tiny_run, tiny_tsv, tmp_path):
+    out = tmp_path / "m.json"
+    result = run("eval", "--model", str(tiny_run), "--data", str(tiny_tsv), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    table = result.stdout.decode()
+    for name in ("masked_accuracy", "perplexity", "bleu", "chrf", "distinct_1", "distinct_2",
+                 "same_reply_share", "unk_rate", "answer_rate"):
+        assert name in table
+    import json
+
+    metrics = json.loads(out.read_text())
+    assert metrics["answer_rate"]["answer_rate"] == 1.0  # the tiny run's own training file
+    assert metrics["masked_accuracy"] == 1.0 and metrics["flags"] == []

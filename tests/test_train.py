@@ -35,8 +35,9 @@ def test_run_directory_holds_what_chat_needs_and_nothing_else(tiny_run):
     assert {"loss", "masked_accuracy"} <= set(history.columns)
     assert history["loss"].iloc[-1] < history["loss"].iloc[0] / 10
     metrics = json.loads((tiny_run / "metrics.json").read_text())
-    assert metrics["train"]["answer_rate"] == 1.0
+    assert metrics["train"]["answer_rate"]["answer_rate"] == 1.0
     assert metrics["train"]["prompts"] == len(TINY_PAIRS)
+    assert metrics["train"]["masked_accuracy"] == 1.0 and metrics["train"]["bleu"] > 99
 
 
 ARCHS = ["lstm", "seq2seq", "attention"]
