@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue the interrupted run in DIR from its last finished epoch")
     train.add_argument("--init-from", metavar="DIR", default=None,
                        help="fine-tune the model in DIR on --data, keeping its vocabulary")
+    train.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default=None,
+                       help="devices to train on: this one, every GPU here (or 2 logical CPUs), "
+                            "or several workers described by TF_CONFIG")
     for flag, kind, text in [
         ("--epochs", int, "maximum epochs"), ("--batch-size", int, "pairs per batch"),
         ("--learning-rate", float, "optimizer step size"),
@@ -182,7 +185,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume and args.init_from:
         raise ChatbotError("--resume and --init-from cannot be used together")
     if args.resume:
-        out, options = args.resume, {"resume": True, "epochs": args.epochs}
+        out, options = args.resume, {"resume": True, "epochs": args.epochs,
+                                     "strategy": args.strategy}
     else:
         if not args.data:
             raise ChatbotError("--data FILE is required (unless you --resume a run)")
@@ -204,7 +208,7 @@ def _train_config(args: argparse.Namespace):
     sections = {"data": config.data, "model": config.model, "train": config.train}
     overrides = {
         "train": ("epochs", "batch_size", "learning_rate", "optimizer", "monitor", "patience",
-                  "seed"),
+                  "seed", "strategy"),
         "model": ("arch", "embedding_dim", "hidden_dim", "num_layers", "dropout"),
         "data": ("max_len", "val_fraction", "min_count", "on_bad_lines"),
     }

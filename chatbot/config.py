@@ -58,6 +58,7 @@ class TrainConfig:
     bucket_by_length: bool = True  # batch pairs of similar length so little compute is padding
     seed: int = 1234  # seeds the split, shuffling and initial weights
     probes: int = 3  # training prompts whose replies are printed after every epoch
+    strategy: str = "default"  # default, mirrored or multiworker (see chatbot/distribute.py)
 
 
 DECODE_STRATEGIES = ("greedy", "beam", "random", "top_k", "top_p")

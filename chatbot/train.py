@@ -25,6 +25,7 @@ from chatbot.batches import Batches, encode_pairs
 from chatbot.bot import Bot
 from chatbot.config import RunConfig, atomic_write_text
 from chatbot.data import Pair, read_pairs, split_pairs
+from chatbot.distribute import make_strategy, worker_role
 from chatbot.errors import ChatbotError
 from chatbot.evaluate import evaluate
 from chatbot.models import arch_module
@@ -51,7 +52,8 @@ class TrainResult:
 def train(
     data_path: str | Path | None, out_dir: str | Path, config: RunConfig | None = None, *,
     overwrite: bool = False, resume: bool = False, init_from: str | Path | None = None,
-    epochs: int | None = None, log: Log = print, verbose: int | str = "auto",
+    epochs: int | None = None, strategy: str | None = None, log: Log = print,
+    verbose: int | str = "auto",
 ) -> TrainResult:
     """Trains a model and writes its run directory `out_dir`.
 
@@ -71,6 +73,14 @@ def train(
         raise ChatbotError("train() needs a config unless resuming")
     if epochs is not None:
         config.train.epochs = epochs
+    if strategy is not None:  # a resumed run may continue on other devices
+        config.train.strategy = strategy
+    # First TensorFlow work of the run: a strategy must be made before devices initialize.
+    distribution = make_strategy(config.train.strategy)
+    role = worker_role()
+    if not role.chief:  # other workers train alongside the chief, writing to a scratch directory
+        out = out.parent / f".{out.name}.worker-{role.worker}"
+        overwrite, log = True, _quiet
     if not data_path:
         raise ChatbotError("no training data: pass --data FILE")
     config.data.path = str(data_path)
@@ -107,14 +117,23 @@ def train(
         (out / BACKUP).mkdir()  # from now on the run counts as interrupted until it finishes
 
     keras.utils.set_random_seed(config.train.seed)
-    model = arch.build(config.model)
-    if init_from is not None:
-        model.load_weights(Path(init_from) / MODEL)
-    compile_model(model, config.train)
+    with distribution.scope():  # variables on every device of the strategy
+        model = arch.build(config.model)
+        if init_from is not None:
+            model.load_weights(Path(init_from) / MODEL)
+        compile_model(model, config.train)
     options = dict(batch_size=config.train.batch_size,
                    bucket_by_length=config.train.bucket_by_length, seed=config.train.seed)
     train_data = Batches(train_examples, **options)
-    val_data = Batches(val_examples, shuffle=False, **options).dataset() if val_examples else None
+    val_data = Batches(val_examples, shuffle=False, **options) if val_examples else None
+    if distribution.num_replicas_in_sync > 1:
+        log(f"training on {distribution.num_replicas_in_sync} devices "
+            f"({config.train.strategy}); each takes batches of {config.train.batch_size}")
+        train_ds = train_data.distributed(distribution)
+        val_ds = val_data.distributed(distribution) if val_data else None
+    else:
+        train_ds = train_data.dataset()
+        val_ds = val_data.dataset() if val_data else None
 
     done = _finished_epochs(out) if resume else 0
     if resume:
@@ -136,9 +155,12 @@ def train(
     ]
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
-    model.fit(train_data.dataset(), validation_data=val_data, epochs=config.train.epochs,
+    model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs,
               callbacks=callbacks, verbose=verbose, shuffle=False)
     shutil.rmtree(out / BACKUP, ignore_errors=True)
+    if not role.chief:
+        shutil.rmtree(out, ignore_errors=True)
+        return TrainResult(Path(out_dir), config.train.epochs, 0, time.perf_counter() - started, {})
     if not (out / MODEL).exists():
         raise ChatbotError(f"{out}: no epoch improved {monitor}; nothing was saved")
 
@@ -156,6 +178,10 @@ def train(
         f"their replies; {seconds:.0f} s")
     epochs_done = len(pd.read_csv(out / HISTORY)) if (out / HISTORY).exists() else 0
     return TrainResult(out, epochs_done, checkpoint.best_epoch, seconds, metrics)
+
+
+def _quiet(_: str) -> None:
+    """Log function of non-chief workers: the chief alone reports."""
 
 
 def oov_rate(pairs: list[Pair], tokenizer: Tokenizer, vocab: Vocabulary) -> float:
