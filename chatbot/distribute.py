@@ -5,28 +5,17 @@
                  the model, gradients summed across them; on a machine without GPUs the CPU is
                  split into `logical_cpus` logical devices (useful to try it, not faster)
     multiworker  tf.distribute.MultiWorkerMirroredStrategy: the same across several processes
-                 or hosts, described by the TF_CONFIG environment variable; every worker would
-                 run the same `chatbot train` command, and only the chief (worker 0) writes the
-                 run. Refused for now: Keras 3's fit() fails under this strategy (see below);
-                 the data sharding (Batches.distributed) and the chief/worker split
-                 (worker_role) are in place and used by `mirrored`.
+                 or hosts, described by the TF_CONFIG environment variable. Refused for now:
+                 Keras 3's fit() fails under this strategy (see below). The data sharding it
+                 would need (Batches.distributed, one shard per worker) is in place and used
+                 by `mirrored`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass
-
 from chatbot.errors import ChatbotError
 
 STRATEGIES = ("default", "mirrored", "multiworker")
-
-
-@dataclass(frozen=True)
-class Role:
-    chief: bool  # writes the run directory
-    worker: int  # index of this process among the workers (0 without multiworker)
 
 
 def make_strategy(name: str, logical_cpus: int = 2):
@@ -49,22 +38,6 @@ def make_strategy(name: str, logical_cpus: int = 2):
         "tf.distribute.MultiWorkerMirroredStrategy (keras-team/keras issue 20585); use "
         "--strategy mirrored to train on every GPU of one machine"
     )
-
-
-def worker_role() -> Role:
-    """Who this process is in a TF_CONFIG cluster (the chief alone when there is none)."""
-    raw = os.environ.get("TF_CONFIG")
-    if not raw:
-        return Role(chief=True, worker=0)
-    try:
-        config = json.loads(raw)
-        task = config.get("task", {})
-        kind, index = task.get("type", "worker"), int(task.get("index", 0))
-    except (ValueError, AttributeError, TypeError) as exc:
-        raise ChatbotError(f"TF_CONFIG is not valid JSON with a task ({exc})") from None
-    chief = kind == "chief" or (kind == "worker" and index == 0
-                                and "chief" not in config.get("cluster", {}))
-    return Role(chief=chief, worker=index)
 
 
 def _split_cpu(tf, count: int) -> None:

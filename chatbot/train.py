@@ -25,7 +25,7 @@ from chatbot.batches import Batches, encode_pairs
 from chatbot.bot import Bot
 from chatbot.config import RunConfig, atomic_write_text
 from chatbot.data import Pair, read_pairs, split_pairs
-from chatbot.distribute import make_strategy, worker_role
+from chatbot.distribute import make_strategy
 from chatbot.errors import ChatbotError
 from chatbot.evaluate import evaluate
 from chatbot.models import arch_module
@@ -77,10 +77,6 @@ def train(
         config.train.strategy = strategy
     # First TensorFlow work of the run: a strategy must be made before devices initialize.
     distribution = make_strategy(config.train.strategy)
-    role = worker_role()
-    if not role.chief:  # other workers train alongside the chief, writing to a scratch directory
-        out = out.parent / f".{out.name}.worker-{role.worker}"
-        overwrite, log = True, _quiet
     if not data_path:
         raise ChatbotError("no training data: pass --data FILE")
     config.data.path = str(data_path)
@@ -158,9 +154,6 @@ def train(
     model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs,
               callbacks=callbacks, verbose=verbose, shuffle=False)
     shutil.rmtree(out / BACKUP, ignore_errors=True)
-    if not role.chief:
-        shutil.rmtree(out, ignore_errors=True)
-        return TrainResult(Path(out_dir), config.train.epochs, 0, time.perf_counter() - started, {})
     if not (out / MODEL).exists():
         raise ChatbotError(f"{out}: no epoch improved {monitor}; nothing was saved")
 
@@ -178,10 +171,6 @@ def train(
         f"their replies; {seconds:.0f} s")
     epochs_done = len(pd.read_csv(out / HISTORY)) if (out / HISTORY).exists() else 0
     return TrainResult(out, epochs_done, checkpoint.best_epoch, seconds, metrics)
-
-
-def _quiet(_: str) -> None:
-    """Log function of non-chief workers: the chief alone reports."""
 
 
 def oov_rate(pairs: list[Pair], tokenizer: Tokenizer, vocab: Vocabulary) -> float:

@@ -11,8 +11,6 @@ import pytest
 
 from chatbot.batches import Batches
 from chatbot.bot import Bot
-from chatbot.distribute import Role, worker_role
-from chatbot.errors import ChatbotError
 from tests.conftest import write_tsv
 
 
@@ -35,19 +33,6 @@ def test_every_shard_gets_the_same_steps_and_no_pair_is_lost(shards, multiple):
         lengths = {(x.shape[1], y.shape[1]) for batches in per_shard
                    for x, y in batches[step * group: (step + 1) * group]}
         assert len(lengths) == 1
-
-
-def test_worker_role_from_tf_config(monkeypatch):
-    monkeypatch.delenv("TF_CONFIG", raising=False)
-    assert worker_role() == Role(chief=True, worker=0)
-    cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
-    for index, chief in [(0, True), (1, False)]:
-        monkeypatch.setenv("TF_CONFIG", json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        assert worker_role() == Role(chief=chief, worker=index)
-    monkeypatch.setenv("TF_CONFIG", "{not json")
-    with pytest.raises(ChatbotError, match="TF_CONFIG"):
-        worker_role()
 
 
 def run_train(tmp_path, *extra: str) -> subprocess.CompletedProcess:
