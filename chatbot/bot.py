@@ -21,7 +21,7 @@ import numpy as np
 
 from chatbot.config import DECODE_STRATEGIES, DecodeConfig, RunConfig
 from chatbot.errors import ChatbotError
-from chatbot.models import arch_module
+from chatbot.models import ARCHS, arch_module
 from chatbot.rundir import CONFIG, MODEL, VOCAB, check_run_dir
 from chatbot.samplers import Sampler, get_sampler
 from chatbot.text import Tokenizer
@@ -54,19 +54,19 @@ class AttentionMap:
 
 class Bot:
     def __init__(self, config: RunConfig, vocab: Vocabulary, weights: Weights):
-        embedding = weights.get("embedding", [None])[0]
-        if embedding is None or embedding.shape[0] != len(vocab):
-            found = "none" if embedding is None else embedding.shape[0]
+        if config.model.arch not in ARCHS:
             raise ChatbotError(
-                f"the vocabulary has {len(vocab)} tokens but the model's embedding has {found} "
-                "rows: vocab.json and model.keras come from different runs; retrain the model"
+                f"config.json names the architecture {config.model.arch!r}, which this chatbot "
+                f"does not know ({', '.join(ARCHS)}); upgrade the chatbot package or retrain"
             )
+        _check_shapes(config, vocab, weights)
         self.config = config
         self.vocab = vocab
         self.tokenizer = Tokenizer(lowercase=config.text.lowercase)
         try:
             self.engine = arch_module(config.model.arch).Engine(weights, config.model, vocab)
-        except (KeyError, ValueError, IndexError) as exc:
+            self.engine.start([[vocab.unk_id]])  # a dry run: shapes that disagree fail here
+        except (KeyError, ValueError, IndexError, TypeError) as exc:
             raise ChatbotError(
                 f"the model's layers do not match its config.json (arch "
                 f"{config.model.arch!r}, {config.model.num_layers} layer(s)): {exc!r}; the run "
@@ -80,7 +80,10 @@ class Bot:
         run_dir = check_run_dir(run_dir)
         config = RunConfig.load(run_dir / CONFIG)
         vocab = Vocabulary.load(run_dir / VOCAB)
-        return cls(config, vocab, read_keras_weights(run_dir / MODEL))
+        try:
+            return cls(config, vocab, read_keras_weights(run_dir / MODEL))
+        except ChatbotError as exc:
+            raise ChatbotError(f"{run_dir}: {exc}") from None
 
     # -- decoding settings ------------------------------------------------------------------
 
@@ -140,6 +143,27 @@ class Bot:
     def _candidate(self, found) -> Candidate:
         tokens = self.vocab.decode(found.tokens)
         return Candidate(self.tokenizer.detokenize(tokens), tokens, found.logprob, found.score)
+
+
+def _check_shapes(config: RunConfig, vocab: Vocabulary, weights: Weights) -> None:
+    """config.json, vocab.json and model.keras must describe the same model."""
+    embedding = weights.get("embedding", [None])[0]
+    if embedding is None or embedding.shape[0] != len(vocab):
+        found = "none" if embedding is None else embedding.shape[0]
+        raise ChatbotError(
+            f"the vocabulary has {len(vocab)} tokens but the model's embedding has {found} "
+            "rows: vocab.json and model.keras come from different runs; retrain the model"
+        )
+    output = weights.get("time_distributed_dense", [None])[0]
+    found = {"model.embedding_dim": embedding.shape[1],
+             "model.hidden_dim": None if output is None else output.shape[0]}
+    for name, value in found.items():
+        expected = getattr(config.model, name.split(".")[1])
+        if value != expected:
+            raise ChatbotError(
+                f"config.json says {name} = {expected!r} but model.keras has {value}: the files "
+                "come from different runs or config.json was edited; retrain the model"
+            )
 
 
 def make_sampler(decode: DecodeConfig) -> Sampler:

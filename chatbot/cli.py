@@ -20,6 +20,9 @@ MODEL_HELP = f"run directory (default {DEFAULT_MODEL})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a console that cannot show 你好 gets \u4f60\u597d
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

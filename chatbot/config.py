@@ -95,9 +95,13 @@ class RunConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "config") -> RunConfig:
         if not isinstance(raw, dict):
-            raise ChatbotError(f"{source}: expected a JSON object, found {type(raw).__name__}")
+            raise ChatbotError(f"{source}: expected a JSON object, found {type(raw).__name__}; "
+                               "the file is damaged: retrain the model")
         version = raw.get("format_version", FORMAT_VERSION)
-        if not isinstance(version, int) or version > FORMAT_VERSION:
+        if not _is_int(version) or version < 1:
+            raise ChatbotError(f"{source}: format_version must be a whole number, found "
+                               f"{version!r}; the file is damaged: retrain the model")
+        if version > FORMAT_VERSION:
             raise ChatbotError(
                 f"{source}: format_version {version!r} is newer than this chatbot understands "
                 f"({FORMAT_VERSION}); upgrade the chatbot package to use this model"
@@ -124,6 +128,9 @@ class RunConfig:
                     f"{source}: unknown setting(s) {', '.join(f'{f.name}.{u}' for u in unknown)}; "
                     f"known: {', '.join(sorted(known))}"
                 )
+            for sf in dataclasses.fields(section_cls):
+                if sf.name in values:
+                    _check_value(f"{f.name}.{sf.name}", sf.type, values[sf.name], source)
             sections[f.name] = section_cls(**values)
         return cls(**sections, format_version=version)
 
@@ -142,6 +149,34 @@ class RunConfig:
         except OSError as exc:
             raise ChatbotError(f"{path}: cannot read ({exc.strerror})") from None
         return cls.from_dict(raw, source=str(path))
+
+
+# Settings that must be at least 1 (a zero or negative value cannot describe a model or a run).
+_POSITIVE = {"max_len", "max_vocab", "min_count", "embedding_dim", "hidden_dim", "num_layers",
+             "epochs", "batch_size", "max_reply_len", "beam_width", "nbest", "top_k"}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_value(name: str, annotation: str, value: Any, source: str) -> None:
+    """Refuses a setting of the wrong type or out of range, naming it and the file."""
+    checks = {"int": _is_int, "float": lambda v: _is_int(v) or isinstance(v, float),
+              "bool": lambda v: isinstance(v, bool), "str": lambda v: isinstance(v, str)}
+    optional = annotation.endswith("| None")
+    kind = annotation.removesuffix("| None").strip()
+    ok = (optional and value is None) or checks[kind](value)
+    if ok and name.rsplit(".", 1)[1] in _POSITIVE:
+        ok = value >= 1
+    if ok and kind == "float" and name.endswith(("dropout", "val_fraction")):
+        ok = 0 <= value < 1
+    if not ok:
+        expected = {"int": "a whole number", "float": "a number", "bool": "true or false",
+                    "str": "a string"}[kind]
+        limit = " of at least 1" if name.rsplit(".", 1)[1] in _POSITIVE else ""
+        raise ChatbotError(f"{source}: {name} must be {expected}{limit}, found {value!r}; fix "
+                           "the file or retrain the model")
 
 
 # Named starting points for `chatbot train --preset NAME`; flags given on the command line win.

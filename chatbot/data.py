@@ -7,6 +7,7 @@ as `FILE:LINE: what is wrong` so that the user can open the file at that line an
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from chatbot.errors import ChatbotError
 from chatbot.text import Tokenizer
 
 BAD_LINE_CHOICES = ("error", "skip")
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -58,11 +60,12 @@ def read_pairs(path: str | Path, on_bad_lines: str = "error") -> LoadReport:
 
     report = LoadReport(path=str(path))
     seen: set[tuple[str, str]] = set()
-    lines = raw.split(b"\n")
+    # Unix (LF), Windows (CRLF) and old Mac (CR) line ends all end a line.
+    lines = _LINE_END.split(raw)
     if lines and lines[-1] == b"":
         lines.pop()  # the newline that ends the last line does not start a new one
     for number, line_bytes in enumerate(lines, start=1):
-        parsed = _parse_line(line_bytes.removesuffix(b"\r"))
+        parsed = _parse_line(line_bytes)
         if parsed is None:
             report.blank_lines += 1
             continue
@@ -97,6 +100,7 @@ def _parse_line(line: bytes) -> tuple[str, str] | str | None:
             f"not valid UTF-8 (byte 0x{line[exc.start]:02x} at column {exc.start + 1}); "
             "save the file with UTF-8 encoding"
         )
+    text = text.removeprefix("\ufeff")  # a BOM left where two files were concatenated
     if "\x00" in text:
         return "contains a NUL byte; is this a binary or UTF-16 file? save it as UTF-8 text"
     if not text.strip():

@@ -85,8 +85,9 @@ class Vocabulary:
             raise ChatbotError(f"{path}: cannot read ({exc.strerror})") from None
         tokens = raw.get("tokens") if isinstance(raw, dict) else None
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-            raise ChatbotError(f"{path}: expected {{\"tokens\": [...strings...]}}")
+            raise ChatbotError(f"{path}: expected {{\"tokens\": [...strings...]}}; the file is "
+                               "damaged: retrain the model")
         try:
             return cls(tokens)
         except ChatbotError as exc:
-            raise ChatbotError(f"{path}: {exc}") from None
+            raise ChatbotError(f"{path}: {exc}; the file is damaged: retrain the model") from None

@@ -41,14 +41,15 @@ def read_keras_weights(path: str | Path) -> Weights:
             blob = archive.read("model.weights.h5")
     except FileNotFoundError:
         raise ChatbotError(f"{path}: missing; the run directory has no model") from None
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:  # ValueError: bad JSON
         raise ChatbotError(
             f"{path}: not a readable .keras model ({exc}); it may be half-written or damaged; "
             "retrain it with 'chatbot train'"
         ) from None
 
-    layers = config.get("config", {}).get("layers", []) if isinstance(config, dict) else []
-    if not layers:
+    inner = config.get("config") if isinstance(config, dict) else None
+    layers = inner.get("layers") if isinstance(inner, dict) else None
+    if not isinstance(layers, list) or not layers or not all(isinstance(x, dict) for x in layers):
         raise ChatbotError(f"{path}: holds no functional model; retrain it with 'chatbot train'")
     for layer in layers:
         kind = (layer.get("module"), layer.get("class_name"))
@@ -60,12 +61,16 @@ def read_keras_weights(path: str | Path) -> Weights:
             )
     used: dict[str, int] = {}
     out: Weights = {}
-    with h5py.File(io.BytesIO(blob), "r") as h5:
-        for layer in layers:
-            key = _unique(_snake_case(layer["class_name"]), used)
-            group = h5.get(f"layers/{key}")
-            if group is not None:  # ops recorded in the config (e.g. a mask's not_equal) have none
-                out[layer["name"]] = _collect(group)
+    try:
+        with h5py.File(io.BytesIO(blob), "r") as h5:
+            for layer in layers:
+                key = _unique(_snake_case(layer["class_name"]), used)
+                group = h5.get(f"layers/{key}")
+                if group is not None:  # ops in the config (a mask's not_equal) have no weights
+                    out[layer["name"]] = _collect(group)
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise ChatbotError(f"{path}: its weights cannot be read ({exc}); the file is damaged: "
+                           "retrain the model") from None
     return out
 
 

@@ -83,8 +83,22 @@ def test_from_partial_dict_keeps_other_defaults():
     assert config.data == DataConfig()
 
 
-def test_older_format_version_still_loads():
-    assert RunConfig.from_dict({"format_version": 0}).format_version == 0
+def test_format_version_must_be_a_positive_whole_number():
+    for bad in (0, -1, "1", 1.0, True):
+        with pytest.raises(ChatbotError, match="format_version must be a whole number"):
+            RunConfig.from_dict({"format_version": bad})
+
+
+@pytest.mark.parametrize("name, value", [
+    ("model.hidden_dim", 0), ("model.num_layers", -1), ("model.embedding_dim", "64"),
+    ("data.max_len", "forty"), ("data.val_fraction", 1.5), ("train.epochs", 2.5),
+    ("text.lowercase", "yes"), ("decode.seed", "x"),
+])
+def test_settings_of_the_wrong_type_or_range_are_refused_by_name(name, value):
+    section, field = name.split(".")
+    with pytest.raises(ChatbotError, match=rf"{name} must be"):
+        RunConfig.from_dict({section: {field: value}})
+    assert RunConfig.from_dict({"decode": {"seed": None}}).decode.seed is None
 
 
 def test_save_load_round_trip(tmp_path):
@@ -171,7 +185,8 @@ def test_non_integer_format_version_is_refused(version):
 def test_non_object_raises(raw, kind):
     with pytest.raises(ChatbotError) as info:
         RunConfig.from_dict(raw)
-    assert str(info.value) == f"config: expected a JSON object, found {kind}"
+    assert str(info.value).startswith(f"config: expected a JSON object, found {kind}; ")
+    assert "retrain" in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -182,7 +197,7 @@ def test_non_object_json_file_raises_naming_the_file(tmp_path, content, kind):
     path.write_text(content, encoding="utf-8")
     with pytest.raises(ChatbotError) as info:
         RunConfig.load(path)
-    assert str(info.value) == f"{path}: expected a JSON object, found {kind}"
+    assert str(info.value).startswith(f"{path}: expected a JSON object, found {kind}; ")
 
 
 def test_load_missing_file_names_the_path(tmp_path):
