@@ -11,6 +11,7 @@ VOCAB = "vocab.json"
 MODEL = "model.keras"
 HISTORY = "history.csv"
 METRICS = "metrics.json"
+BACKUP = ".backup"  # the last finished epoch while training runs; removed when it ends
 
 
 def check_run_dir(path: str | Path) -> Path:
@@ -21,6 +22,11 @@ def check_run_dir(path: str | Path) -> Path:
             f"train one with 'chatbot train --data FILE --out {path}'")
         raise ChatbotError(f"{path}: no such model directory; {hint}")
     missing = [name for name in (CONFIG, VOCAB, MODEL) if not (path / name).is_file()]
+    if missing and (path / BACKUP).is_dir():
+        raise ChatbotError(
+            f"{path}: training was interrupted before its first epoch finished (missing "
+            f"{', '.join(missing)}); continue it with 'chatbot train --resume {path}'"
+        )
     if missing:
         raise ChatbotError(
             f"{path}: incomplete run directory, missing {', '.join(missing)}; training may not "

@@ -30,13 +30,12 @@ from chatbot.errors import ChatbotError
 from chatbot.evaluate import evaluate
 from chatbot.models import arch_module
 from chatbot.models.common import compile_model
-from chatbot.rundir import CONFIG, HISTORY, METRICS, MODEL, VOCAB, check_run_dir
+from chatbot.rundir import BACKUP, CONFIG, HISTORY, METRICS, MODEL, VOCAB, check_run_dir
 from chatbot.text import Tokenizer
 from chatbot.vocab import Vocabulary
 from chatbot.weights import model_weights, read_keras_weights
 
 Log = Callable[[str], None]
-BACKUP = ".backup"  # BackupAndRestore's directory inside a run; removed when training ends
 MONITORS = ("loss", "masked_accuracy", "val_loss", "val_masked_accuracy")
 
 
@@ -142,8 +141,8 @@ def train(
     probes = list(dict.fromkeys(p.prompt for p in train_pairs))[: config.train.probes]
     callbacks = [
         EpochReport(config, vocab, probes, train_data.scored_tokens, len(train_examples), log),
-        keras.callbacks.CSVLogger(str(out / HISTORY), append=resume),
-        checkpoint,
+        checkpoint,  # before the history row: a row on disk means its checkpoint is too
+        HistoryCSV(out / HISTORY),
         keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=config.train.patience,
                                       restore_best_weights=True),
         # Last, so an epoch counts as finished only once its history row and checkpoint exist.
@@ -268,6 +267,21 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             tmp = self.path.with_name(f".{self.path.stem}.partial.keras")
             self.model.save(tmp)
             tmp.replace(self.path)
+
+
+class HistoryCSV(keras.callbacks.Callback):
+    """history.csv as keras.callbacks.CSVLogger writes it (epoch, then the logs), but rewritten
+    whole through a temporary file after every epoch, so a kill never leaves half a row."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = Path(path)
+        # On resume the finished epochs are already there (trimmed to the backup's epoch).
+        self.rows = pd.read_csv(self.path).to_dict("records") if self.path.exists() else []
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self.rows.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
+        atomic_write_text(self.path, pd.DataFrame(self.rows).to_csv(index=False))
 
 
 class EpochReport(keras.callbacks.Callback):

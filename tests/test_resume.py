@@ -76,6 +76,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, uninterrupted, kill_aft
     proc.send_signal(signal.SIGKILL)  # kill -9: no cleanup at all
     proc.wait()
     assert (out / BACKUP).is_dir()
+    Bot.load(out).reply("red green 1")  # the best model so far loads and answers right away
 
     result = resume(out)
     assert result.returncode == 0, result.stderr.decode()[-3000:]
