@@ -139,16 +139,7 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
-        path = Path(path)
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ChatbotError(f"{path}: missing; the run directory is incomplete") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ChatbotError(f"{path}: not valid JSON ({exc}); retrain the model") from None
-        except OSError as exc:
-            raise ChatbotError(f"{path}: cannot read ({exc.strerror})") from None
-        return cls.from_dict(raw, source=str(path))
+        return cls.from_dict(read_json(path), source=str(path))
 
 
 # Settings that must be at least 1 (a zero or negative value cannot describe a model or a run).
@@ -203,6 +194,19 @@ def preset(name: str) -> RunConfig:
     if name not in PRESETS:
         raise ChatbotError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     return RunConfig.from_dict(PRESETS[name], source=f"preset {name!r}")
+
+
+def read_json(path: str | Path) -> Any:
+    """A run directory's JSON file; ChatbotError names the file and what to do."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ChatbotError(f"{path}: missing; the run directory is incomplete") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ChatbotError(f"{path}: not valid JSON ({exc}); retrain the model") from None
+    except OSError as exc:
+        raise ChatbotError(f"{path}: cannot read ({exc.strerror})") from None
 
 
 def _umask() -> int:

@@ -24,6 +24,41 @@ def lstm_step(
     return h, c
 
 
+def pad_batch(seqs) -> np.ndarray:
+    """Post-padded (batch, longest) int ids; 0 is <PAD>."""
+    ids = np.zeros((len(seqs), max(len(s) for s in seqs)), dtype=np.int64)
+    for row, s in enumerate(seqs):
+        ids[row, : len(s)] = s
+    return ids
+
+
+def lstm_layers(
+    x: np.ndarray, real: np.ndarray, layers, hidden: int
+) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """Stacked Keras LSTMs over a post-padded batch, as Keras runs them with a mask.
+
+    x: (batch, time, in) inputs; real: (batch, time) True at real tokens (padding steps carry
+    the state, as Keras' mask does); layers: [(kernel, recurrent, bias), ...].
+    Returns the top layer's outputs (batch, time, hidden) and every layer's final (h, c).
+    """
+    batch, length = real.shape
+    keep = real[..., None]  # (batch, time, 1)
+    finals = []
+    for kernel, recurrent, bias in layers:
+        h = np.zeros((batch, hidden), dtype=np.float32)
+        c = np.zeros_like(h)
+        xk = x @ kernel  # all input projections at once: (batch, time, 4 * hidden)
+        outputs = np.empty((batch, length, hidden), dtype=np.float32)
+        for t in range(length):
+            h_new, c_new = lstm_step(xk[:, t], h, c, recurrent, bias)
+            h = np.where(keep[:, t], h_new, h)
+            c = np.where(keep[:, t], c_new, c)
+            outputs[:, t] = h
+        finals.append((h, c))
+        x = outputs
+    return x, finals
+
+
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from chatbot.config import atomic_write_text
+from chatbot.config import atomic_write_text, read_json
 from chatbot.errors import ChatbotError
 
 PAD, SOS, EOS, UNK, SEP = "<PAD>", "<SOS>", "<EOS>", "<UNK>", "<SEP>"
@@ -75,14 +75,7 @@ class Vocabulary:
     @classmethod
     def load(cls, path: str | Path) -> Vocabulary:
         path = Path(path)
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ChatbotError(f"{path}: missing; the run directory is incomplete") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ChatbotError(f"{path}: not valid JSON ({exc}); retrain the model") from None
-        except OSError as exc:
-            raise ChatbotError(f"{path}: cannot read ({exc.strerror})") from None
+        raw = read_json(path)
         tokens = raw.get("tokens") if isinstance(raw, dict) else None
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
             raise ChatbotError(f"{path}: expected {{\"tokens\": [...strings...]}}; the file is "

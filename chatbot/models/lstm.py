@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from chatbot.config import ModelConfig
-from chatbot.numpy_ops import lstm_step
+from chatbot.numpy_ops import lstm_layers, lstm_step, pad_batch
 from chatbot.vocab import Vocabulary
 from chatbot.weights import Weights
 
@@ -69,26 +69,8 @@ class Engine:
 
     def start(self, prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, list]:
         """Reads `<SOS> prompt <SEP>` for each prompt; returns first-token logits and state."""
-        seqs = [[self.vocab.sos_id, *p, self.vocab.sep_id] for p in prompts]
-        batch, length = len(seqs), max(len(s) for s in seqs)
-        ids = np.zeros((batch, length), dtype=np.int64)
-        for row, s in enumerate(seqs):
-            ids[row, : len(s)] = s
-        real = (ids != 0)[..., None]  # (batch, time, 1): padding positions carry the state
-        x = self.embedding[ids]  # (batch, time, embedding)
-        state = []
-        for kernel, recurrent, bias in self.lstms:
-            h = np.zeros((batch, self.hidden), dtype=np.float32)
-            c = np.zeros_like(h)
-            xk = x @ kernel  # all input projections at once: (batch, time, 4 * hidden)
-            outputs = np.empty((batch, length, self.hidden), dtype=np.float32)
-            for t in range(length):
-                h_new, c_new = lstm_step(xk[:, t], h, c, recurrent, bias)
-                h = np.where(real[:, t], h_new, h)
-                c = np.where(real[:, t], c_new, c)
-                outputs[:, t] = h
-            state.append((h, c))
-            x = outputs
+        ids = pad_batch([[self.vocab.sos_id, *p, self.vocab.sep_id] for p in prompts])
+        _, state = lstm_layers(self.embedding[ids], ids != 0, self.lstms, self.hidden)
         return self._logits(state), state
 
     def step(self, tokens: np.ndarray, state: list) -> tuple[np.ndarray, list]:

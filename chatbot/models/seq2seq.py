@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from chatbot.config import ModelConfig
-from chatbot.numpy_ops import lstm_step
+from chatbot.numpy_ops import lstm_layers, lstm_step, pad_batch
 from chatbot.vocab import Vocabulary
 from chatbot.weights import Weights
 
@@ -114,28 +114,10 @@ class Engine:
 
         Prompts are post-padded to the longest; padding steps carry the state, as Keras' mask does.
         """
-        seqs = [encoder_tokens(p, self.vocab) for p in prompts]
-        batch, length = len(seqs), max(len(s) for s in seqs)
-        ids = np.zeros((batch, length), dtype=np.int64)
-        for row, s in enumerate(seqs):
-            ids[row, : len(s)] = s
+        ids = pad_batch([encoder_tokens(p, self.vocab) for p in prompts])
         mask = ids != 0  # (batch, src)
-        real = mask[..., None]  # (batch, src, 1)
-        x = self.embedding[ids]  # (batch, src, embedding)
-        states = []
-        for kernel, recurrent, bias in self.encoder:
-            h = np.zeros((batch, self.hidden), dtype=np.float32)
-            c = np.zeros_like(h)
-            xk = x @ kernel  # all input projections at once: (batch, src, 4 * hidden)
-            outputs = np.empty((batch, length, self.hidden), dtype=np.float32)
-            for t in range(length):
-                h_new, c_new = lstm_step(xk[:, t], h, c, recurrent, bias)
-                h = np.where(real[:, t], h_new, h)
-                c = np.where(real[:, t], c_new, c)
-                outputs[:, t] = h
-            states.append((h, c))
-            x = outputs
-        return x, mask, states
+        outputs, states = lstm_layers(self.embedding[ids], mask, self.encoder, self.hidden)
+        return outputs, mask, states
 
     def decode(self, tokens: np.ndarray, states: list) -> tuple[np.ndarray, list]:
         """One decoder step: top-layer output (batch, hidden) and the new (h, c) per layer."""
