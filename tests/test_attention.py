@@ -10,6 +10,7 @@ from chatbot.batches import Batches
 from chatbot.config import ModelConfig, TrainConfig
 from chatbot.models import arch_module, attention
 from chatbot.models.common import compile_model
+from chatbot.samplers import select_state
 from chatbot.vocab import SPECIALS, Vocabulary
 from chatbot.weights import model_weights, read_keras_weights
 
@@ -165,10 +166,10 @@ def test_select_reorders_every_array_of_the_state():
     _, state = engine.start(prompts)
     rows = np.array([2, 0, 0])
     tokens = np.array([13, 14, 15])
-    logits, _ = engine.step(tokens, engine.select(state, rows))
+    logits, _ = engine.step(tokens, select_state(state, rows))
     expected, _ = engine.step(tokens, engine.start([prompts[r] for r in rows])[1])
     np.testing.assert_allclose(logits, expected, atol=1e-5)
-    np.testing.assert_array_equal(engine.select(state, rows)["encoder_mask"],
+    np.testing.assert_array_equal(select_state(state, rows)["encoder_mask"],
                                   state["encoder_mask"][rows])
 
 

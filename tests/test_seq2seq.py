@@ -10,6 +10,7 @@ from chatbot.batches import Batches
 from chatbot.config import ModelConfig, TrainConfig
 from chatbot.models import arch_module, seq2seq
 from chatbot.models.common import compile_model
+from chatbot.samplers import select_state
 from chatbot.vocab import SPECIALS, Vocabulary
 from chatbot.weights import model_weights, read_keras_weights
 
@@ -134,7 +135,7 @@ def test_select_reorders_the_state_like_the_prompts():
     prompts = [[7], [8, 9, 10], [11, 12]]
     _, state = engine.start(prompts)
     rows = np.array([2, 0, 0])
-    picked = engine.select(state, rows)
+    picked = select_state(state, rows)
     _, expected = engine.start([prompts[r] for r in rows])
     assert type(picked) is type(state)
     for (h, c), (eh, ec) in zip(picked, expected):

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from chatbot.config import ModelConfig
-from chatbot.models.seq2seq import OUTPUT_LAYER, encode_example, encoder_decoder, select_state
+from chatbot.models.seq2seq import OUTPUT_LAYER, encode_example, encoder_decoder
 from chatbot.models.seq2seq import Engine as Seq2seqEngine
 from chatbot.vocab import Vocabulary
 from chatbot.weights import Weights
@@ -91,4 +91,3 @@ class Engine(Seq2seqEngine):
         logits = attentional @ self.out_kernel + self.out_bias  # (batch, vocab)
         return logits, {**state, "layers": layers, "attention": weights}
 
-    select = staticmethod(select_state)

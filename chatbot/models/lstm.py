@@ -83,10 +83,5 @@ class Engine:
             x = h
         return self._logits(new_state), new_state
 
-    @staticmethod
-    def select(state: list, rows: np.ndarray) -> list:
-        """The state of the given rows, in that order (beam search reorders hypotheses)."""
-        return [(h[rows], c[rows]) for h, c in state]
-
     def _logits(self, state: list) -> np.ndarray:
         return state[-1][0] @ self.out_kernel + self.out_bias  # (batch, vocab)

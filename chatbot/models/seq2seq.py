@@ -79,15 +79,6 @@ def encoder_decoder(config: ModelConfig):
     return (enc_tokens, dec_tokens), enc, dec
 
 
-def select_state(state, rows: np.ndarray):
-    """The state of the given rows, in that order, for any nest of arrays with batch on axis 0."""
-    if isinstance(state, dict):
-        return {key: select_state(value, rows) for key, value in state.items()}
-    if isinstance(state, (list, tuple)):
-        return type(state)(select_state(value, rows) for value in state)
-    return state[rows]
-
-
 class Engine:
     """NumPy inference from the trained weights: encode the prompts once, then one step per token.
 
@@ -134,4 +125,3 @@ class Engine:
         top, state = self.decode(tokens, state)
         return top @ self.out_kernel + self.out_bias, state
 
-    select = staticmethod(select_state)
