@@ -130,7 +130,9 @@ def train(
         train_ds = train_data.dataset()
         val_ds = val_data.dataset() if val_data else None
 
-    done = _finished_epochs(out) if resume else 0
+    backup = EpochBackup(out / BACKUP)
+    with distribution.scope():  # optimizer variables, if restored, live on every device
+        done = backup.restore(model) if resume else 0
     if resume:
         _trim_history(out / HISTORY, done)
         log(f"resuming {out} after epoch {done} of {config.train.epochs}")
@@ -145,12 +147,11 @@ def train(
         HistoryCSV(out / HISTORY),
         keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=config.train.patience,
                                       restore_best_weights=True),
-        # Last, so an epoch counts as finished only once its history row and checkpoint exist.
-        keras.callbacks.BackupAndRestore(str(out / BACKUP), double_checkpoint=True),
+        backup,  # last: an epoch counts as finished once its row and checkpoint exist
     ]
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
-    model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs,
+    model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs, initial_epoch=done,
               callbacks=callbacks, verbose=verbose, shuffle=False)
     shutil.rmtree(out / BACKUP, ignore_errors=True)
     if not (out / MODEL).exists():
@@ -194,14 +195,6 @@ def _load_for_init(source: Path, overrides: RunConfig | None) -> tuple[RunConfig
     if overrides is not None:  # training settings may change; the model's shape may not
         config.train = overrides.train
     return config, Vocabulary.load(source / VOCAB)
-
-
-def _finished_epochs(out: Path) -> int:
-    try:
-        meta = json.loads((out / BACKUP / "training_metadata.json").read_text())
-        return int(meta["epoch"])
-    except (OSError, ValueError, KeyError):
-        return 0
 
 
 def _trim_history(path: Path, epochs: int) -> None:
@@ -267,6 +260,40 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             tmp = self.path.with_name(f".{self.path.stem}.partial.keras")
             self.model.save(tmp)
             tmp.replace(self.path)
+
+
+class EpochBackup(keras.callbacks.Callback):
+    """The last finished epoch: weights with optimizer state, and the epoch number.
+
+    Like keras.callbacks.BackupAndRestore, but a kill or Ctrl-C while writing cannot spoil it:
+    each epoch's weights go to a file of their own, then `epoch.json` (written atomically)
+    points to it, then the older file is removed. The pointer always names a complete file.
+    """
+
+    def __init__(self, directory: Path):
+        super().__init__()
+        self.directory = Path(directory)
+        self.pointer = self.directory / "epoch.json"
+
+    def restore(self, model: keras.Model) -> int:
+        """Loads the last finished epoch into `model`; returns how many epochs are done."""
+        try:
+            saved = json.loads(self.pointer.read_text())
+            epoch, weights = int(saved["epoch"]), self.directory / saved["weights"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0  # killed before the first epoch finished: start from the beginning
+        model.optimizer.build(model.trainable_variables)  # so its state can be loaded too
+        model.load_weights(weights)
+        return epoch
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = f"epoch-{epoch + 1}.weights.h5"
+        self.model.save_weights(self.directory / name)
+        atomic_write_text(self.pointer, json.dumps({"epoch": epoch + 1, "weights": name}))
+        for old in self.directory.glob("epoch-*.weights.h5"):
+            if old.name != name:
+                old.unlink()
 
 
 class HistoryCSV(keras.callbacks.Callback):
