@@ -62,18 +62,20 @@ class Tokenizer:
 
     def detokenize(self, tokens: Sequence[str]) -> str:
         out: list[str] = []
-        prev = ""
+        prev = before = ""
         quote_open = False  # a straight " opens a quotation, the next one closes it
         for tok in tokens:
             if tok == '"':
                 joins = quote_open or prev in _ATTACH_RIGHT  # a closing " sticks to the left
                 quote_open = not quote_open
             else:
-                joins = _joins(prev, tok) or (prev == '"' and quote_open)
+                joins = (_joins(prev, tok) or (prev == '"' and quote_open)
+                         # ASCII punctuation inside Chinese text: "分支,致力于"
+                         or (prev in ",.!?;:" and is_cjk(before) and is_cjk(tok)))
             if out and not joins:
                 out.append(" ")
             out.append(tok)
-            prev = tok
+            prev, before = tok, prev
         return "".join(out)
 
 

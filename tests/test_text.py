@@ -203,3 +203,10 @@ def test_emoji_sequence_stays_one_token(emoji):
     sentence = f"i {emoji} you"
     assert LOWER.tokenize(sentence) == ["i", emoji, "you"]
     assert LOWER.detokenize(LOWER.tokenize(sentence)) == sentence
+
+
+def test_ascii_punctuation_inside_chinese_text_gets_no_space():
+    tok = Tokenizer()
+    assert tok.detokenize(tok.tokenize("人工智能是工程和科学的分支,致力于构建机器。")) == (
+        "人工智能是工程和科学的分支,致力于构建机器。")
+    assert tok.detokenize(tok.tokenize("ok, 好")) == "ok, 好"  # after Latin text, a space stays
