@@ -6,7 +6,7 @@ DATA   := data/chatterbot.tsv
 MODEL  := models/default
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install data train retrain chat plot test test-fast lint bench bench-decode clean
+.PHONY: install data train retrain chat plot test test-fast lint bench bench-decode bench-train clean
 
 install: $(BIN)/chatbot
 $(BIN)/chatbot: pyproject.toml
@@ -40,10 +40,14 @@ test-fast: $(BIN)/chatbot
 	$(BIN)/python -m pytest -m "not slow"
 
 # Benchmarks print and save their figures as JSON under bench/; they are not tests.
-bench: bench-decode
+bench: bench-decode bench-train
 
 bench-decode: $(MODEL)/model.keras
 	$(BIN)/python bench/decode.py --model $(MODEL) --data $(DATA) -o bench/decode.json
+
+# Needs only the venv and ../shared/data/fra-eng.tsv; about 15 minutes on 2 CPU cores.
+bench-train: $(BIN)/chatbot
+	$(BIN)/python bench/train.py -o bench/train.json
 
 lint: $(BIN)/chatbot
 	$(BIN)/ruff check chatbot tests bench
