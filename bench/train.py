@@ -295,6 +295,7 @@ def flop_per_token(args, vocab: int) -> int:
 def summary(run: dict, args, matmul_peak: float) -> dict:
     timed = run["epoch_s"][1:] or run["epoch_s"]  # leave out epoch 1 (tracing) if there are more
     steady = statistics.mean(timed)
+    busy = run["other_cores_busy"][-len(timed):]  # during the timed epochs
     gflops = flop_per_token(args, run["vocab"]) * run["tokens_processed_per_epoch"] / steady / 1e9
     out = {
         "samples_per_s": round(run["pairs"] / steady, 1),
@@ -305,6 +306,7 @@ def summary(run: dict, args, matmul_peak: float) -> dict:
         "epoch_s": run["epoch_s"],
         # Cores that other programs kept busy during each epoch (of the machine's cpus).
         "other_cores_busy": run["other_cores_busy"],
+        "other_cores_busy_mean": round(statistics.mean(busy), 2) if None not in busy else None,
         "prepare_s": run["prepare_s"],
         "fit_setup_s": run["fit_setup_s"],
         "tokens_processed_per_epoch": run["tokens_processed_per_epoch"],
