@@ -36,8 +36,8 @@ class Batches:
 
     With `bucket_by_length`, rows are sorted by length (ties in random order) before being cut
     into batches, and the batches are then shuffled, so every batch holds rows of similar length.
-    `dataset()` wraps the batches in a tf.data pipeline whose time axis is declared unknown, so
-    batches of different lengths never retrace or fail a shape check.
+    `dataset()` gives the same batches as a tf.data pipeline whose time axis is declared unknown,
+    so batches of different lengths never retrace or fail a shape check.
     """
 
     def __init__(
@@ -82,16 +82,21 @@ class Batches:
         return self.iterate()
 
     def iterate(self, shard: int = 0, shards: int = 1, multiple: int = 1):
-        """One epoch of (inputs, target) batches; with `shards` > 1, worker `shard`'s part.
+        """One epoch of (inputs, target) NumPy batches; with `shards` > 1, worker `shard`'s part.
 
         Each step holds `shards * multiple` batches: one per device of every worker. They are
-        all padded to the same length, so that devices finish a step together (and Keras,
-        which combines the first step's batches to build the model, sees equal shapes).
+        all padded to the same length, so that devices finish a step together.
         """
+        for rows, lengths in self.layout(shard, shards, multiple):
+            yield self.collate(rows, lengths)
+
+    def layout(self, shard: int = 0, shards: int = 1, multiple: int = 1):
+        """One epoch as (example indices, padded lengths [input 0, ..., target]) per batch."""
         for step in self.plan(shards * multiple):
-            lengths = self._longest([i for rows in step for i in rows]) if len(step) > 1 else None
+            common = self._longest([i for rows in step for i in rows]) if len(step) > 1 else None
             for rows in step[shard::shards]:
-                yield self.collate(rows, lengths)
+                longest = common or self._longest(rows)
+                yield rows, [-(-n // self.pad_multiple) * self.pad_multiple for n in longest]
 
     def _longest(self, rows: Sequence[int]) -> list[int]:
         """The longest input sequences and target among `rows`: [input 0, ..., target]."""
@@ -99,27 +104,52 @@ class Batches:
         return [max(len(r[0][k]) for r in picked) for k in range(self.n_inputs)] + [
             max(len(r[1]) for r in picked)]
 
-    def collate(self, rows: Sequence[int], lengths: Sequence[int] | None = None):
-        """(inputs, target) arrays for the given example indices; with `lengths`
-        ([input 0, ..., target]), padded to at least those lengths."""
+    def collate(self, rows: Sequence[int], lengths: Sequence[int]):
+        """(inputs, target) arrays of the given example indices, padded to `lengths`."""
         picked = [self.examples[i] for i in rows]
-        lengths = lengths or [None] * (self.n_inputs + 1)
-        inputs = [_pad([r[0][k] for r in picked], self.pad_multiple, lengths[k])
-                  for k in range(self.n_inputs)]
-        target = _pad([r[1] for r in picked], self.pad_multiple, lengths[-1])
+        inputs = [_pad([r[0][k] for r in picked], lengths[k]) for k in range(self.n_inputs)]
+        target = _pad([r[1] for r in picked], lengths[-1])
         return (inputs[0] if self.n_inputs == 1 else tuple(inputs)), target
 
     def dataset(self, shard: int = 0, shards: int = 1, multiple: int = 1):
+        """The batches of `iterate()` as a tf.data pipeline that pads them in TensorFlow.
+
+        Python only plans the epoch (which rows go together, padded to which length); the
+        rows are gathered from ragged tensors and padded by parallel map calls outside the
+        interpreter, and prefetched, so the next batches are ready while a step runs.
+        """
         import tensorflow as tf
 
-        spec = tf.TensorSpec(shape=(None, None), dtype=tf.int32)  # (batch, time): any length
-        inputs = spec if self.n_inputs == 1 else tuple(spec for _ in range(self.n_inputs))
-        ds = tf.data.Dataset.from_generator(lambda: self.iterate(shard, shards, multiple),
-                                            output_signature=(inputs, spec))
+        columns = [self._ragged(tf, [ex[0][k] for ex in self.examples])
+                   for k in range(self.n_inputs)] + [
+            self._ragged(tf, [ex[1] for ex in self.examples])]
+
+        def layout():
+            for rows, lengths in self.layout(shard, shards, multiple):
+                yield np.asarray(rows, dtype=np.int32), np.asarray(lengths, dtype=np.int32)
+
+        def collate(rows, lengths):
+            # (batch, lengths[k]) for every column, zeros after each row.
+            shapes = tf.cast(tf.stack([tf.fill(tf.shape(lengths), tf.size(rows)), lengths],
+                                      axis=1), tf.int64)
+            padded = [tf.ensure_shape(tf.gather(column, rows).to_tensor(0, shape=shapes[k]),
+                                      (None, None)) for k, column in enumerate(columns)]
+            inputs = padded[0] if self.n_inputs == 1 else tuple(padded[:-1])
+            return inputs, padded[-1]
+
+        plan = tf.data.Dataset.from_generator(layout, output_signature=(
+            tf.TensorSpec((None,), tf.int32), tf.TensorSpec((self.n_inputs + 1,), tf.int32)))
         # The generator runs again at every epoch, so every epoch gets a new batch order.
         steps = -(-len(self) // (shards * multiple)) * multiple
-        ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
+        ds = plan.apply(tf.data.experimental.assert_cardinality(steps))
+        ds = ds.map(collate, num_parallel_calls=tf.data.AUTOTUNE)  # in order (deterministic)
         return ds.prefetch(tf.data.AUTOTUNE)
+
+    @staticmethod
+    def _ragged(tf, rows: Sequence[Sequence[int]]):
+        lengths = [len(row) for row in rows]
+        flat = np.fromiter((t for row in rows for t in row), dtype=np.int32, count=sum(lengths))
+        return tf.RaggedTensor.from_row_lengths(flat, np.asarray(lengths, dtype=np.int64))
 
     def distributed(self, strategy):
         """The batches spread over a tf.distribute strategy's workers and devices."""
@@ -129,9 +159,6 @@ class Batches:
         return strategy.distribute_datasets_from_function(per_worker)
 
 
-def _pad(seqs: Sequence[Sequence[int]], multiple: int = 1, longest: int | None = None
-         ) -> np.ndarray:
-    # (batch, longest in this batch rounded up to `multiple`), zeros after each row.
-    longest = max(max(len(s) for s in seqs), longest or 0)
-    length = -(-longest // multiple) * multiple
+def _pad(seqs: Sequence[Sequence[int]], length: int) -> np.ndarray:
+    # (batch, length), zeros after each row.
     return keras.utils.pad_sequences(seqs, maxlen=length, padding="post", value=0, dtype="int32")

@@ -25,9 +25,10 @@ from chatbot.batches import Batches, encode_pairs
 from chatbot.bot import Bot
 from chatbot.config import RunConfig, atomic_write_text
 from chatbot.data import Pair, read_pairs, split_pairs
-from chatbot.distribute import make_strategy
+from chatbot.distribute import is_chief, make_strategy
 from chatbot.errors import ChatbotError
 from chatbot.evaluate import evaluate
+from chatbot.loop import Loop
 from chatbot.models import arch_module
 from chatbot.models.common import compile_model
 from chatbot.rundir import BACKUP, CONFIG, HISTORY, METRICS, MODEL, VOCAB, check_run_dir
@@ -105,7 +106,12 @@ def train(
     log(f"{len(train_pairs)} training pairs, {len(val_pairs)} validation pairs, "
         f"vocabulary {len(vocab)} tokens, {truncated} sides truncated to {config.data.max_len}")
 
-    if not resume:
+    # With several workers, the chief alone writes the run directory; the others keep in step.
+    chief = is_chief(distribution)
+    if not chief:
+        log(f"worker {distribution.cluster_resolver.task_id}: training with the chief, which "
+            f"writes {out}")
+    if not resume and chief:
         _prepare_run_dir(out, overwrite)
         config.save(out / CONFIG)
         vocab.save(out / VOCAB)
@@ -133,26 +139,32 @@ def train(
     backup = EpochBackup(out / BACKUP)
     with distribution.scope():  # optimizer variables, if restored, live on every device
         done = backup.restore(model) if resume else 0
-    if resume:
+    if resume and chief:
         _trim_history(out / HISTORY, done)
         log(f"resuming {out} after epoch {done} of {config.train.epochs}")
     mode = "max" if "accuracy" in monitor else "min"
     checkpoint = AtomicCheckpoint(out / MODEL, monitor=monitor, mode=mode)
     if resume:
         checkpoint.restore_best(out / HISTORY)
+    early_stop = keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
+                                               patience=config.train.patience,
+                                               restore_best_weights=True)
     probes = list(dict.fromkeys(p.prompt for p in train_pairs))[: config.train.probes]
     callbacks = [
         EpochReport(config, vocab, probes, train_data.scored_tokens, len(train_examples), log),
         checkpoint,  # before the history row: a row on disk means its checkpoint is too
         HistoryCSV(out / HISTORY),
-        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=config.train.patience,
-                                      restore_best_weights=True),
+        early_stop,
         backup,  # last: an epoch counts as finished once its row and checkpoint exist
-    ]
+    ] if chief else [early_stop]  # the same logs on every worker: all stop at the same epoch
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
-    model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs, initial_epoch=done,
-              callbacks=callbacks, verbose=verbose, shuffle=False)
+    steps = -(-len(train_data) // distribution.num_replicas_in_sync)  # per worker and device
+    history = Loop(model, distribution).fit(
+        train_ds, epochs=config.train.epochs, steps=steps, initial_epoch=done,
+        validation=val_ds, callbacks=callbacks, verbose=verbose if chief else 0)
+    if not chief:
+        return TrainResult(out, done + len(history), 0, time.perf_counter() - started, {})
     shutil.rmtree(out / BACKUP, ignore_errors=True)
     if not (out / MODEL).exists():
         raise ChatbotError(f"{out}: no epoch improved {monitor}; nothing was saved")

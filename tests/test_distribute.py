@@ -1,16 +1,23 @@
-"""Training through tf.distribute: batches shared fairly between devices, mirrored training."""
+"""Training through tf.distribute: batches shared fairly between devices and workers; mirrored
+and multi-worker training (two local processes); TF_CONFIG checks; only the chief writes."""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
+import time
+import types
 
 import pandas as pd
 import pytest
 
 from chatbot.batches import Batches
 from chatbot.bot import Bot
+from chatbot.distribute import is_chief, make_strategy
+from chatbot.errors import ChatbotError
 from tests.conftest import write_tsv
 
 
@@ -59,9 +66,125 @@ def test_mirrored_over_two_logical_cpus_trains_one_usable_run(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.tsv", "run"]
 
 
+def free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def start_workers(*args: str) -> list[subprocess.Popen]:
+    """`chatbot ARGS --strategy multiworker` as two worker processes on 127.0.0.1."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    workers = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        workers.append(subprocess.Popen(
+            [sys.executable, "-m", "chatbot.cli", *args, "--strategy", "multiworker"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**os.environ, "TF_CONFIG": tf_config}))
+    return workers
+
+
+def finish(workers: list[subprocess.Popen]) -> list[str]:
+    """Waits for every worker; checks they all succeeded; returns their standard outputs."""
+    outputs = [worker.communicate(timeout=600) for worker in workers]
+    for worker, (_, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err.decode()[-3000:]
+    return [out.decode() for out, _ in outputs]
+
+
+def train_args(tmp_path, epochs: int) -> list[str]:
+    data = write_tsv(tmp_path / "pairs.tsv")
+    return ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--preset", "tiny",
+            "--val-fraction", "0", "--epochs", str(epochs)]
+
+
 @pytest.mark.slow
-def test_multiworker_is_refused_with_the_reason(tmp_path):
-    result = run_train(tmp_path, "--strategy", "multiworker", "--epochs", "1")
-    assert result.returncode == 1
-    assert "keras-team/keras issue 20585" in result.stderr.decode()
-    assert b"Traceback" not in result.stderr
+def test_multiworker_as_two_local_processes_trains_one_usable_run(tmp_path):
+    chief, other = finish(start_workers(*train_args(tmp_path, 60)))
+    assert "training on 2 devices (multiworker)" in chief
+    assert "worker 1: training with the chief" in other and "Epoch" not in other
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert len(history) == 60 and history["loss"].iloc[-1] < history["loss"].iloc[0] / 3
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["train"]["strategy"] == "multiworker"
+    assert Bot.load(tmp_path / "run").reply("hello").text  # the single run directory answers
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.tsv", "run"]
+    assert not (tmp_path / "run" / ".backup").exists()
+
+
+@pytest.mark.slow
+def test_killed_multiworker_run_resumes_on_both_workers(tmp_path):
+    history_csv = tmp_path / "run" / "history.csv"
+    workers = start_workers(*train_args(tmp_path, 150))
+    deadline = time.monotonic() + 300
+    while not (history_csv.exists() and len(pd.read_csv(history_csv)) >= 3):
+        assert time.monotonic() < deadline and all(w.poll() is None for w in workers)
+        time.sleep(0.05)
+    for worker in workers:
+        worker.kill()  # kill -9, both
+        worker.wait()
+    done = len(pd.read_csv(history_csv))
+    assert 3 <= done < 150 and (tmp_path / "run" / ".backup").is_dir()
+
+    chief, _ = finish(start_workers("train", "--resume", str(tmp_path / "run")))
+    assert "resuming" in chief
+    history = pd.read_csv(history_csv)
+    assert list(history["epoch"]) == list(range(150))  # every epoch once, none lost
+    assert history["loss"].iloc[-1] < history["loss"].iloc[0] / 3
+    assert Bot.load(tmp_path / "run").reply("hello").text
+    assert not (tmp_path / "run" / ".backup").exists()
+
+
+@pytest.mark.parametrize("tf_config, says", [
+    (None, "needs the TF_CONFIG environment variable"),
+    ("{not json", "TF_CONFIG is not valid"),
+    (json.dumps({"cluster": {"worker": ["a:1"]}}), "TF_CONFIG is not valid"),
+    (json.dumps({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 2}}),
+     "task 'worker' index 2 is not in the cluster"),
+])
+def test_multiworker_needs_a_valid_tf_config(monkeypatch, tf_config, says):
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(ChatbotError, match=says) as caught:
+        make_strategy("multiworker")
+    assert '"task": {"type": "worker", "index": 0}' in str(caught.value)  # shows how
+
+
+def test_cli_refuses_multiworker_without_tf_config(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    data = write_tsv(tmp_path / "pairs.tsv")
+    result = subprocess.run(
+        [sys.executable, "-m", "chatbot.cli", "train", "--data", str(data), "--out",
+         str(tmp_path / "run"), "--strategy", "multiworker"],
+        capture_output=True, timeout=600, env=env)
+    assert result.returncode == 1 and b"Traceback" not in result.stderr
+    assert b"needs the TF_CONFIG environment variable" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+class FakeResolver:
+    def __init__(self, cluster: dict, task_type: str, task_id: int):
+        self.task_type, self.task_id, self._cluster = task_type, task_id, cluster
+
+    def cluster_spec(self):
+        return types.SimpleNamespace(as_dict=lambda: self._cluster)
+
+
+@pytest.mark.parametrize("cluster, task, chief", [
+    ({"worker": ["a:1", "b:1"]}, ("worker", 0), True),
+    ({"worker": ["a:1", "b:1"]}, ("worker", 1), False),
+    ({"chief": ["c:1"], "worker": ["a:1"]}, ("chief", 0), True),
+    ({"chief": ["c:1"], "worker": ["a:1"]}, ("worker", 0), False),
+    ({}, (None, None), True),
+])
+def test_only_the_chief_writes(cluster, task, chief):
+    strategy = types.SimpleNamespace(cluster_resolver=FakeResolver(cluster, *task))
+    assert is_chief(strategy) is chief
+    assert is_chief(types.SimpleNamespace()) is True  # strategies without a cluster

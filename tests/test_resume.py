@@ -30,9 +30,9 @@ def synthetic_tsv(path: Path, n: int = 160) -> Path:
     return path
 
 
-def start_training(data: Path, out: Path, *extra: str) -> subprocess.Popen:
+def start_training(data: Path, out: Path, *extra: str, epochs: int = EPOCHS) -> subprocess.Popen:
     args = ["train", "--data", str(data), "--out", str(out), "--preset", "tiny", "--epochs",
-            str(EPOCHS), "--val-fraction", "0.1", "--patience", "100", *extra]
+            str(epochs), "--val-fraction", "0.1", "--patience", "100", *extra]
     return subprocess.Popen([sys.executable, "-m", "chatbot.cli", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -92,16 +92,18 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, uninterrupted, kill_aft
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     data = synthetic_tsv(tmp_path / "pairs.tsv")
     out = tmp_path / "run"
-    proc = start_training(data, out)
+    # Many epochs: an epoch takes a fraction of a second, and the run must still be going
+    # when the signal lands.
+    proc = start_training(data, out, epochs=5 * EPOCHS)
     wait_for(lambda: rows(out / "history.csv") >= 2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, (rows(out / "history.csv"), err.decode()[-2000:])
     assert f"chatbot train --resume {out}" in err.decode()
     assert b"Traceback" not in err
     Bot.load(out)  # the best model so far is complete and loads
     assert resume(out).returncode == 0
-    assert len(pd.read_csv(out / "history.csv")) == EPOCHS
+    assert len(pd.read_csv(out / "history.csv")) == 5 * EPOCHS
 
 
 # A kill while the best model is being written: the previous model.keras must survive whole.

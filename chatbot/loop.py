@@ -1,0 +1,164 @@
+"""The training loop: one compiled step per batch, on any tf.distribute strategy, driving the
+same Keras callbacks (checkpoints, history, early stopping, progress bar) that fit() would.
+
+Why not model.fit():
+- fit() computes the output layer (a Dense over the whole vocabulary, most of the work) at every
+  position of the batch, then the loss throws away all but the scored ones. Here the hidden
+  states are gathered at the scored positions first (target != 0: reply tokens and <EOS>), so
+  the Dense, the softmax and their gradients run on those rows only. The loss is the same
+  masked mean cross-entropy per scored token (tests compare it with the compiled Keras loss).
+- Keras 3.15's fit() fails under MultiWorkerMirroredStrategy before the first step
+  (keras-team/keras#20585): it reduces the first batch, and then every step's scalar logs, with
+  `strategy.reduce(..., axis=0)`, which that strategy refuses. This loop reduces scalars with
+  axis=None, so default, mirrored and multi-worker training all run through it.
+
+The model stays the plain functional model of its architecture (what `chatbot chat` loads): the
+loop reads its layers through a sub-model that ends where the output layer begins.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import keras
+import tensorflow as tf
+
+OUTPUT_LAYER = "time_distributed_dense"  # every architecture's output layer has this name
+METRICS = ("loss", "masked_accuracy")
+
+
+class Loop:
+    """Trains `model` (compiled: its optimizer is used) on batches of (inputs, target)."""
+
+    def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy):
+        self.model, self.strategy = model, strategy
+        self.head = model.get_layer(OUTPUT_LAYER)
+        # The same layers and weights as `model`, up to the output layer's input.
+        self.features = keras.Model(model.inputs, self.head.input, name="features")
+        with strategy.scope():  # before tracing: variables must not be created inside a step
+            if not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
+        self._train = tf.function(self._distributed(self._train_replica), reduce_retracing=True)
+        self._test = tf.function(self._distributed(self._test_replica), reduce_retracing=True)
+
+    # --- one step ------------------------------------------------------------------------------
+
+    def _scored(self, inputs, target, training: bool):
+        """Per-token losses and hits at the scored positions of one replica's batch."""
+        hidden = self.features(inputs, training=training)  # (batch, time, hidden)
+        scored = tf.not_equal(target, 0)  # (batch, time)
+        labels = tf.boolean_mask(target, scored)  # (scored,)
+        logits = self.head(tf.boolean_mask(hidden, scored))  # (scored, vocab)
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)  # (scored,)
+        hits = tf.equal(tf.argmax(logits, axis=-1, output_type=labels.dtype), labels)
+        return losses, hits
+
+    def _train_replica(self, inputs, target):
+        with tf.GradientTape() as tape:
+            losses, hits = self._scored(inputs, target, training=True)
+            count = tf.cast(tf.size(losses), tf.float32)
+            # Divided by the scored tokens of all replicas: the optimizer sums the replicas'
+            # gradients, which makes that the gradient of the mean over the whole step.
+            everywhere = tf.distribute.get_replica_context().all_reduce("SUM", count)
+            loss = tf.reduce_sum(losses) / tf.maximum(everywhere, 1.0)
+        variables = self.model.trainable_variables
+        self.model.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return tf.reduce_sum(losses), count, tf.reduce_sum(tf.cast(hits, tf.float32))
+
+    def _test_replica(self, inputs, target):
+        losses, hits = self._scored(inputs, target, training=False)
+        return (tf.reduce_sum(losses), tf.cast(tf.size(losses), tf.float32),
+                tf.reduce_sum(tf.cast(hits, tf.float32)))
+
+    def _distributed(self, replica_fn):
+        def step(batch):
+            sums = self.strategy.run(replica_fn, args=batch)
+            # One scalar at a time, axis=None: what every strategy can reduce.
+            return [self.strategy.reduce("SUM", value, axis=None) for value in sums]
+        return step
+
+    # --- epochs --------------------------------------------------------------------------------
+
+    def evaluate(self, dataset, interrupts: Interrupts | None = None) -> dict[str, float]:
+        """Masked mean loss and accuracy per scored token over one pass of `dataset`."""
+        totals = Totals()
+        for batch in dataset:
+            totals.add(self._test(batch))
+            if interrupts:
+                interrupts.check()
+        return totals.logs()
+
+    def fit(self, dataset, *, epochs: int, steps: int, initial_epoch: int = 0,
+            validation=None, callbacks=(), verbose: int = 1) -> list[dict[str, float]]:
+        """Trains epochs initial_epoch+1 .. epochs; returns each epoch's logs, as fit() would
+        give them to the callbacks: loss, masked_accuracy, then val_... of the same."""
+        hooks = keras.callbacks.CallbackList(
+            list(callbacks), add_progbar=verbose != 0, model=self.model,
+            verbose=verbose, epochs=epochs, steps=steps)
+        self.model.stop_training = False
+        history, logs = [], {}
+        with Interrupts() as interrupts:
+            hooks.on_train_begin()
+            for epoch in range(initial_epoch, epochs):
+                hooks.on_epoch_begin(epoch)
+                totals = Totals()
+                for step, batch in enumerate(dataset):
+                    hooks.on_train_batch_begin(step)
+                    totals.add(self._train(batch))
+                    hooks.on_train_batch_end(step, totals.logs())
+                    interrupts.check()
+                logs = totals.logs()
+                if validation is not None:
+                    logs.update({f"val_{k}": v
+                                 for k, v in self.evaluate(validation, interrupts).items()})
+                hooks.on_epoch_end(epoch, logs)
+                history.append(logs)
+                if self.model.stop_training:
+                    break
+            hooks.on_train_end(logs)
+        return history
+
+
+class Interrupts:
+    """Ctrl-C while training becomes a KeyboardInterrupt between two steps.
+
+    Python raises KeyboardInterrupt wherever the main thread is when the signal is handled.
+    In this loop that is often inside TensorFlow's C++ code, and twice in the test suite a
+    Ctrl-C got lost (probably there) and training ran to its end. Here the handler only takes
+    note, and the loop raises at the next step. A second Ctrl-C raises at once.
+    """
+
+    def __enter__(self) -> Interrupts:
+        self.requested, self.previous = False, None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._note)
+        return self
+
+    def _note(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+class Totals:
+    """Sums of per-token loss, scored tokens and hits; the logs are their means."""
+
+    def __init__(self):
+        self.loss = self.count = self.hits = 0.0
+
+    def add(self, sums) -> None:
+        loss, count, hits = (float(v) for v in sums)
+        self.loss, self.count, self.hits = self.loss + loss, self.count + count, self.hits + hits
+
+    def logs(self) -> dict[str, float]:
+        count = max(self.count, 1.0)
+        return {"loss": self.loss / count, "masked_accuracy": self.hits / count}

@@ -1,0 +1,90 @@
+"""Bucketed batches: no pair lost or repeated, no more padding than needed, a new order every
+epoch, and the tf.data pipeline yields exactly the batches of the NumPy one."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from chatbot.batches import Batches
+
+
+def examples(n: int, inputs: int = 1, seed: int = 0):
+    """Example k: its inputs and target carry k, so every row can be traced back."""
+    rng = random.Random(seed)
+    out = []
+    for k in range(1, n + 1):
+        target = [k] * rng.randint(1, 17)
+        out.append((tuple([k] * rng.randint(1, 9) for _ in range(inputs)), target))
+    return out
+
+
+def row_ids(batch) -> list[int]:
+    _, target = batch
+    return [int(row[0]) for row in target]
+
+
+def test_an_epoch_holds_every_pair_exactly_once_with_its_own_tokens():
+    data = examples(103)
+    batches = list(Batches(data, batch_size=8, seed=1))
+    assert sorted(k for b in batches for k in row_ids(b)) == list(range(1, 104))
+    for tokens, target in batches:
+        for x, y in zip(tokens, target):
+            k = int(y[0])
+            assert list(x[x != 0]) == data[k - 1][0][0] and list(y[y != 0]) == data[k - 1][1]
+
+
+@pytest.mark.parametrize("multiple", [1, 8])
+def test_each_batch_is_padded_to_its_own_longest_row_only(multiple):
+    data = examples(103)
+    for tokens, target in Batches(data, batch_size=8, seed=1, pad_multiple=multiple):
+        longest = max(len(data[int(k) - 1][1]) for k in target[:, 0])
+        assert target.shape[1] == -(-longest // multiple) * multiple
+        longest_input = max(len(data[int(k) - 1][0][0]) for k in target[:, 0])
+        assert tokens.shape[1] == -(-longest_input // multiple) * multiple
+
+
+def padding(batches) -> int:
+    return sum(int(np.count_nonzero(target == 0)) for _, target in batches)
+
+
+def test_bucketing_pads_as_little_as_batches_of_that_size_can():
+    data = examples(200)
+    bucketed = padding(Batches(data, batch_size=8, seed=1))
+    # The least padding for batches of 8: sort by length and cut (what bucketing must reach).
+    lengths = sorted(len(target) for _, target in data)
+    least = sum(max(chunk) * len(chunk) - sum(chunk)
+                for chunk in (lengths[i: i + 8] for i in range(0, len(lengths), 8)))
+    assert bucketed == least
+    assert padding(Batches(data, batch_size=8, seed=1, bucket_by_length=False)) > 3 * least
+
+
+def test_every_epoch_has_a_new_order_of_the_same_pairs():
+    batches = Batches(examples(64), batch_size=8, seed=2)
+    first, second = ([row_ids(b) for b in batches] for _ in range(2))
+    assert first != second
+    assert sorted(sum(first, [])) == sorted(sum(second, [])) == list(range(1, 65))
+
+
+@pytest.mark.parametrize("inputs, multiple, shards, devices", [
+    (1, 1, 1, 1), (2, 1, 1, 1), (1, 8, 1, 1), (2, 1, 2, 2), (1, 1, 3, 1)])
+def test_the_tf_data_pipeline_yields_the_numpy_batches(inputs, multiple, shards, devices):
+    data = examples(61, inputs)
+    for shard in range(shards):
+        numpy_batches = list(Batches(data, 4, seed=5, pad_multiple=multiple).iterate(
+            shard, shards, devices))
+        dataset = Batches(data, 4, seed=5, pad_multiple=multiple).dataset(shard, shards, devices)
+        tf_batches = list(dataset.as_numpy_iterator())
+        assert len(tf_batches) == len(numpy_batches) == dataset.cardinality()
+        for (x_np, y_np), (x_tf, y_tf) in zip(numpy_batches, tf_batches):
+            x_np, x_tf = (x if isinstance(x, tuple) else (x,) for x in (x_np, x_tf))
+            assert all(np.array_equal(a, b) and b.dtype == np.int32 for a, b in zip(x_np, x_tf))
+            assert np.array_equal(y_np, y_tf) and y_tf.dtype == np.int32
+
+
+def test_validation_batches_keep_their_order():
+    batches = Batches(examples(30), batch_size=4, shuffle=False, bucket_by_length=False)
+    assert [row_ids(b) for b in batches][0] == [1, 2, 3, 4]
+    assert [row_ids(b) for b in batches] == [row_ids(b) for b in batches]
