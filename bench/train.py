@@ -246,7 +246,6 @@ def epoch_clock(name: str, val_loss=None):
             self.began = time.perf_counter()
 
         def on_epoch_begin(self, epoch, logs=None):
-            wait_for_turn()
             self.cpu_start = cpu_seconds()
             self.epoch_start = time.perf_counter()
 
@@ -286,62 +285,21 @@ WORKERS = {"fit": run_fit, "matmul": run_matmul}
 
 # --- the parent: runs the subprocesses and sums up ---------------------------------------------
 
-def run_in_turns(jobs: dict[str, dict], args) -> dict[str, dict]:
-    """Runs each job in its own process, taking turns: one prepares its data while the others
-    wait, then each runs epoch 1 in turn, then epoch 2, ... Each process keeps its own peak RSS.
-
-    The measurements below run one job at a time (`spawn`): with several Keras fit() processes
-    taking turns, a fifth of the fit() epochs took 3-5x as long (with no other load on the
-    machine), while the same jobs run alone never did. The cause was not found."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    procs, loads = {}, {}
-    for name, job in jobs.items():
-        command = [sys.executable, str(Path(__file__).resolve()), "--worker",
-                   json.dumps({"job": {**job, "name": name}, "args": vars(args)})]
-        procs[name] = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                       text=True, env=env, cwd=ROOT)
-    try:
-        state = {name: _next_signal(proc) for name, proc in procs.items()}
-        while any(signal == READY for signal in state.values()):
-            for name, proc in procs.items():
-                if state[name] == READY:
-                    if name not in loads:
-                        loads[name] = round(os.getloadavg()[0], 2)
-                        print(f"[{name}] starts; load {loads[name]}", file=sys.stderr, flush=True)
-                    proc.stdin.write("go\n")
-                    proc.stdin.flush()
-                    state[name] = _next_signal(proc)  # returns when its turn is over
-        for name, proc in procs.items():
-            if proc.wait() != 0 or not state[name].startswith(RESULT):
-                raise SystemExit(f"benchmark job {name} failed (exit {proc.returncode})")
-    finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-    return {name: {**json.loads(state[name][len(RESULT):]), "load_1min_at_start": loads[name]}
-            for name in jobs}
-
-
-READY, RESULT = "@@ready", "@@result "  # a worker's signals on stdout
-
-
-def _next_signal(proc) -> str:
-    for line in proc.stdout:
-        if line.startswith("@@"):
-            return line.rstrip("\n")
-    return ""  # the worker ended without a result
-
-
-def wait_for_turn() -> None:
-    """In a worker: says it is ready, then waits until the parent says go."""
-    print(READY, flush=True)
-    if not sys.stdin.readline():
-        raise SystemExit("the benchmark's parent process has gone")
-
-
 def spawn(name: str, job: dict, args) -> dict:
-    """Runs one job alone in a fresh Python process."""
-    return run_in_turns({name: job}, args)[name]
+    """Runs one job alone in a fresh Python process; its last line of output is the result.
+
+    Jobs run one at a time: in a trial where several Keras fit() processes took turns epoch by
+    epoch, a fifth of the fit() epochs took 3-5x as long (with no other load on the machine),
+    while the same jobs run alone never did. The cause was not found."""
+    load = round(os.getloadavg()[0], 2)
+    print(f"[{name}] starts; load {load}", file=sys.stderr, flush=True)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker",
+               json.dumps({"job": {**job, "name": name}, "args": vars(args)})]
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    if done.returncode != 0:
+        raise SystemExit(f"benchmark job {name} failed (exit {done.returncode})")
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "load_1min_at_start": load}
 
 
 def flop_per_epoch(run: dict, args) -> int:
@@ -428,6 +386,9 @@ def xla_verdict(runs: dict[str, dict]) -> dict:
             "fastest_for_default_run": fastest, "helps": bool(runs[fastest]["jit_compile"])}
 
 
+PIPELINES = ("ours", "ours_fit", "plain")
+
+
 def compare_pipelines(args, peak: float) -> tuple[dict, int]:
     """Ours, ours_fit and plain on the same pairs, from the same weights; the vocabulary size."""
     job = {"kind": "fit", "pairs": args.train_pairs, "epochs": args.epochs, "validate": True}
@@ -456,16 +417,15 @@ def compare_pipelines(args, peak: float) -> tuple[dict, int]:
     }, runs["ours"]["vocab"]
 
 
-PIPELINES = ("ours", "ours_fit", "plain")
-
-
 def compare_xla(args, peak: float) -> dict:
     """ours_fit with and without jit_compile, each with padding rounded up to 1 and to 8."""
     jobs = {f"{'xla' if jit else 'no_xla'}_pad{pad}": {
         "kind": "fit", "pipeline": "ours_fit", "pairs": args.train_pairs, "epochs": args.xla_epochs,
         "jit": jit, "pad_multiple": pad} for jit in (False, True) for pad in (1, 8)}
-    runs = {name: {**summary(run, args, peak), "jit_compile": run["jit_compile"]}
-            for name, run in ((name, spawn(name, job, args)) for name, job in jobs.items())}
+    runs = {}
+    for name, job in jobs.items():
+        run = spawn(name, job, args)
+        runs[name] = {**summary(run, args, peak), "jit_compile": run["jit_compile"]}
     return {**runs, **xla_verdict(runs)}
 
 
@@ -529,9 +489,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         spec = json.loads(args.worker)
-        wait_for_turn()
         result = WORKERS[spec["job"].pop("kind")](spec["job"], argparse.Namespace(**spec["args"]))
-        print(RESULT + json.dumps(result), flush=True)
+        print(json.dumps(result))
         return
     if min(args.epochs, args.xla_epochs) < 2:
         raise SystemExit("--epochs and --xla-epochs must be at least 2: epoch 1 (tracing, "

@@ -78,6 +78,10 @@ class Batches:
     def __len__(self) -> int:
         return -(-len(self.examples) // self.batch_size)
 
+    def steps(self, devices: int = 1) -> int:
+        """Steps in an epoch when every step gives one batch to each of `devices`."""
+        return -(-len(self) // devices)
+
     def __iter__(self):
         return self.iterate()
 
@@ -140,8 +144,8 @@ class Batches:
         plan = tf.data.Dataset.from_generator(layout, output_signature=(
             tf.TensorSpec((None,), tf.int32), tf.TensorSpec((self.n_inputs + 1,), tf.int32)))
         # The generator runs again at every epoch, so every epoch gets a new batch order.
-        steps = -(-len(self) // (shards * multiple)) * multiple
-        ds = plan.apply(tf.data.experimental.assert_cardinality(steps))
+        batches = self.steps(shards * multiple) * multiple  # this worker's share
+        ds = plan.apply(tf.data.experimental.assert_cardinality(batches))
         ds = ds.map(collate, num_parallel_calls=tf.data.AUTOTUNE)  # in order (deterministic)
         return ds.prefetch(tf.data.AUTOTUNE)
 

@@ -45,31 +45,29 @@ class Loop:
     # --- one step ------------------------------------------------------------------------------
 
     def _scored(self, inputs, target, training: bool):
-        """Per-token losses and hits at the scored positions of one replica's batch."""
+        """Sums over the scored positions of one replica's batch: (loss, tokens, hits)."""
         hidden = self.features(inputs, training=training)  # (batch, time, hidden)
         scored = tf.not_equal(target, 0)  # (batch, time)
         labels = tf.boolean_mask(target, scored)  # (scored,)
         logits = self.head(tf.boolean_mask(hidden, scored))  # (scored, vocab)
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)  # (scored,)
         hits = tf.equal(tf.argmax(logits, axis=-1, output_type=labels.dtype), labels)
-        return losses, hits
+        return (tf.reduce_sum(losses), tf.cast(tf.size(labels), tf.float32),
+                tf.reduce_sum(tf.cast(hits, tf.float32)))
 
     def _train_replica(self, inputs, target):
         with tf.GradientTape() as tape:
-            losses, hits = self._scored(inputs, target, training=True)
-            count = tf.cast(tf.size(losses), tf.float32)
+            loss_sum, count, hits = self._scored(inputs, target, training=True)
             # Divided by the scored tokens of all replicas: the optimizer sums the replicas'
             # gradients, which makes that the gradient of the mean over the whole step.
             everywhere = tf.distribute.get_replica_context().all_reduce("SUM", count)
-            loss = tf.reduce_sum(losses) / tf.maximum(everywhere, 1.0)
+            loss = loss_sum / tf.maximum(everywhere, 1.0)
         variables = self.model.trainable_variables
         self.model.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return tf.reduce_sum(losses), count, tf.reduce_sum(tf.cast(hits, tf.float32))
+        return loss_sum, count, hits
 
     def _test_replica(self, inputs, target):
-        losses, hits = self._scored(inputs, target, training=False)
-        return (tf.reduce_sum(losses), tf.cast(tf.size(losses), tf.float32),
-                tf.reduce_sum(tf.cast(hits, tf.float32)))
+        return self._scored(inputs, target, training=False)
 
     def _distributed(self, replica_fn):
         def step(batch):

@@ -159,9 +159,9 @@ def train(
     ] if chief else [early_stop]  # the same logs on every worker: all stop at the same epoch
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
-    steps = -(-len(train_data) // distribution.num_replicas_in_sync)  # per worker and device
     history = Loop(model, distribution).fit(
-        train_ds, epochs=config.train.epochs, steps=steps, initial_epoch=done,
+        train_ds, epochs=config.train.epochs, initial_epoch=done,
+        steps=train_data.steps(distribution.num_replicas_in_sync),
         validation=val_ds, callbacks=callbacks, verbose=verbose if chief else 0)
     if not chief:
         return TrainResult(out, done + len(history), 0, time.perf_counter() - started, {})
