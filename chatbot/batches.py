@@ -115,12 +115,17 @@ class Batches:
         target = _pad([r[1] for r in picked], lengths[-1])
         return (inputs[0] if self.n_inputs == 1 else tuple(inputs)), target
 
-    def dataset(self, shard: int = 0, shards: int = 1, multiple: int = 1):
+    def dataset(self, shard: int = 0, shards: int = 1, multiple: int = 1, repeat: bool = False):
         """The batches of `iterate()` as a tf.data pipeline that pads them in TensorFlow.
 
         Python only plans the epoch (which rows go together, padded to which length); the
         rows are gathered from ragged tensors and padded by parallel map calls outside the
         interpreter, and prefetched, so the next batches are ready while a step runs.
+
+        With `repeat`, epoch after epoch without end, each in a new order: what the training
+        loop wants, so that one iterator serves the whole run. (Destroying an iterator of this
+        pipeline waits for tf.data's autotuning thread: 2 to 10 s, in about one epoch out of
+        three, when a new iterator was made for every epoch.)
         """
         import tensorflow as tf
 
@@ -146,6 +151,8 @@ class Batches:
         # The generator runs again at every epoch, so every epoch gets a new batch order.
         batches = self.steps(shards * multiple) * multiple  # this worker's share
         ds = plan.apply(tf.data.experimental.assert_cardinality(batches))
+        if repeat:
+            ds = ds.repeat()
         ds = ds.map(collate, num_parallel_calls=tf.data.AUTOTUNE)  # in order (deterministic)
         return ds.prefetch(tf.data.AUTOTUNE)
 
@@ -155,11 +162,12 @@ class Batches:
         flat = np.fromiter((t for row in rows for t in row), dtype=np.int32, count=sum(lengths))
         return tf.RaggedTensor.from_row_lengths(flat, np.asarray(lengths, dtype=np.int64))
 
-    def distributed(self, strategy):
+    def distributed(self, strategy, repeat: bool = False):
         """The batches spread over a tf.distribute strategy's workers and devices."""
         def per_worker(context):
             return self.dataset(context.input_pipeline_id, context.num_input_pipelines,
-                                context.num_replicas_in_sync // context.num_input_pipelines)
+                                context.num_replicas_in_sync // context.num_input_pipelines,
+                                repeat)
         return strategy.distribute_datasets_from_function(per_worker)
 
 

@@ -18,6 +18,7 @@ loop reads its layers through a sub-model that ends where the output layer begin
 
 from __future__ import annotations
 
+import itertools
 import signal
 import threading
 
@@ -78,38 +79,54 @@ class Loop:
 
     # --- epochs --------------------------------------------------------------------------------
 
-    def evaluate(self, dataset, interrupts: Interrupts | None = None) -> dict[str, float]:
-        """Masked mean loss and accuracy per scored token over one pass of `dataset`."""
+    def evaluate(self, batches, steps: int | None = None,
+                 interrupts: Interrupts | None = None) -> dict[str, float]:
+        """Masked mean loss and accuracy per scored token over `steps` batches of `batches`
+        (a dataset or an iterator), or over all of them if `steps` is None."""
         totals = Totals()
-        for batch in dataset:
+        for batch in itertools.islice(batches, steps):
             totals.add(self._test(batch))
             if interrupts:
                 interrupts.check()
         return totals.logs()
 
     def fit(self, dataset, *, epochs: int, steps: int, initial_epoch: int = 0,
-            validation=None, callbacks=(), verbose: int = 1) -> list[dict[str, float]]:
-        """Trains epochs initial_epoch+1 .. epochs; returns each epoch's logs, as fit() would
-        give them to the callbacks: loss, masked_accuracy, then val_... of the same."""
+            validation=None, validation_steps: int | None = None, callbacks=(),
+            verbose: int = 1) -> list[dict[str, float]]:
+        """Trains epochs initial_epoch+1 .. epochs of `steps` batches each; returns each
+        epoch's logs, as fit() would give them to the callbacks: loss, masked_accuracy, then
+        val_... of the same over `validation_steps` batches of `validation`.
+
+        Both datasets repeat without end (`Batches.dataset(repeat=True)`): one iterator of each
+        serves the whole run, so no epoch waits for the previous epoch's iterator to be torn
+        down (see Batches.dataset).
+        """
         hooks = keras.callbacks.CallbackList(
             list(callbacks), add_progbar=verbose != 0, model=self.model,
             verbose=verbose, epochs=epochs, steps=steps)
         self.model.stop_training = False
         history, logs = [], {}
+        batches = iter(dataset)
+        val_batches = iter(validation) if validation is not None else None
         with Interrupts() as interrupts:
             hooks.on_train_begin()
             for epoch in range(initial_epoch, epochs):
                 hooks.on_epoch_begin(epoch)
                 totals = Totals()
-                for step, batch in enumerate(dataset):
+                step = -1
+                for step, batch in enumerate(itertools.islice(batches, steps)):
                     hooks.on_train_batch_begin(step)
                     totals.add(self._train(batch))
                     hooks.on_train_batch_end(step, totals.logs())
                     interrupts.check()
+                if step + 1 < steps:
+                    raise ValueError(f"the training dataset ended after {step + 1} of the "
+                                     f"{steps} steps of epoch {epoch + 1}; the loop needs one "
+                                     f"that repeats, such as Batches.dataset(repeat=True)")
                 logs = totals.logs()
-                if validation is not None:
-                    logs.update({f"val_{k}": v
-                                 for k, v in self.evaluate(validation, interrupts).items()})
+                if val_batches is not None:
+                    logs.update({f"val_{k}": v for k, v in self.evaluate(
+                        val_batches, validation_steps, interrupts).items()})
                 hooks.on_epoch_end(epoch, logs)
                 history.append(logs)
                 if self.model.stop_training:

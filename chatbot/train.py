@@ -130,11 +130,11 @@ def train(
     if distribution.num_replicas_in_sync > 1:
         log(f"training on {distribution.num_replicas_in_sync} devices "
             f"({config.train.strategy}); each takes batches of {config.train.batch_size}")
-        train_ds = train_data.distributed(distribution)
-        val_ds = val_data.distributed(distribution) if val_data else None
+        train_ds = train_data.distributed(distribution, repeat=True)
+        val_ds = val_data.distributed(distribution, repeat=True) if val_data else None
     else:
-        train_ds = train_data.dataset()
-        val_ds = val_data.dataset() if val_data else None
+        train_ds = train_data.dataset(repeat=True)
+        val_ds = val_data.dataset(repeat=True) if val_data else None
 
     backup = EpochBackup(out / BACKUP)
     with distribution.scope():  # optimizer variables, if restored, live on every device
@@ -161,8 +161,9 @@ def train(
         verbose = 1 if sys.stdout.isatty() else 2
     history = Loop(model, distribution).fit(
         train_ds, epochs=config.train.epochs, initial_epoch=done,
-        steps=train_data.steps(distribution.num_replicas_in_sync),
-        validation=val_ds, callbacks=callbacks, verbose=verbose if chief else 0)
+        steps=train_data.steps(distribution.num_replicas_in_sync), validation=val_ds,
+        validation_steps=val_data.steps(distribution.num_replicas_in_sync) if val_data else None,
+        callbacks=callbacks, verbose=verbose if chief else 0)
     if not chief:
         return TrainResult(out, done + len(history), 0, time.perf_counter() - started, {})
     shutil.rmtree(out / BACKUP, ignore_errors=True)

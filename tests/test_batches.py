@@ -84,6 +84,20 @@ def test_the_tf_data_pipeline_yields_the_numpy_batches(inputs, multiple, shards,
             assert np.array_equal(y_np, y_tf) and y_tf.dtype == np.int32
 
 
+def test_the_repeated_pipeline_gives_one_epoch_after_another_each_in_a_new_order():
+    data = examples(61)
+    planned = Batches(data, 4, seed=5)
+    numpy_epochs = [list(planned.iterate()) for _ in range(3)]  # three epochs of one RNG
+    repeated = Batches(data, 4, seed=5).dataset(repeat=True).as_numpy_iterator()
+    tf_epochs = [[next(repeated) for _ in range(len(planned))] for _ in range(3)]
+    for numpy_batches, tf_batches in zip(numpy_epochs, tf_epochs):
+        assert len(tf_batches) == len(numpy_batches)
+        assert all(np.array_equal(x_np, x_tf) and np.array_equal(y_np, y_tf)
+                   for (x_np, y_np), (x_tf, y_tf) in zip(numpy_batches, tf_batches))
+        assert sorted(sum((row_ids(b) for b in tf_batches), [])) == list(range(1, 62))
+    assert [row_ids(b) for b in tf_epochs[0]] != [row_ids(b) for b in tf_epochs[1]]
+
+
 def test_validation_batches_keep_their_order():
     batches = Batches(examples(30), batch_size=4, shuffle=False, bucket_by_length=False)
     assert [row_ids(b) for b in batches][0] == [1, 2, 3, 4]

@@ -68,8 +68,8 @@ def test_an_epoch_updates_the_weights_as_keras_fit_does(arch):
     ours, theirs = make_model(arch), make_model(arch)
     theirs.set_weights(ours.get_weights())
     data = batches(arch)
-    history = Loop(ours, tf.distribute.get_strategy()).fit(data.dataset(), epochs=2, steps=3,
-                                                           verbose=0)
+    history = Loop(ours, tf.distribute.get_strategy()).fit(data.dataset(repeat=True), epochs=2,
+                                                           steps=3, verbose=0)
     fitted = theirs.fit(data.dataset(), epochs=2, verbose=0, shuffle=False)
     moved = max(np.max(np.abs(a - b)) for a, b in zip(ours.get_weights(),
                                                        make_model(arch).get_weights()))
@@ -97,10 +97,29 @@ def test_logs_reach_the_callbacks_as_fit_gives_them():
 
     record = Record()
     Loop(model, tf.distribute.get_strategy()).fit(
-        data.dataset(), epochs=3, initial_epoch=1, steps=3, validation=data.dataset(),
-        callbacks=[record], verbose=0)
+        data.dataset(repeat=True), epochs=3, initial_epoch=1, steps=3,
+        validation=data.dataset(repeat=True), validation_steps=3, callbacks=[record], verbose=0)
     keys = ["loss", "masked_accuracy", "val_loss", "val_masked_accuracy"]
     assert record.epochs == [(1, keys), (2, keys)] and record.steps == 6
+
+
+def test_validation_takes_its_steps_from_one_iterator():
+    model, data = make_model("lstm"), batches("lstm")
+    loop = Loop(model, tf.distribute.get_strategy())
+    whole = loop.evaluate(data.dataset())  # one pass of a finite dataset: its 3 batches
+    history = Loop(model, tf.distribute.get_strategy()).fit(
+        data.dataset(repeat=True), epochs=1, steps=3, validation=data.dataset(repeat=True),
+        validation_steps=3, verbose=0)
+    after = loop.evaluate(data.dataset())
+    assert whole != after  # the epoch trained; validation saw the weights after it
+    assert history[0]["val_loss"] == pytest.approx(after["loss"], rel=1e-6)
+
+
+def test_a_dataset_that_ends_is_refused_with_what_to_pass_instead():
+    model, data = make_model("lstm"), batches("lstm")
+    with pytest.raises(ValueError, match=r"ended after 0 of the 3 steps of epoch 2.*repeat=True"):
+        Loop(model, tf.distribute.get_strategy()).fit(data.dataset(), epochs=2, steps=3,
+                                                      verbose=0)
 
 
 def test_early_stopping_ends_the_loop():
@@ -108,7 +127,7 @@ def test_early_stopping_ends_the_loop():
     model.optimizer.learning_rate.assign(0.0)  # nothing improves
     stop = keras.callbacks.EarlyStopping(monitor="loss", patience=1, min_delta=1e-3)
     history = Loop(model, tf.distribute.get_strategy()).fit(
-        data.dataset(), epochs=10, steps=3, callbacks=[stop], verbose=0)
+        data.dataset(repeat=True), epochs=10, steps=3, callbacks=[stop], verbose=0)
     assert len(history) == 2
 
 
@@ -125,6 +144,6 @@ def test_ctrl_c_stops_the_loop_at_the_next_step_and_restores_the_handler():
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
         Loop(model, tf.distribute.get_strategy()).fit(
-            data.dataset(), epochs=5, steps=3, callbacks=[CtrlC()], verbose=0)
+            data.dataset(repeat=True), epochs=5, steps=3, callbacks=[CtrlC()], verbose=0)
     assert len(steps) == 4  # no step after the one that was running
     assert signal.getsignal(signal.SIGINT) is before
