@@ -45,8 +45,8 @@ bench: bench-decode bench-train
 bench-decode: $(MODEL)/model.keras
 	$(BIN)/python bench/decode.py --model $(MODEL) --data $(DATA) -o bench/decode.json
 
-# Needs only the venv and ../shared/data/fra-eng.tsv; about 15 minutes on 2 CPU cores.
-bench-train: $(BIN)/chatbot
+# Needs the venv, the default data and ../shared/data/fra-eng.tsv; about 25 minutes on 2 CPU cores.
+bench-train: $(BIN)/chatbot $(DATA)
 	$(BIN)/python bench/train.py -o bench/train.json
 
 lint: $(BIN)/chatbot

@@ -11,7 +11,10 @@ own subprocess, so that peak RSS (`ru_maxrss`) belongs to that measurement alone
    targets, `CategoricalCrossentropy` weighted by a 0/1 "scored" mask, `fit(x, y,
    shuffle=True)`), and against ours_fit (our batches, but Keras `fit()` with the output layer
    at every position), which separates what bucketing gains from what the loop gains; all are
-   scored after every epoch with our masked loss on the same validation batches;
+   scored after every epoch with our masked loss on the same validation batches: on 10k
+   fra-eng pairs (short sentences of similar length: little padding to save), and again with
+   the settings of `make train` (the default corpus, whose replies vary from 1 to 40 tokens,
+   and the default preset: embedding 128, LSTM 384, batch 32);
 2. ours_fit with and without XLA (`jit_compile=True`), with padding rounded to 1 and to 8 (the
    loop's gather has a data-dependent shape, which XLA cannot compile);
 3. time per epoch and peak RSS of ours at 1k, 10k and 100k pairs, against the machine's
@@ -41,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads (via keras below)
 sys.path.insert(0, str(ROOT))
 
-from chatbot.config import ModelConfig, TrainConfig  # noqa: E402
+from chatbot.config import DataConfig, ModelConfig, TrainConfig  # noqa: E402
 from chatbot.data import Pair, read_pairs, split_pairs  # noqa: E402
 from chatbot.text import Tokenizer  # noqa: E402
 from chatbot.vocab import Vocabulary  # noqa: E402
@@ -55,11 +58,12 @@ def base_pairs(args) -> tuple[list[Pair], list[Pair]]:
     """(training, validation) pairs sampled from fra-eng, in random order (the file is sorted
     roughly by length, so its first lines are not a fair sample)."""
     train, val = split_pairs(read_pairs(args.data).pairs, VAL_FRACTION, args.seed)
-    if args.train_pairs > len(train) or args.val_pairs > len(val):
+    n_train, n_val = args.train_pairs or len(train), args.val_pairs or len(val)  # None: all
+    if n_train > len(train) or n_val > len(val):
         raise SystemExit(f"{args.data}: {len(train)} training and {len(val)} validation pairs; "
                          f"lower --train-pairs ({args.train_pairs}) or --val-pairs")
     rng = random.Random(args.seed)
-    return rng.sample(train, args.train_pairs), rng.sample(val, args.val_pairs)
+    return rng.sample(train, n_train), rng.sample(val, n_val)
 
 
 def recombined(pairs: list[Pair], n: int, tokenizer: Tokenizer, max_len: int,
@@ -111,7 +115,7 @@ def run_fit(job: dict, args) -> dict:
     train, val = base_pairs(args)
     vocab = Vocabulary.build((tokenizer.tokenize(t) for p in train for t in (p.prompt, p.reply)),
                              min_count=args.min_count)
-    pairs = scaled_pairs(train, job["pairs"], tokenizer, args)
+    pairs = scaled_pairs(train, job["pairs"] or len(train), tokenizer, args)
     examples, _ = encode_pairs(pairs, tokenizer, vocab, args.max_len, lstm.encode_example)
     pad = job.get("pad_multiple", 1)
 
@@ -141,8 +145,8 @@ def run_fit(job: dict, args) -> dict:
         from chatbot.loop import Loop
 
         Loop(model, tf.distribute.get_strategy()).fit(
-            fit_args["x"], epochs=job["epochs"], steps=len(fit_args["x"]), callbacks=[clock],
-            verbose=0)
+            fit_args["x"], epochs=job["epochs"], steps=fit_args["steps_per_epoch"],
+            callbacks=[clock], verbose=0)
     else:
         model.fit(**fit_args, epochs=job["epochs"], callbacks=[clock], verbose=0)
     peak_rss = rss_mib()["peak"]
@@ -172,7 +176,8 @@ def ours_inputs(examples, args, pad: int) -> dict:
     from chatbot.batches import Batches
 
     batches = Batches(examples, args.batch, seed=args.seed, pad_multiple=pad)
-    return dict(x=batches.dataset(), shuffle=False)  # Batches reshuffles every epoch
+    # Endless, reshuffled every epoch: one iterator for the whole run, as in chatbot train.
+    return dict(x=batches.dataset(repeat=True), steps_per_epoch=len(batches), shuffle=False)
 
 
 def plain_inputs(model, examples, vocab_size: int, args) -> dict:
@@ -399,12 +404,15 @@ def compare_pipelines(args, peak: float) -> tuple[dict, int]:
         summaries[name]["time_to_target"] = time_to(run, target)
     ours, fit, plain = (summaries[name] for name in PIPELINES)
     speedup = ours["samples_per_s"] / plain["samples_per_s"]
+    by_median = plain["epoch_s_median"] / ours["epoch_s_median"]
     reached = ours["time_to_target"]["seconds"], plain["time_to_target"]["seconds"]
     return {
         **summaries,
         "speedup_samples_per_s_ours_over_plain": round(speedup, 2),
-        "speedup_from_median_epochs": round(plain["epoch_s_median"] / ours["epoch_s_median"], 2),
-        "speedup_target": 3.0, "speedup_target_met": speedup >= 3.0,
+        "speedup_from_median_epochs": round(by_median, 2),
+        # Met only if the mean and the median epochs both say so: on this shared machine an
+        # epoch now and then takes twice as long, and one such epoch should not decide it.
+        "speedup_target": 3.0, "speedup_target_met": min(speedup, by_median) >= 3.0,
         # What bucketing gains (same fit, fewer positions) and what the loop adds on top.
         "speedup_ours_fit_over_plain": round(fit["samples_per_s"] / plain["samples_per_s"], 2),
         "speedup_ours_over_ours_fit": round(ours["samples_per_s"] / fit["samples_per_s"], 2),
@@ -415,6 +423,29 @@ def compare_pipelines(args, peak: float) -> tuple[dict, int]:
         "time_to_target_speedup": round(reached[1] / reached[0], 2) if all(reached) else None,
         "peak_rss_ratio_plain_over_ours": round(plain["peak_rss_mib"] / ours["peak_rss_mib"], 2),
     }, runs["ours"]["vocab"]
+
+
+def default_corpus_args(args) -> argparse.Namespace:
+    """The settings of `make train`: the default corpus, every pair, the default model and
+    batch size (ModelConfig, DataConfig and TrainConfig defaults)."""
+    model, data, train = ModelConfig(), DataConfig(), TrainConfig()
+    return argparse.Namespace(**{
+        **vars(args), "data": args.default_data, "train_pairs": None, "val_pairs": None,
+        "embedding": model.embedding_dim, "hidden": model.hidden_dim, "max_len": data.max_len,
+        "batch": train.batch_size, "min_count": data.min_count, "epochs": args.default_epochs})
+
+
+def settings(args, vocab: int) -> dict:
+    train = TrainConfig()
+    return {
+        "arch": "lstm", "embedding_dim": args.embedding, "hidden_dim": args.hidden,
+        "max_len_per_side": args.max_len, "batch_size": args.batch,
+        "vocab_min_count": args.min_count, "vocab_size": vocab,
+        "optimizer": f"{train.optimizer}, learning rate {train.learning_rate}, clipnorm "
+                     f"{train.clipnorm} (TrainConfig defaults)",
+        "seed": args.seed, "data": os.path.relpath(args.data, ROOT),
+        "train_pairs": args.train_pairs or "all", "val_pairs": args.val_pairs or "all",
+    }
 
 
 def compare_xla(args, peak: float) -> dict:
@@ -484,6 +515,9 @@ def main() -> None:
     parser.add_argument("--scale-pairs", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--scale-epochs", type=int, nargs="+", default=[2, 2, 1],
                         help="one per --scale-pairs; with 1, the epoch includes tracing")
+    parser.add_argument("--default-data", default=str(ROOT / "data/chatterbot.tsv"),
+                        help="the default corpus (make data), compared with the default preset")
+    parser.add_argument("--default-epochs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -492,9 +526,9 @@ def main() -> None:
         result = WORKERS[spec["job"].pop("kind")](spec["job"], argparse.Namespace(**spec["args"]))
         print(json.dumps(result))
         return
-    if min(args.epochs, args.xla_epochs) < 2:
-        raise SystemExit("--epochs and --xla-epochs must be at least 2: epoch 1 (tracing, "
-                         "compiling) is left out of the speed figures")
+    if min(args.epochs, args.xla_epochs, args.default_epochs) < 2:
+        raise SystemExit("--epochs, --xla-epochs and --default-epochs must be at least 2: "
+                         "epoch 1 (tracing, compiling) is left out of the speed figures")
     if len(args.scale_epochs) != len(args.scale_pairs) or min(args.scale_epochs) < 1:
         raise SystemExit(f"--scale-epochs needs one count >= 1 per --scale-pairs "
                          f"({len(args.scale_pairs)}); received {args.scale_epochs}")
@@ -503,26 +537,25 @@ def main() -> None:
     load_start = [round(v, 2) for v in os.getloadavg()]
     matmul = spawn("matmul", {"kind": "matmul", "n": 2048, "repeats": 10}, args)
     pipelines, vocab = compare_pipelines(args, matmul["gflop_per_s_best"])
+    defaults = default_corpus_args(args)
+    default_pipelines, default_vocab = compare_pipelines(defaults, matmul["gflop_per_s_best"])
     xla = compare_xla(args, matmul["gflop_per_s_best"])
     scaling = scale(args, matmul["gflop_per_s_best"])
-    train = TrainConfig()
     results = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "load_average_start_1_5_15min": load_start,
                     "load_average_end_1_5_15min": [round(v, 2) for v in os.getloadavg()]},
         "settings": {
-            "arch": "lstm", "embedding_dim": args.embedding, "hidden_dim": args.hidden,
-            "max_len_per_side": args.max_len, "batch_size": args.batch,
-            "vocab_min_count": args.min_count, "vocab_size": vocab,
-            "optimizer": f"{train.optimizer}, learning rate {train.learning_rate}, clipnorm "
-                         f"{train.clipnorm} (TrainConfig defaults)",
-            "seed": args.seed, "data": os.path.relpath(args.data, ROOT),
-            "train_pairs": args.train_pairs, "val_pairs": args.val_pairs,
+            **settings(args, vocab),
             "epochs": {"ours_vs_plain": args.epochs, "xla": args.xla_epochs,
                        "scaling": dict(zip(map(str, args.scale_pairs), args.scale_epochs))},
         },
         "matmul_peak_float32": matmul,
         "pipelines": pipelines,
+        # The same comparison with what `make train` trains: the default corpus and preset.
+        "default_corpus": {"settings": {**settings(defaults, default_vocab),
+                                        "epochs": defaults.epochs},
+                           "pipelines": default_pipelines},
         "xla": xla,
         "scaling": scaling,
         "total_s": round(time.perf_counter() - started, 1),
