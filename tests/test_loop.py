@@ -103,7 +103,7 @@ def test_logs_reach_the_callbacks_as_fit_gives_them():
     assert record.epochs == [(1, keys), (2, keys)] and record.steps == 6
 
 
-def test_validation_takes_its_steps_from_one_iterator():
+def test_validation_runs_its_steps_on_the_weights_after_the_epoch():
     model, data = make_model("lstm"), batches("lstm")
     loop = Loop(model, tf.distribute.get_strategy())
     whole = loop.evaluate(data.dataset())  # one pass of a finite dataset: its 3 batches
