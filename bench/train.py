@@ -55,8 +55,9 @@ VAL_FRACTION = 0.1  # held out before sampling, so training pairs never leak int
 # --- data: the same pairs and vocabulary in every subprocess ---------------------------------
 
 def base_pairs(args) -> tuple[list[Pair], list[Pair]]:
-    """(training, validation) pairs sampled from fra-eng, in random order (the file is sorted
-    roughly by length, so its first lines are not a fair sample)."""
+    """(training, validation) pairs sampled from args.data (all of them if the counts are None),
+    in random order (fra-eng is sorted roughly by length: its first lines are not a fair
+    sample)."""
     train, val = split_pairs(read_pairs(args.data).pairs, VAL_FRACTION, args.seed)
     n_train, n_val = args.train_pairs or len(train), args.val_pairs or len(val)  # None: all
     if n_train > len(train) or n_val > len(val):
@@ -436,6 +437,7 @@ def default_corpus_args(args) -> argparse.Namespace:
 
 
 def settings(args, vocab: int) -> dict:
+    """What a comparison ran with, for the JSON."""
     train = TrainConfig()
     return {
         "arch": "lstm", "embedding_dim": args.embedding, "hidden_dim": args.hidden,

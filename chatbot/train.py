@@ -127,14 +127,16 @@ def train(
                    bucket_by_length=config.train.bucket_by_length, seed=config.train.seed)
     train_data = Batches(train_examples, **options)
     val_data = Batches(val_examples, shuffle=False, **options) if val_examples else None
-    if distribution.num_replicas_in_sync > 1:
-        log(f"training on {distribution.num_replicas_in_sync} devices "
-            f"({config.train.strategy}); each takes batches of {config.train.batch_size}")
-        train_ds = train_data.distributed(distribution, repeat=True)
-        val_ds = val_data.distributed(distribution, repeat=True) if val_data else None
-    else:
-        train_ds = train_data.dataset(repeat=True)
-        val_ds = val_data.dataset(repeat=True) if val_data else None
+    devices = distribution.num_replicas_in_sync
+    if devices > 1:
+        log(f"training on {devices} devices ({config.train.strategy}); each takes batches of "
+            f"{config.train.batch_size}")
+
+    def endless(data: Batches):
+        """`data` repeated without end: the loop keeps one iterator for the whole run."""
+        if devices > 1:
+            return data.distributed(distribution, repeat=True)
+        return data.dataset(repeat=True)
 
     backup = EpochBackup(out / BACKUP)
     with distribution.scope():  # optimizer variables, if restored, live on every device
@@ -160,9 +162,9 @@ def train(
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
     history = Loop(model, distribution).fit(
-        train_ds, epochs=config.train.epochs, initial_epoch=done,
-        steps=train_data.steps(distribution.num_replicas_in_sync), validation=val_ds,
-        validation_steps=val_data.steps(distribution.num_replicas_in_sync) if val_data else None,
+        endless(train_data), epochs=config.train.epochs, initial_epoch=done,
+        steps=train_data.steps(devices), validation=endless(val_data) if val_data else None,
+        validation_steps=val_data.steps(devices) if val_data else None,
         callbacks=callbacks, verbose=verbose if chief else 0)
     if not chief:
         return TrainResult(out, done + len(history), 0, time.perf_counter() - started, {})
