@@ -42,7 +42,7 @@ class Batches:
 
     def __init__(
         self, examples: Sequence[Example], batch_size: int, bucket_by_length: bool = True,
-        seed: int = 0, shuffle: bool = True, pad_multiple: int = 1,
+        seed: int = 0, shuffle: bool = True, pad_multiple: int = 1, epoch: int = 0,
     ):
         if not examples:
             raise ValueError("Batches needs at least one example")
@@ -51,7 +51,8 @@ class Batches:
         self.bucket_by_length = bucket_by_length
         self.shuffle = shuffle
         self.pad_multiple = pad_multiple
-        self.rng = random.Random(seed)
+        self.seed = seed
+        self.epoch = epoch  # the 0-based epoch that plan() plans next (a resumed run's first)
         self.n_inputs = len(self.examples[0][0])
         self.scored_tokens = sum(int(np.count_nonzero(target)) for _, target in self.examples)
 
@@ -61,18 +62,26 @@ class Batches:
 
         `group` > 1 is for several workers or devices (see chatbot.distribute): each step gives
         one batch to every device, and every device must run the same number of steps, so the
-        epoch is padded to a multiple of `group` batches by repeating its first batches.
+        epoch is padded to a multiple of `group` batches by repeating its first batches, as
+        often as it takes: 1 batch on 3 devices is that batch 3 times.
         """
+        # Each epoch's order comes from (seed, epoch) alone, not from a generator shared by all
+        # epochs: a run resumed at epoch k shuffles as the uninterrupted run did, whatever
+        # tf.data had prefetched when it was stopped.
+        rng = random.Random(f"{self.seed}:{self.epoch}")
+        self.epoch += 1
         order = list(range(len(self.examples)))
         if self.shuffle:
-            self.rng.shuffle(order)
+            rng.shuffle(order)
         if self.bucket_by_length:
             order.sort(key=lambda i: len(self.examples[i][1]))  # stable: ties keep random order
         batches = [order[i: i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        batches += batches[: (-len(batches)) % group]
+        # Cycled, not sliced: 1 batch on 3 devices needs 2 more, and batches[:2] has only one;
+        # a device left without a batch would keep the others waiting in the step.
+        batches += [batches[i % len(batches)] for i in range((-len(batches)) % group)]
         steps = [batches[i: i + group] for i in range(0, len(batches), group)]
         if self.shuffle:
-            self.rng.shuffle(steps)
+            rng.shuffle(steps)
         return steps
 
     def __len__(self) -> int:

@@ -22,11 +22,16 @@ import numpy as np
 from chatbot.config import DECODE_STRATEGIES, DecodeConfig, RunConfig
 from chatbot.errors import ChatbotError
 from chatbot.models import ARCHS, arch_module
-from chatbot.rundir import CONFIG, MODEL, VOCAB, check_run_dir
+from chatbot.models.base import Engine, Weights, check_weights
+from chatbot.rerank import mmi_scores
+from chatbot.retrieval import Match, Memory
+from chatbot.rundir import CONFIG, MEMORY, MODEL, VOCAB, check_run_dir
 from chatbot.samplers import Sampler, get_sampler
 from chatbot.text import Tokenizer
 from chatbot.vocab import Vocabulary
-from chatbot.weights import Weights, read_keras_weights
+from chatbot.weights import read_keras_weights
+
+RERANKED = ("greedy", "beam")  # the strategies whose candidates the memory may join
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,9 @@ class Candidate:
     text: str
     tokens: list[str]
     logprob: float  # sum of the log-probabilities of the reply's tokens and its <EOS>
-    score: float  # what candidates are ranked by (beam search: length-normalized logprob)
+    score: float  # what candidates are ranked by (see Bot.reply_batch)
+    source: str = "model"  # "model": generated; "memory": the reply of a similar known prompt
+    match: Match | None = None  # the known prompt whose reply this is, and its similarity
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,13 @@ class Reply:
     text: str  # the best reply, detokenized
     tokens: list[str]  # its tokens
     unknown: list[str]  # prompt tokens not in the vocabulary (read as <UNK>)
-    candidates: list[Candidate]  # best first; more than one with beam search and nbest > 1
+    candidates: list[Candidate]  # best first; more than one with beam search and nbest > 1,
+    # or when the memory added known replies
+    matches: list[Match] = dataclasses.field(default_factory=list)  # similar known prompts
+
+    @property
+    def source(self) -> str:
+        return self.candidates[0].source if self.candidates else "model"
 
 
 @dataclass(frozen=True)
@@ -53,25 +66,21 @@ class AttentionMap:
 
 
 class Bot:
-    def __init__(self, config: RunConfig, vocab: Vocabulary, weights: Weights):
+    def __init__(self, config: RunConfig, vocab: Vocabulary, weights: Weights,
+                 memory: Memory | None = None):
         if config.model.arch not in ARCHS:
             raise ChatbotError(
                 f"config.json names the architecture {config.model.arch!r}, which this chatbot "
                 f"does not know ({', '.join(ARCHS)}); upgrade the chatbot package or retrain"
             )
-        _check_shapes(config, vocab, weights)
+        # Files from different runs are refused here with a message; past this check an
+        # error is a bug, and shows as one.
+        check_weights(config.model, vocab, weights)
         self.config = config
         self.vocab = vocab
         self.tokenizer = Tokenizer(lowercase=config.text.lowercase)
-        try:
-            self.engine = arch_module(config.model.arch).Engine(weights, config.model, vocab)
-            self.engine.start([[vocab.unk_id]])  # a dry run: shapes that disagree fail here
-        except (KeyError, ValueError, IndexError, TypeError) as exc:
-            raise ChatbotError(
-                f"the model's layers do not match its config.json (arch "
-                f"{config.model.arch!r}, {config.model.num_layers} layer(s)): {exc!r}; the run "
-                "directory mixes files from different runs; retrain the model"
-            ) from None
+        self.engine: Engine = arch_module(config.model.arch).Engine(weights, config.model, vocab)
+        self.memory = memory  # the training pairs, for retrieval; None: generation only
         self.decode = dataclasses.replace(config.decode)
         self._sampler = make_sampler(self.decode)
 
@@ -80,8 +89,10 @@ class Bot:
         run_dir = check_run_dir(run_dir)
         config = RunConfig.load(run_dir / CONFIG)
         vocab = Vocabulary.load(run_dir / VOCAB)
+        # Runs trained before the memory existed have none: they reply by generation alone.
+        memory = Memory.load(run_dir / MEMORY) if (run_dir / MEMORY).exists() else None
         try:
-            return cls(config, vocab, read_keras_weights(run_dir / MODEL))
+            return cls(config, vocab, read_keras_weights(run_dir / MODEL), memory)
         except ChatbotError as exc:
             raise ChatbotError(f"{run_dir}: {exc}") from None
 
@@ -103,20 +114,81 @@ class Bot:
         return self.reply_batch([text])[0]
 
     def reply_batch(self, texts: Sequence[str]) -> list[Reply]:
-        """Replies to many prompts at once; an empty prompt gets an empty reply."""
+        """Replies to many prompts at once; an empty prompt gets an empty reply.
+
+        The sampler proposes candidates (one, or beam search's n-best). With `retrieval` on
+        and a greedy or beam strategy (sampling asks for variety), the replies of the known
+        prompts most similar to the prompt join them (chatbot.retrieval); with `mmi` > 0, or
+        whenever known replies joined, the model scores every candidate as a whole
+        (chatbot.rerank):
+
+            score = mean log p(reply | prompt) - mmi * mean log p(reply | empty prompt)
+                    + retrieval_weight * similarity of the most similar known prompt
+                      whose reply it is (0 for a reply of none)
+
+        and the best is the reply. Otherwise candidates keep the sampler's order and scores.
+        """
         tokenized = [self.prompt_tokens(t) for t in texts]
         rows = [i for i, toks in enumerate(tokenized) if toks]
+        prompts = {i: self.vocab.encode(tokenized[i]) for i in rows}
         found = self._sampler(
-            self.engine, [self.vocab.encode(tokenized[i]) for i in rows], self.vocab,
+            self.engine, [prompts[i] for i in rows], self.vocab,
             nbest=self.decode.nbest if self.decode.strategy == "beam" else 1,
         ) if rows else []
-        by_row = dict(zip(rows, found))
+        candidates = {i: [self._candidate(c) for c in cands] for i, cands in zip(rows, found)}
+        matches = {i: self._matches(texts[i]) for i in rows}
+        reranked = [i for i in rows if matches[i] or self.decode.mmi]
+        if reranked:
+            pools = [self._pool(candidates[i], matches[i]) for i in reranked]
+            for i, ranked in zip(reranked, self._rank(pools, [prompts[i] for i in reranked])):
+                candidates[i] = ranked
         replies = []
         for i, toks in enumerate(tokenized):
-            candidates = [self._candidate(c) for c in by_row.get(i, [])]
-            best = candidates[0] if candidates else Candidate("", [], 0.0, 0.0)
-            replies.append(Reply(best.text, best.tokens, self.vocab.unknown(toks), candidates))
+            cands = candidates.get(i, [])
+            best = cands[0] if cands else Candidate("", [], 0.0, 0.0)
+            replies.append(Reply(best.text, best.tokens, self.vocab.unknown(toks), cands,
+                                 matches.get(i, [])))
         return replies
+
+    def _matches(self, text: str) -> list[Match]:
+        # Sampling asks for variety: a known reply with its bonus would win nearly every time.
+        if not (self.decode.retrieval and self.memory) or self.decode.strategy not in RERANKED:
+            return []
+        return self.memory.search(text, self.decode.retrieval_k,
+                                  self.decode.retrieval_min_similarity)
+
+    def _pool(self, generated: list[Candidate], matches: list[Match]
+              ) -> dict[tuple[str, ...], tuple[Candidate, float]]:
+        """The generated candidates and the known replies of `matches`, each distinct reply once,
+        with the similarity of its best known prompt (0 for a reply no known prompt has)."""
+        # An empty reply is no answer: it competes only when there is nothing else.
+        pool = {tuple(c.tokens): (c, 0.0) for c in generated if c.tokens or not matches}
+        for match in matches:  # best match first: a reply shared by several keeps the best
+            for text in match.replies:
+                tokens = self.tokenizer.tokenize(text)[: self.decode.max_reply_len]
+                key = tuple(tokens)
+                if key not in pool and self.vocab.unknown(tokens):
+                    continue  # a reply the model cannot write (min_count or max_vocab dropped it)
+                known, similarity = pool.get(key, (None, 0.0))
+                if similarity < match.similarity:  # generated too: the source stays "model"
+                    pool[key] = (dataclasses.replace(known, match=match) if known else Candidate(
+                        self.tokenizer.detokenize(tokens), tokens, 0.0, 0.0, "memory", match),
+                        match.similarity)
+        return pool
+
+    def _rank(self, pools: list[dict], prompts: list[list[int]]) -> list[list[Candidate]]:
+        """Every pool's candidates scored by the model (see reply_batch), best first; all
+        pools' rows in one batched pass."""
+        rows = [(p, key) for p, pool in enumerate(pools) for key in pool]
+        logprobs, scores = mmi_scores(self.engine, [prompts[p] for p, _ in rows],
+                                      [self.vocab.encode(key) for _, key in rows],
+                                      self.vocab.eos_id, self.decode.mmi)
+        ranked: list[list[Candidate]] = [[] for _ in pools]
+        for (p, key), logprob, score in zip(rows, logprobs, scores):
+            candidate, similarity = pools[p][key]
+            ranked[p].append(dataclasses.replace(candidate, logprob=float(logprob), score=float(
+                score + self.decode.retrieval_weight * similarity)))
+        return [sorted(r, key=lambda c: c.score, reverse=True) for r in ranked]
 
     def prompt_tokens(self, text: str) -> list[str]:
         """The tokens the model reads for `text` (truncated to max_len, as in training)."""
@@ -145,35 +217,25 @@ class Bot:
         return Candidate(self.tokenizer.detokenize(tokens), tokens, found.logprob, found.score)
 
 
-def _check_shapes(config: RunConfig, vocab: Vocabulary, weights: Weights) -> None:
-    """config.json, vocab.json and model.keras must describe the same model."""
-    embedding = weights.get("embedding", [None])[0]
-    if embedding is None or embedding.shape[0] != len(vocab):
-        found = "none" if embedding is None else embedding.shape[0]
-        raise ChatbotError(
-            f"the vocabulary has {len(vocab)} tokens but the model's embedding has {found} "
-            "rows: vocab.json and model.keras come from different runs; retrain the model"
-        )
-    output = weights.get("time_distributed_dense", [None])[0]
-    found = {"model.embedding_dim": embedding.shape[1],
-             "model.hidden_dim": None if output is None else output.shape[0]}
-    for name, value in found.items():
-        expected = getattr(config.model, name.split(".")[1])
-        if value != expected:
-            raise ChatbotError(
-                f"config.json says {name} = {expected!r} but model.keras has {value}: the files "
-                "come from different runs or config.json was edited; retrain the model"
-            )
-
-
 def make_sampler(decode: DecodeConfig) -> Sampler:
-    """The sampler a DecodeConfig describes; ChatbotError if a value is out of range."""
+    """The sampler a DecodeConfig describes; ChatbotError if a value is out of range (the
+    reranking settings included)."""
+    for name, ok, expected in [
+        ("mmi", decode.mmi >= 0, "a number of at least 0 (0 switches it off)"),
+        ("retrieval_min_similarity", 0 <= decode.retrieval_min_similarity <= 1,
+         "a number between 0 and 1"),
+        ("retrieval_weight", decode.retrieval_weight >= 0, "a number of at least 0"),
+        ("retrieval_k", decode.retrieval_k >= 1, "a whole number of at least 1"),
+    ]:
+        if not ok:
+            raise ChatbotError(f"{name} must be {expected}, received {getattr(decode, name)!r}")
     if decode.strategy not in DECODE_STRATEGIES:
         raise ChatbotError(
             f"unknown strategy {decode.strategy!r}; choose one of: {', '.join(DECODE_STRATEGIES)}"
         )
     common = dict(max_len=decode.max_reply_len, min_len=decode.min_len,
                   allow_unk=decode.allow_unk, no_repeat_ngram=decode.no_repeat_ngram,
+                  loop_guard=decode.loop_guard,
                   temperature=decode.temperature, seed=decode.seed)
     extra = {
         "beam": dict(width=decode.beam_width, length_penalty=decode.length_penalty),
@@ -196,12 +258,18 @@ _SETTINGS = {
     "top_k": ("top_k", int),
     "top_p": ("top_p", float),
     "no_repeat_ngram": ("no_repeat_ngram", int),
+    "loop_guard": ("loop_guard", int),
     "min_len": ("min_len", int),
     "max_len": ("max_reply_len", int),
     "length_penalty": ("length_penalty", float),
     "nbest": ("nbest", int),
     "seed": ("seed", int),
     "allow_unk": ("allow_unk", bool),
+    "mmi": ("mmi", float),
+    "retrieval": ("retrieval", bool),
+    "retrieval_k": ("retrieval_k", int),
+    "similarity": ("retrieval_min_similarity", float),
+    "retrieval_weight": ("retrieval_weight", float),
 }
 SETTING_NAMES = tuple(_SETTINGS)
 

@@ -11,7 +11,11 @@ import os
 import sys
 from collections.abc import Sequence
 
+from chatbot.config import MONITORS, OPTIMIZERS, PRESETS
+from chatbot.data import BAD_LINE_CHOICES
+from chatbot.distribute import STRATEGIES
 from chatbot.errors import ChatbotError
+from chatbot.models import ARCHS
 
 DEFAULT_MODEL = "models/default"
 EXIT_USER_ERROR = 1
@@ -62,31 +66,25 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model and write its run directory")
     train.add_argument("--data", help="TSV of prompt<TAB>reply pairs (with --resume: the "
                        "recorded one)")
-    train.add_argument("--out", default=DEFAULT_MODEL, help=MODEL_HELP)
-    train.add_argument("--preset", default="default", help="default, article or tiny")
-    train.add_argument("--arch", default=None, help="lstm, seq2seq or attention (default: lstm)")
-    train.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
-    train.add_argument("--resume", metavar="DIR", default=None,
-                       help="continue the interrupted run in DIR from its last finished epoch")
-    train.add_argument("--init-from", metavar="DIR", default=None,
-                       help="fine-tune the model in DIR on --data, keeping its vocabulary")
-    train.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default=None,
-                       help="devices to train on: this one, every GPU here (or 2 logical CPUs), "
-                            "or several workers described by TF_CONFIG")
-    for flag, kind, text in [
-        ("--epochs", int, "maximum epochs"), ("--batch-size", int, "pairs per batch"),
-        ("--learning-rate", float, "optimizer step size"),
-        ("--optimizer", str, "adam or rmsprop"),
-        ("--monitor", str, "loss, val_loss, masked_accuracy or val_masked_accuracy"),
-        ("--patience", int, "epochs without improvement before early stopping"),
-        ("--embedding-dim", int, "embedding size"), ("--hidden-dim", int, "LSTM units"),
-        ("--num-layers", int, "stacked LSTM layers"), ("--dropout", float, "dropout rate"),
-        ("--max-len", int, "tokens kept per side"), ("--val-fraction", float, "validation share"),
-        ("--min-count", int, "rarer tokens become <UNK>"), ("--seed", int, "random seed"),
-    ]:
-        train.add_argument(flag, type=kind, default=None,
+    train.add_argument("--out", default=None, help=MODEL_HELP)
+    train.add_argument("--preset", choices=PRESETS, default=None,
+                       help="starting settings that the flags below change (default: default)")
+    mode = train.add_mutually_exclusive_group()
+    mode.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    mode.add_argument("--resume", metavar="DIR", default=None,
+                      help="continue the interrupted run in DIR from its last finished epoch, "
+                           "with its own settings (only --epochs, --strategy and --data may "
+                           "change)")
+    mode.add_argument("--if-needed", action="store_true",
+                      help="train --out unless it is done: start a run if there is none, "
+                           "resume it if it was interrupted, do nothing if it finished (what "
+                           "'make train' runs)")
+    mode.add_argument("--init-from", metavar="DIR", default=None,
+                      help="fine-tune the model in DIR on --data, keeping its vocabulary and "
+                           "model shape")
+    for flag, _, name, kind, choices, text in TRAIN_FLAGS:
+        train.add_argument(flag, dest=name, type=kind, choices=choices, default=None,
                            help=f"{text} (default: from the preset)")
-    _bad_lines_option(train, default=None)
     train.set_defaults(func=cmd_train)
 
     chat = sub.add_parser("chat", help="talk to a trained model in the terminal")
@@ -103,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", help="measure a model on a TSV of pairs")
     evaluate.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
     evaluate.add_argument("--data", required=True, help="TSV of prompt<TAB>reply pairs")
+    evaluate.add_argument("--variants", action="store_true",
+                          help="also ask typing variants of each prompt (punctuation, case, "
+                               "contractions, fillers, typos, Chinese punctuation and "
+                               "particles) and report how often each kind still gets one of "
+                               "its prompt's replies")
     evaluate.add_argument("-o", "--out", default=None,
                           help="JSON to write (default: metrics.json in the run directory)")
     _bad_lines_option(evaluate, default="error")
@@ -145,10 +148,16 @@ def _decode_options(parser: argparse.ArgumentParser) -> None:
 
 def _load_bot(args: argparse.Namespace):
     from chatbot.bot import Bot
+    from chatbot.rundir import unfinished_warning
 
     bot = Bot.load(args.model)
-    # Order matters where flags imply a strategy: sampling flags first, then beam overrides.
-    for _, name, _, _ in sorted(DECODE_FLAGS, key=lambda f: f[1] in ("beam", "nbest")):
+    warning = unfinished_warning(args.model)  # the best model of a run that did not finish
+    if warning:
+        print(f"chatbot: warning: {warning}", file=sys.stderr)
+    # Order matters: --max-len first, since --min-len is checked against it; where flags imply
+    # a strategy, sampling flags before beam, which overrides them.
+    order = {"max_len": 0, "beam": 2, "nbest": 2}
+    for _, name, _, _ in sorted(DECODE_FLAGS, key=lambda f: order.get(f[1], 1)):
         value = getattr(args, f"decode_{name}")
         if value is not None:
             bot.set(name, str(value))
@@ -156,15 +165,16 @@ def _load_bot(args: argparse.Namespace):
 
 
 def _bad_lines_option(parser: argparse.ArgumentParser, default: str | None) -> None:
-    parser.add_argument("--on-bad-lines", choices=("error", "skip"), default=default,
+    parser.add_argument("--on-bad-lines", choices=BAD_LINE_CHOICES, default=default,
                         help="stop at the first bad line, or skip bad lines and count them")
 
 
 def cmd_import_chatterbot(args: argparse.Namespace) -> int:
     from chatbot.corpora import import_chatterbot
 
-    rows = import_chatterbot(args.lang, args.out)
-    print(f"wrote {rows} pairs ({', '.join(args.lang)}) to {args.out}")
+    report = import_chatterbot(args.lang, args.out)
+    print(report.format())
+    print(f"wrote {report.rows} pairs ({', '.join(args.lang)}) to {args.out}")
     return 0
 
 
@@ -181,47 +191,147 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_USER_ERROR if report.bad_lines else 0
 
 
+# Flags of `chatbot train` that each set one setting of the preset:
+# (flag, config section, setting, type, valid choices or None, help).
+TRAIN_FLAGS = [
+    ("--arch", "model", "arch", str, tuple(ARCHS), "architecture"),
+    ("--epochs", "train", "epochs", int, None, "maximum epochs"),
+    ("--batch-size", "train", "batch_size", int, None, "pairs per batch"),
+    ("--learning-rate", "train", "learning_rate", float, None, "optimizer step size"),
+    ("--optimizer", "train", "optimizer", str, OPTIMIZERS, "optimizer"),
+    ("--monitor", "train", "monitor", str, MONITORS,
+     "quantity for the best checkpoint and early stopping"),
+    ("--patience", "train", "patience", int, None,
+     "epochs without improvement before early stopping"),
+    ("--seed", "train", "seed", int, None, "random seed"),
+    ("--noise-copies", "train", "noise_copies", int, None,
+     "noisy copies of every training prompt (typing noise: punctuation, case, typos, words)"),
+    ("--strategy", "train", "strategy", str, STRATEGIES,
+     "devices to train on: this one, every GPU here (or 2 logical CPUs), or several workers "
+     "described by TF_CONFIG"),
+    ("--embedding-dim", "model", "embedding_dim", int, None, "embedding size"),
+    ("--hidden-dim", "model", "hidden_dim", int, None, "LSTM units"),
+    ("--num-layers", "model", "num_layers", int, None, "stacked LSTM layers"),
+    ("--dropout", "model", "dropout", float, None, "dropout rate"),
+    ("--max-len", "data", "max_len", int, None, "tokens kept per side"),
+    ("--val-fraction", "data", "val_fraction", float, None, "validation share"),
+    ("--min-count", "data", "min_count", int, None, "rarer tokens become <UNK>"),
+    ("--on-bad-lines", "data", "on_bad_lines", str, BAD_LINE_CHOICES,
+     "stop at the first bad line, or skip bad lines and count them"),
+]
+# What a resumed run may change: the rest is the run's own, recorded in its config.json.
+RESUME_MAY_CHANGE = ("epochs", "strategy")
+# What fine-tuning cannot change: they shape the vocabulary or the model it keeps.
+INIT_KEEPS = ("arch", "embedding_dim", "hidden_dim", "num_layers", "min_count")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    from chatbot import rundir
+
+    out = args.resume or args.out or DEFAULT_MODEL
+    if args.resume and args.out and args.out != args.resume:
+        raise ChatbotError(f"--resume {args.resume} names the run to continue; --out "
+                           f"{args.out} cannot apply too (drop --out)")
+    resume, overwrite = bool(args.resume), args.overwrite
+    if args.if_needed:
+        needed = _if_needed(args, out)
+        if needed is None:
+            return 0
+        resume, overwrite = needed
+    if resume:
+        rundir.check_resumable(out)
+        _refuse_changes(args, out, "is resumed with its own settings", RESUME_MAY_CHANGE)
+    elif args.init_from:
+        given = [flag for flag, _, name, *_ in TRAIN_FLAGS
+                 if name in INIT_KEEPS and getattr(args, name) is not None]
+        if given:
+            raise ChatbotError(
+                f"--init-from keeps the vocabulary and the model shape of {args.init_from}, so "
+                f"{', '.join(given)} cannot apply; drop them (--max-len, --dropout, "
+                "--val-fraction, --on-bad-lines and the training flags do apply)")
+    if not resume and not args.data:
+        raise ChatbotError("--data FILE is required (unless you --resume a run)")
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
     from chatbot.train import train
 
-    if args.resume and args.init_from:
-        raise ChatbotError("--resume and --init-from cannot be used together")
-    if args.resume:
-        out, options = args.resume, {"resume": True, "epochs": args.epochs,
-                                     "strategy": args.strategy}
-    else:
-        if not args.data:
-            raise ChatbotError("--data FILE is required (unless you --resume a run)")
-        out, options = args.out, {"config": _train_config(args), "overwrite": args.overwrite,
-                                  "init_from": args.init_from}
+    options = {"resume": True, "epochs": args.epochs, "strategy": args.strategy} if resume \
+        else {"config": _train_config(args), "overwrite": overwrite, "init_from": args.init_from}
     try:
         train(args.data, out, **options)
     except KeyboardInterrupt:
-        print(f"\nchatbot: training interrupted; continue with 'chatbot train --resume {out}'",
-              file=sys.stderr)
+        again = " (or the same command again)" if args.if_needed else ""
+        print(f"\nchatbot: training interrupted; continue with 'chatbot train --resume {out}'"
+              f"{again}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
 
 
+def _if_needed(args: argparse.Namespace, out: str) -> tuple[bool, bool] | None:
+    """--if-needed: (resume, overwrite) for the run in `out`, or None if it has finished."""
+    from chatbot import rundir
+
+    state = rundir.run_state(out)
+    if state.state == rundir.FINISHED:
+        _refuse_changes(args, out, "has finished training", ("strategy",), data_too=True)
+        done = state.finished  # empty for runs older than status.json
+        counts = (f" ({done['epochs']} epochs, best epoch {done['best_epoch']})"
+                  if "epochs" in done and "best_epoch" in done else "")
+        print(f"{out}: training finished{counts}; nothing to do. To train it again from the "
+              "start: --overwrite ('make retrain')")
+        return None
+    resume = state.state == rundir.TRAINING and state.resumable
+    # A run killed before its settings were written has no epoch to lose: start it again.
+    return resume, state.state == rundir.TRAINING and not resume
+
+
 def _train_config(args: argparse.Namespace):
+    """The preset (default: "default") with the settings of the flags given."""
     from chatbot.config import preset
 
-    config = preset(args.preset)
-    sections = {"data": config.data, "model": config.model, "train": config.train}
-    overrides = {
-        "train": ("epochs", "batch_size", "learning_rate", "optimizer", "monitor", "patience",
-                  "seed", "strategy"),
-        "model": ("arch", "embedding_dim", "hidden_dim", "num_layers", "dropout"),
-        "data": ("max_len", "val_fraction", "min_count", "on_bad_lines"),
-    }
-    for section, names in overrides.items():
-        for name in names:
-            value = getattr(args, name)
-            if value is not None:
-                setattr(sections[section], name, value)
+    config = preset(args.preset or "default")
+    for _, section, name, *_ in TRAIN_FLAGS:
+        value = getattr(args, name)
+        if value is not None:
+            setattr(getattr(config, section), name, value)
     config.decode.max_reply_len = config.data.max_len
     return config
+
+
+def _refuse_changes(args: argparse.Namespace, out: str, why: str, may_change: Sequence[str],
+                    data_too: bool = False) -> None:
+    """Refuses, naming them, the flags (and --preset settings) that differ from the run's own
+    settings in `out`, which they could not change: a flag that repeats a setting is fine."""
+    from pathlib import Path
+
+    from chatbot.config import RunConfig, preset
+    from chatbot.rundir import CONFIG
+
+    recorded = RunConfig.load(Path(out) / CONFIG)
+    changes = []
+    if data_too and args.data and Path(args.data).resolve() != Path(
+            recorded.data.path).resolve():
+        changes.append(f"--data {args.data} (it was trained on {recorded.data.path})")
+    flagged = set()
+    for flag, section, name, *_ in TRAIN_FLAGS:
+        value, has = getattr(args, name), getattr(getattr(recorded, section), name)
+        if value is not None and name not in may_change:
+            flagged.add(name)
+            if value != has:
+                changes.append(f"{flag} {value} (the run has {has})")
+    if args.preset is not None:
+        wanted = preset(args.preset)
+        for section in ("data", "model", "train"):
+            for name, value in vars(getattr(wanted, section)).items():
+                has = getattr(getattr(recorded, section), name)
+                if name in (*may_change, *flagged, "path", "vocab_size") or value == has:
+                    continue
+                changes.append(f"--preset {args.preset} ({section}.{name} {value!r}; the run "
+                               f"has {has!r})")
+    if changes:
+        raise ChatbotError(
+            f"{out} {why}, which these flags would change: {'; '.join(changes)}. Drop them, "
+            f"or start a new run with --overwrite (or another --out)")
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -241,8 +351,8 @@ def cmd_reply(args: argparse.Namespace) -> int:
             print(f"(not in the vocabulary: {', '.join(map(printable, reply.unknown))})",
                   file=sys.stderr)
         print(reply.text)
-        if len(reply.candidates) > 1:
-            for rank, c in enumerate(reply.candidates, start=1):
+        if bot.decode.nbest > 1:
+            for rank, c in enumerate(reply.candidates[: bot.decode.nbest], start=1):
                 print(f"{rank}. {c.text}  (log-prob {c.logprob:.2f}, score {c.score:.2f})",
                       file=sys.stderr)
         return 0
@@ -268,30 +378,35 @@ def cmd_reply(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
-    from chatbot.config import atomic_write_text
     from chatbot.data import read_pairs
-    from chatbot.evaluate import evaluate, format_metrics
-    from chatbot.rundir import METRICS
+    from chatbot.evaluate import evaluate, format_metrics, variant_answer_rates
+    from chatbot.rundir import METRICS, read_json, write_json
 
     bot = _load_bot(args)
     pairs = read_pairs(args.data, args.on_bad_lines).pairs
     recorded = bot.config.data.path
     is_training = bool(recorded) and Path(recorded).resolve() == Path(args.data).resolve()
     metrics = evaluate(bot, pairs, training_pairs=is_training)
+    if args.variants:
+        metrics["variants"] = variant_answer_rates(bot, pairs)
     print(format_metrics(metrics))
     if args.out:
         path, document = Path(args.out), metrics
     else:  # keep what training wrote; add this evaluation under "eval", keyed by data file
         path = Path(args.model) / METRICS
+        # A damaged metrics.json is refused rather than replaced: it may be all that is left
+        # of what training measured.
         try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            document = {}
+            document = read_json(path) if path.exists() else {}
+        except ChatbotError as exc:
+            document = exc
+        if not isinstance(document, dict):
+            raise ChatbotError(f"{path}: not valid JSON or not a JSON object; move it away, or "
+                               "write this evaluation elsewhere with -o FILE")
         document.setdefault("eval", {})[str(args.data)] = metrics
-    atomic_write_text(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    write_json(path, document)
     print(f"wrote {path}")
     return 0
 

@@ -8,14 +8,14 @@ decoded lives here, with a default and a one-line comment.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chatbot.data import BAD_LINE_CHOICES
+from chatbot.distribute import STRATEGIES
 from chatbot.errors import ChatbotError
+from chatbot.rundir import read_json, write_json
 
 # Bump when the meaning of config.json changes; older files still load, newer ones are refused.
 FORMAT_VERSION = 1
@@ -46,19 +46,32 @@ class ModelConfig:
     vocab_size: int = 0  # filled in from the vocabulary when training starts
 
 
+OPTIMIZERS = ("adam", "rmsprop")  # compile_model maps each name to its Keras optimizer
+# What the best checkpoint and early stopping watch: losses fall, accuracies rise
+# (chatbot.callbacks.Monitor); "val_" ones need validation pairs.
+MONITORS = ("loss", "masked_accuracy", "val_loss", "val_masked_accuracy")
+
+
+def higher_is_better(monitor: str) -> bool:
+    """The one rule for every monitored quantity: accuracies improve by rising, losses by
+    falling (the best checkpoint, early stopping and the best epoch of a plot all use it)."""
+    return monitor.endswith("accuracy")
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 30  # upper bound; early stopping may end sooner
     batch_size: int = 32  # pairs per batch
-    optimizer: str = "adam"  # "adam" or "rmsprop"
+    optimizer: str = "adam"  # one of OPTIMIZERS
     learning_rate: float = 5e-3  # optimizer step size
     clipnorm: float = 1.0  # gradient norm clipping keeps LSTM training stable
-    monitor: str = "loss"  # quantity for best checkpoint and early stopping
+    monitor: str = "loss"  # one of MONITORS: quantity for best checkpoint and early stopping
     patience: int = 5  # epochs without improvement before stopping
     bucket_by_length: bool = True  # batch pairs of similar length so little compute is padding
     seed: int = 1234  # seeds the split, shuffling and initial weights
     probes: int = 3  # training prompts whose replies are printed after every epoch
-    strategy: str = "default"  # default, mirrored or multiworker (see chatbot/distribute.py)
+    strategy: str = "default"  # one of distribute.STRATEGIES: default, mirrored or multiworker
+    noise_copies: int = 4  # noisy copies of each training prompt (chatbot/noise.py), same reply
 
 
 DECODE_STRATEGIES = ("greedy", "beam", "random", "top_k", "top_p")
@@ -76,8 +89,15 @@ class DecodeConfig:
     top_k: int = 10  # top_k: sample among the k most probable tokens
     top_p: float = 0.9  # top_p: sample among the fewest tokens whose probability reaches p
     no_repeat_ngram: int = 0  # if n > 0, never repeat an n-gram within a reply
+    loop_guard: int = 3  # a 3-gram may occur at most this often in a reply (0: no guard)
     allow_unk: bool = False  # whether <UNK> may be generated
     seed: int | None = None  # fixes sampling for reproducible replies
+    # Reranking (chatbot/rerank.py): the model scores whole candidate replies.
+    mmi: float = 0.0  # anti-language-model weight (Li et al. 2016); > 0 demotes generic replies
+    retrieval: bool = True  # greedy and beam: similar known prompts' replies join the candidates
+    retrieval_k: int = 3  # known prompts considered
+    retrieval_min_similarity: float = 0.4  # n-gram cosine similarity a known prompt needs
+    retrieval_weight: float = 5.0  # bonus of a known reply per unit of similarity, in nats/token
 
 
 @dataclass
@@ -135,7 +155,7 @@ class RunConfig:
         return cls(**sections, format_version=version)
 
     def save(self, path: str | Path) -> None:
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
@@ -144,7 +164,11 @@ class RunConfig:
 
 # Settings that must be at least 1 (a zero or negative value cannot describe a model or a run).
 _POSITIVE = {"max_len", "max_vocab", "min_count", "embedding_dim", "hidden_dim", "num_layers",
-             "epochs", "batch_size", "max_reply_len", "beam_width", "nbest", "top_k"}
+             "epochs", "batch_size", "max_reply_len", "beam_width", "nbest", "top_k",
+             "retrieval_k"}
+# Settings that name one of a list, each list defined where its names are implemented.
+CHOICES = {"data.on_bad_lines": BAD_LINE_CHOICES, "train.optimizer": OPTIMIZERS,
+           "train.monitor": MONITORS, "train.strategy": STRATEGIES}
 
 
 def _is_int(value: Any) -> bool:
@@ -168,23 +192,27 @@ def _check_value(name: str, annotation: str, value: Any, source: str) -> None:
         limit = " of at least 1" if name.rsplit(".", 1)[1] in _POSITIVE else ""
         raise ChatbotError(f"{source}: {name} must be {expected}{limit}, found {value!r}; fix "
                            "the file or retrain the model")
+    if name in CHOICES and value not in CHOICES[name]:
+        raise ChatbotError(f"{source}: {name} is {value!r}; choose one of: "
+                           f"{', '.join(CHOICES[name])}")
 
 
 # Named starting points for `chatbot train --preset NAME`; flags given on the command line win.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    # Sized so `make train` learns the default corpus by heart in a few minutes on 2 CPU cores.
+    # Sized so `make train` learns the default corpus by heart in a few minutes on 2 CPU cores,
+    # and its prompts as people type them (noise_copies), not only as they are written.
     "default": {},
     # The settings of the article this project started from.
     "article": {
         "data": {"max_len": 40},
         "model": {"embedding_dim": 64, "hidden_dim": 128},
         "train": {"batch_size": 32, "optimizer": "rmsprop", "learning_rate": 1e-3,
-                  "monitor": "val_loss"},
+                  "monitor": "val_loss", "noise_copies": 0},
     },
     # A few seconds of training: for trying the pipeline end to end, not for good replies.
     "tiny": {
         "model": {"embedding_dim": 32, "hidden_dim": 64},
-        "train": {"epochs": 5},
+        "train": {"epochs": 5, "noise_copies": 0},
     },
 }
 
@@ -194,42 +222,3 @@ def preset(name: str) -> RunConfig:
     if name not in PRESETS:
         raise ChatbotError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     return RunConfig.from_dict(PRESETS[name], source=f"preset {name!r}")
-
-
-def read_json(path: str | Path) -> Any:
-    """A run directory's JSON file; ChatbotError names the file and what to do."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ChatbotError(f"{path}: missing; the run directory is incomplete") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ChatbotError(f"{path}: not valid JSON ({exc}); retrain the model") from None
-    except OSError as exc:
-        raise ChatbotError(f"{path}: cannot read ({exc.strerror})") from None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Writes text to a temporary file beside `path`, then renames it into place.
-
-    A crash at any moment leaves either the old file or the new one, never half of one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -7,7 +7,8 @@
     multiworker  tf.distribute.MultiWorkerMirroredStrategy: the same across several processes
                  or hosts, described by the TF_CONFIG environment variable; each worker reads
                  its own share of the batches (Batches.distributed) and the chief (worker 0, or
-                 the task of type "chief") alone writes the run directory.
+                 the task of type "chief") alone checks and writes the run directory; a refusal
+                 of the chief reaches every worker (refuse_together).
 
 Training runs through chatbot.loop rather than model.fit(), which fails under
 MultiWorkerMirroredStrategy in Keras 3.15 (keras-team/keras#20585).
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 
 from chatbot.errors import ChatbotError
 
@@ -49,6 +51,60 @@ def is_chief(strategy) -> bool:
         return True
     return resolver.task_type == "worker" and resolver.task_id == 0 and (
         "chief" not in resolver.cluster_spec().as_dict())
+
+
+def refuse_together(strategy, check: Callable[[], None]) -> None:
+    """Runs `check` on the chief alone; if it raises, every worker raises a ChatbotError with
+    the chief's message (the chief its own exception).
+
+    Only the chief looks at the run directory, but a worker that is not told of its refusal
+    waits forever in the first collective operation of training. So every worker calls this,
+    at the same point and before any other collective: the chief's outcome (its message, or
+    none) reaches all of them in one collective operation of its own.
+    """
+    if not _several_workers(strategy):
+        check()
+        return
+    message, failure = "", None
+    if is_chief(strategy):
+        try:
+            check()
+        except ChatbotError as exc:
+            message, failure = str(exc), exc
+        except Exception as exc:  # e.g. an OSError: the others must not wait for it either
+            message, failure = f"the chief failed: {type(exc).__name__}: {exc}", exc
+    message = _from_chief(strategy, message)
+    if failure is not None:
+        raise failure
+    if message:
+        raise ChatbotError(message)
+
+
+MESSAGE_BYTES = 4096  # the longest message the chief can send to the workers, in UTF-8
+
+
+def _several_workers(strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return resolver is not None and bool(resolver.cluster_spec().as_dict())
+
+
+def _from_chief(strategy, message: str) -> str:
+    """The chief's `message` on every worker (each passes its own; only the chief's counts)."""
+    import numpy as np
+    import tensorflow as tf
+
+    local = len(strategy.extended.worker_devices)
+    codes = np.zeros(MESSAGE_BYTES, np.int32)  # the UTF-8 bytes, then zeros
+    if is_chief(strategy):
+        encoded = message.encode()[:MESSAGE_BYTES]
+        codes[: len(encoded)] = np.frombuffer(encoded, np.uint8)
+    # Summed over every device of every worker: each of the chief's `local` devices adds the
+    # message, the other workers' add zeros (all workers have as many devices: the strategy
+    # requires it). A sum is what a collective of every strategy can do.
+    shares = strategy.experimental_distribute_values_from_function(
+        lambda context: tf.constant(codes))
+    total = strategy.reduce("SUM", shares, axis=None).numpy() // local
+    return bytes(np.trim_zeros(total, "b").astype(np.uint8)).decode(errors="replace")
 
 
 TF_CONFIG_EXAMPLE = ('TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '

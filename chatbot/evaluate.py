@@ -31,8 +31,10 @@ from chatbot.bot import Bot, Reply
 from chatbot.data import Pair
 from chatbot.errors import ChatbotError
 from chatbot.numpy_ops import log_softmax
+from chatbot.variants import KINDS, prompt_rng, typing_variants
 from chatbot.vocab import UNK
 
+VARIANT_SEED = 0  # the typing variants `chatbot eval --variants` reports on; never train on them
 SAME_REPLY_SHARE = 0.5  # flag a model that gives one reply to more than this share of prompts
 SAME_REPLY_MIN_PROMPTS = 5  # ... when it has at least this many prompts to answer
 EMPTY_REPLY_SHARE = 0.1  # flag more empty replies than this share
@@ -144,6 +146,38 @@ def evaluate(bot: Bot, pairs: Sequence[Pair], training_pairs: bool = False,
         metrics["answer_rate"] = _answered(prompts, replies, references)
     metrics["flags"] = quality_flags(metrics)
     return metrics
+
+
+def variant_answer_rates(bot: Bot, pairs: Sequence[Pair], seed: int = VARIANT_SEED,
+                         batch_size: int = 256) -> dict:
+    """How often typing variants of the pairs' prompts (chatbot.variants) still get one of
+    their original prompt's replies: per kind, and over all variants.
+
+    Every distinct prompt gets one variant of each kind that applies to it, chosen by `seed`
+    and the prompt alone, so the figures are reproducible and comparable between models.
+    Returns {"seed", "all": {prompts, answered, answer_rate}, kind: {..., "missed_examples"}}.
+    """
+    references = _references(bot, pairs)
+    rows = [(kind, prompt, variant) for prompt in references
+            for kind, variant in typing_variants(prompt, prompt_rng(prompt, seed)).items()]
+    replies = _replies(bot, [variant for _, _, variant in rows], batch_size)
+    result: dict = {"seed": seed}
+    totals = {"prompts": 0, "answered": 0}
+    for kind in KINDS:
+        picked = [(prompt, variant, reply) for (k, prompt, variant), reply in zip(rows, replies)
+                  if k == kind]
+        if not picked:
+            continue
+        hits = [tuple(reply.tokens) in references[prompt] for prompt, _, reply in picked]
+        result[kind] = {
+            "prompts": len(picked), "answered": sum(hits), "answer_rate": sum(hits) / len(hits),
+            "missed_examples": [{"prompt": variant, "reply": reply.text}
+                                for (_, variant, reply), hit in zip(picked, hits) if not hit][:3],
+        }
+        totals["prompts"] += len(picked)
+        totals["answered"] += sum(hits)
+    result["all"] = {**totals, "answer_rate": totals["answered"] / max(1, totals["prompts"])}
+    return result
 
 
 def _references(bot: Bot, pairs: Sequence[Pair]) -> dict[str, list[tuple[str, ...]]]:
@@ -272,7 +306,9 @@ def format_metrics(metrics: dict) -> str:
     for name, value in metrics.items():
         if name == "flags":
             continue
-        if name == "answer_rate" and isinstance(value, dict):
+        if name == "variants" and isinstance(value, dict):
+            rows += _variant_rows(value)
+        elif name == "answer_rate" and isinstance(value, dict):
             rows.append((name, f"{value['answer_rate']:.1%} ({value['answered']} of "
                                f"{value['prompts']} training prompts)"))
             rows += [("  missed", f"{m['prompt']!r} -> {m['reply']!r}")
@@ -283,3 +319,14 @@ def format_metrics(metrics: dict) -> str:
     rows += [("flag", f) for f in flags] if flags else [("flags", "none")]
     width = max(len(name) for name, _ in rows) + 2
     return "\n".join(f"{name:<{width}}{value}" for name, value in rows)
+
+
+def _variant_rows(variants: dict) -> list[tuple[str, str]]:
+    rows = [("variants", f"{variants['all']['answer_rate']:.1%} ({variants['all']['answered']} of "
+                         f"{variants['all']['prompts']} typing variants, seed {variants['seed']})")]
+    for kind in KINDS:
+        if kind in variants:
+            v = variants[kind]
+            rows.append((f"  {kind}", f"{v['answer_rate']:.1%} ({v['answered']} of "
+                                      f"{v['prompts']})"))
+    return rows

@@ -25,23 +25,56 @@ import threading
 import keras
 import tensorflow as tf
 
-OUTPUT_LAYER = "time_distributed_dense"  # every architecture's output layer has this name
+from chatbot.models.base import OUTPUT_LAYER  # every architecture's output layer has this name
+
 METRICS = ("loss", "masked_accuracy")
 
 
+# Optimizer options that apply() would honour and Loop._update does not.
+UNSUPPORTED = ("clipvalue", "weight_decay", "use_ema", "gradient_accumulation_steps",
+               "loss_scale_factor")
+
+
+def clip(gradients: list, optimizer: keras.optimizers.Optimizer) -> list:
+    """The gradients as the optimizer clips them on one device.
+
+    Keras 3.15 (optimizers/base_optimizer.py, _clip_gradients) gives `clipnorm` to each
+    variable's gradient on its own, through the TF backend's _clip_by_norm, which is
+    tf.clip_by_norm(g, clipnorm): every variable's gradient is scaled to a norm of at most
+    `clipnorm`, independently of the others. (An embedding's gradient is a tf.IndexedSlices
+    with one row per token read, and its norm is taken over those rows as they are, a token read
+    twice counting twice; the cross-replica sum of IndexedSlices concatenates the replicas'
+    rows, so the norm is the one device's.) `global_clipnorm` scales all by one factor.
+    """
+    if optimizer.clipnorm and optimizer.clipnorm > 0:
+        return [tf.clip_by_norm(g, optimizer.clipnorm) for g in gradients]
+    if optimizer.global_clipnorm and optimizer.global_clipnorm > 0:
+        return tf.clip_by_global_norm(gradients, optimizer.global_clipnorm)[0]
+    return list(gradients)
+
+
 class Loop:
-    """Trains `model` (compiled: its optimizer is used) on batches of (inputs, target)."""
+    """Trains `model` (compiled: its optimizer is used) on batches of (inputs, target).
+
+    A step on N devices computes what one device computes on all the step's pairs: one token
+    mean of the loss, its gradients summed across replicas, clipped once, one update.
+    """
 
     def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy):
         self.model, self.strategy = model, strategy
+        received = {name: getattr(model.optimizer, name, None) for name in UNSUPPORTED}
+        if any(received.values()):
+            raise ValueError(f"the training loop does not apply the optimizer options "
+                             f"{ {k: v for k, v in received.items() if v} }; compile the model "
+                             f"without them (clipnorm and global_clipnorm are applied)")
         self.head = model.get_layer(OUTPUT_LAYER)
         # The same layers and weights as `model`, up to the output layer's input.
         self.features = keras.Model(model.inputs, self.head.input, name="features")
         with strategy.scope():  # before tracing: variables must not be created inside a step
             if not model.optimizer.built:
                 model.optimizer.build(model.trainable_variables)
-        self._train = tf.function(self._distributed(self._train_replica), reduce_retracing=True)
-        self._test = tf.function(self._distributed(self._test_replica), reduce_retracing=True)
+        self._train = tf.function(self._train_step, reduce_retracing=True)
+        self._test = tf.function(self._test_step, reduce_retracing=True)
 
     # --- one step ------------------------------------------------------------------------------
 
@@ -57,25 +90,52 @@ class Loop:
                 tf.reduce_sum(tf.cast(hits, tf.float32)))
 
     def _train_replica(self, inputs, target):
+        """One replica's sums, and the step's clipped gradients (the same on every replica)."""
+        replica = tf.distribute.get_replica_context()
+        variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             loss_sum, count, hits = self._scored(inputs, target, training=True)
-            # Divided by the scored tokens of all replicas: the optimizer sums the replicas'
-            # gradients, which makes that the gradient of the mean over the whole step.
-            everywhere = tf.distribute.get_replica_context().all_reduce("SUM", count)
+            # Divided by the scored tokens of all replicas: summed over the replicas, these
+            # gradients are those of one token mean over the whole step.
+            everywhere = replica.all_reduce("SUM", count)
             loss = loss_sum / tf.maximum(everywhere, 1.0)
-        variables = self.model.trainable_variables
-        self.model.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return loss_sum, count, hits
+        # Summed first, clipped after: what one device computes on the whole step's pairs.
+        # (Left to the optimizer, Keras 3.15 would clip each replica's share, then sum.)
+        gradients = clip(replica.all_reduce("SUM", tape.gradient(loss, variables)),
+                         self.model.optimizer)
+        return (loss_sum, count, hits), gradients
+
+    def _train_step(self, batch):
+        sums, gradients = self.strategy.run(self._train_replica, args=batch)
+        self._update(gradients)
+        return self._reduce(sums)
+
+    def _update(self, gradients) -> None:
+        """The optimizer's update of every variable, once per step, in cross-replica context.
+
+        Not optimizer.apply_gradients(): in replica context, Keras's TF optimizer clips each
+        replica's gradients, then sums them across replicas (TFOptimizer._backend_update_step);
+        here they are summed and clipped already. So this does the rest of what apply() does
+        for our optimizers: update_step() on each copy of each variable, then one iteration.
+        """
+        optimizer = self.model.optimizer
+        learning_rate = optimizer.learning_rate
+        for gradient, variable in zip(gradients, self.model.trainable_variables):
+            # On every device that holds a copy; `gradient` has the same value on each.
+            self.strategy.extended.update(
+                variable.value, lambda var, grad: optimizer.update_step(grad, var, learning_rate),
+                args=(gradient,), group=False)
+        optimizer.iterations.assign_add(1)
 
     def _test_replica(self, inputs, target):
         return self._scored(inputs, target, training=False)
 
-    def _distributed(self, replica_fn):
-        def step(batch):
-            sums = self.strategy.run(replica_fn, args=batch)
-            # One scalar at a time, axis=None: what every strategy can reduce.
-            return [self.strategy.reduce("SUM", value, axis=None) for value in sums]
-        return step
+    def _test_step(self, batch):
+        return self._reduce(self.strategy.run(self._test_replica, args=batch))
+
+    def _reduce(self, sums):
+        # One scalar at a time, axis=None: what every strategy can reduce.
+        return [self.strategy.reduce("SUM", value, axis=None) for value in sums]
 
     # --- epochs --------------------------------------------------------------------------------
 

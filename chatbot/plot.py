@@ -1,28 +1,25 @@
 """Training curves of one or more run directories, drawn from their `history.csv`.
 
-Each run directory holds `history.csv` (written by keras.callbacks.CSVLogger, one row per
-finished epoch, `epoch` 0-based) and `config.json` (whose `train.monitor` chose the best
-checkpoint). `plot_runs` draws loss and masked accuracy against epoch (1-based, as training logs
-it) for every run, marking each run's best epoch. Uses matplotlib's Figure directly, never pyplot,
-so it works headless and imports no TensorFlow.
+Each run directory holds `history.csv` (one row per finished epoch, `epoch` 0-based, as
+keras.callbacks.CSVLogger writes it) and `config.json` (whose `train.monitor` chose the best
+checkpoint); chatbot.rundir reads both. `plot_runs` draws loss and masked accuracy against epoch
+(1-based, as training logs it) for every run, marking each run's best epoch. Uses matplotlib's
+Figure directly, never pyplot, so it works headless and imports no TensorFlow.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
 
+from chatbot.config import higher_is_better
 from chatbot.errors import ChatbotError
+from chatbot.rundir import CONFIG, HISTORY, atomic_write, read_history, read_json
 
-HISTORY = "history.csv"
-CONFIG = "config.json"
 REQUIRED = ("epoch", "loss", "masked_accuracy")
 PANELS = (("loss", "loss"), ("masked_accuracy", "masked accuracy"))
 
@@ -38,12 +35,7 @@ def load_history(run_dir: str | Path) -> pd.DataFrame:
     path = run_dir / HISTORY
     if not path.is_file():
         raise ChatbotError(f"{path}: not found; the run has not finished an epoch yet")
-    try:
-        history = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        history = pd.DataFrame()
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise ChatbotError(f"{path}: not a readable CSV file ({err})") from err
+    history = read_history(run_dir)
     if history.empty:
         raise ChatbotError(f"{path}: no epochs recorded; the run has not finished an epoch yet")
     missing = [column for column in REQUIRED if column not in history.columns]
@@ -66,7 +58,7 @@ def best_epoch(history: pd.DataFrame, monitor: str) -> int | None:
     values = pd.to_numeric(history[monitor], errors="coerce")
     if values.isna().all():
         return None
-    row = values.idxmax() if "accuracy" in monitor else values.idxmin()
+    row = values.idxmax() if higher_is_better(monitor) else values.idxmin()
     return int(history.loc[row, "epoch"])
 
 
@@ -77,9 +69,8 @@ def run_monitor(run_dir: str | Path, history: pd.DataFrame) -> str:
     without a readable config.json it is val_loss when present, else loss.
     """
     try:
-        config = json.loads((Path(run_dir) / CONFIG).read_text(encoding="utf-8"))
-        monitor = config["train"]["monitor"]
-    except (OSError, ValueError, KeyError, TypeError):
+        monitor = read_json(Path(run_dir) / CONFIG)["train"]["monitor"]
+    except (ChatbotError, KeyError, TypeError):
         monitor = None
     if isinstance(monitor, str) and monitor in history.columns:
         return monitor
@@ -127,17 +118,8 @@ def plot_runs(run_dirs: Sequence[str | Path], out_path: str | Path) -> Path:
 
 
 def _save_png(figure: Figure, out_path: Path) -> Path:
-    """Save to a temporary file beside `out_path`, then rename, so no reader sees half a PNG."""
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".png", dir=out_path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            figure.savefig(file, format="png", dpi=120)
-        os.chmod(temp, 0o644)  # mkstemp makes it private; a plot is meant to be shared
-        os.replace(temp, out_path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    """Save through a temporary file renamed into place, so no reader sees half a PNG."""
+    atomic_write(out_path, lambda tmp: figure.savefig(tmp, format="png", dpi=120))
     return out_path
 
 

@@ -1,8 +1,9 @@
 """Decoding strategies over a next-token engine, after keras-hub's samplers.
 
-An engine has `start(prompts) -> (logits, state)` and `step(tokens, state) -> (logits, state)`,
-with logits of shape (batch, vocab). State is any nest of tuples, lists and dicts whose array
-leaves have the batch on axis 0; `select_state` picks rows out of it, so engines need no helper.
+Samplers drive an engine (the protocol of `chatbot.models.base.Engine`): `start(prompts) ->
+(logits, state)` and `step(tokens, state) -> (logits, state)`, with logits of shape (batch,
+vocab). State is any nest of tuples, lists and dicts whose array leaves have the batch on axis 0;
+`select_state` (from the same contract) picks rows out of it, so engines need no helper.
 
 The base `Sampler` owns the loop, the temperature, the stopping at <EOS>, and the rules every
 strategy shares: tokens that must never be emitted (<PAD>, <SOS>, <SEP>, and <UNK> unless asked
@@ -18,6 +19,7 @@ the temperature. Top-k and top-p truncation is not counted, so scores compare ac
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,21 +27,9 @@ from typing import Any
 import numpy as np
 
 from chatbot.errors import ChatbotError
+from chatbot.models.base import Engine, select_state
 from chatbot.numpy_ops import log_softmax
 from chatbot.vocab import Vocabulary
-
-
-def select_state(state: Any, rows: np.ndarray) -> Any:
-    """The same nest with every array leaf indexed `leaf[rows]`; other leaves pass through."""
-    if isinstance(state, np.ndarray):
-        return state[rows] if state.ndim else state
-    if isinstance(state, dict):
-        return {key: select_state(value, rows) for key, value in state.items()}
-    if isinstance(state, tuple) and hasattr(state, "_fields"):  # a namedtuple
-        return type(state)(*(select_state(value, rows) for value in state))
-    if isinstance(state, (list, tuple)):
-        return type(state)(select_state(value, rows) for value in state)
-    return state
 
 
 @dataclass(frozen=True)
@@ -47,6 +37,9 @@ class Candidate:
     tokens: list[int]  # reply ids, without <EOS>
     logprob: float  # sum of the log-probabilities of the tokens and the final <EOS>, if emitted
     score: float  # what candidates are ranked by: logprob, or beam's length-normalized logprob
+
+
+LOOP_NGRAM = 3  # the n-gram size loop_guard counts
 
 
 def _is_int(value: Any) -> bool:
@@ -74,7 +67,8 @@ class Sampler:
     """One token per row per step, all prompts together, until every row has emitted <EOS>."""
 
     def __init__(self, max_len: int = 40, min_len: int = 0, allow_unk: bool = False,
-                 no_repeat_ngram: int = 0, temperature: float = 1.0, seed: int | None = None):
+                 no_repeat_ngram: int = 0, loop_guard: int = 0, temperature: float = 1.0,
+                 seed: int | None = None):
         _check("max_len", max_len, _is_int(max_len) and max_len >= 1, "an integer of at least 1")
         _check("min_len", min_len, _is_int(min_len) and 0 <= min_len <= max_len,
                f"an integer between 0 and max_len={max_len}")
@@ -82,6 +76,9 @@ class Sampler:
         _check("no_repeat_ngram", no_repeat_ngram,
                _is_int(no_repeat_ngram) and no_repeat_ngram >= 0,
                "an integer of at least 0 (0 allows repeats)")
+        _check("loop_guard", loop_guard, _is_int(loop_guard) and loop_guard >= 0,
+               f"an integer of at least 0 (0 switches it off; k lets a {LOOP_NGRAM}-gram occur "
+               "k times)")
         _check("temperature", temperature, _is_real(temperature) and temperature > 0,
                "a number greater than 0 (1 leaves the model's distribution unchanged)")
         _check("seed", seed, seed is None or (_is_int(seed) and seed >= 0),
@@ -90,10 +87,11 @@ class Sampler:
         self.min_len = min_len
         self.allow_unk = allow_unk
         self.no_repeat_ngram = no_repeat_ngram
+        self.loop_guard = loop_guard
         self.temperature = temperature
         self.seed = seed
 
-    def __call__(self, engine, prompts: Sequence[Sequence[int]], vocab: Vocabulary,
+    def __call__(self, engine: Engine, prompts: Sequence[Sequence[int]], vocab: Vocabulary,
                  nbest: int = 1) -> list[list[Candidate]]:
         """Candidates for every prompt, best first, at most `nbest` each."""
         self.check_nbest(nbest)
@@ -105,8 +103,8 @@ class Sampler:
     def check_nbest(self, nbest: int) -> None:
         _check("nbest", nbest, _is_int(nbest) and nbest >= 1, "an integer of at least 1")
 
-    def search(self, engine, prompts: Sequence[Sequence[int]], vocab: Vocabulary, nbest: int,
-               rng: np.random.Generator) -> list[list[Candidate]]:
+    def search(self, engine: Engine, prompts: Sequence[Sequence[int]], vocab: Vocabulary,
+               nbest: int, rng: np.random.Generator) -> list[list[Candidate]]:
         """The batched loop: finished rows keep being fed <EOS>, but their reply is frozen."""
         logits, state = engine.start(prompts)  # (batch, vocab)
         batch = len(prompts)
@@ -141,9 +139,9 @@ class Sampler:
         logits[:, banned] = -np.inf
         lengths = np.array([len(reply) for reply in replies])
         logits[lengths < self.min_len, vocab.eos_id] = -np.inf
-        if self.no_repeat_ngram:
+        if self.no_repeat_ngram or self.loop_guard:
             for row, reply in enumerate(replies):
-                logits[row, self.repeats(reply)] = -np.inf
+                logits[row, self.repeats(reply) + self.loops(reply)] = -np.inf
         # With a tiny vocabulary everything can be banned: end the reply rather than crash.
         logits[np.isneginf(logits).all(axis=-1), vocab.eos_id] = 0.0
         return log_softmax(logits / self.temperature)
@@ -156,6 +154,21 @@ class Sampler:
         prefix = list(reply[len(reply) - n + 1:])  # the last n-1 tokens; empty when n == 1
         return [reply[i + n - 1] for i in range(len(reply) - n + 1)
                 if list(reply[i:i + n - 1]) == prefix]
+
+    def loops(self, reply: Sequence[int]) -> list[int]:
+        """Tokens that would make a LOOP_NGRAM-gram occur more than `loop_guard` times.
+
+        The guard against replies that go round in circles ("i don't get the truth i don't get
+        the truth ...") until max_len: unlike no_repeat_ngram, it lets a phrase come back a
+        few times, as it does in a few training replies, but not without end.
+        """
+        n, limit = LOOP_NGRAM, self.loop_guard
+        if limit == 0 or len(reply) < n - 1:
+            return []
+        prefix = list(reply[len(reply) - n + 1:])
+        seen = Counter(reply[i + n - 1] for i in range(len(reply) - n + 1)
+                       if list(reply[i:i + n - 1]) == prefix)
+        return [token for token, count in seen.items() if count >= limit]
 
     def next_tokens(self, logprobs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The next token of every row, (rows, vocab) -> (rows,). Strategies override this."""
@@ -238,11 +251,11 @@ class BeamSampler(Sampler):
         _check("nbest", nbest, _is_int(nbest) and 1 <= nbest <= self.width,
                f"an integer between 1 and the beam width ({self.width}); raise the width")
 
-    def search(self, engine, prompts: Sequence[Sequence[int]], vocab: Vocabulary, nbest: int,
-               rng: np.random.Generator) -> list[list[Candidate]]:
+    def search(self, engine: Engine, prompts: Sequence[Sequence[int]], vocab: Vocabulary,
+               nbest: int, rng: np.random.Generator) -> list[list[Candidate]]:
         return [self._beam(engine, prompt, vocab)[:nbest] for prompt in prompts]
 
-    def _beam(self, engine, prompt: Sequence[int], vocab: Vocabulary) -> list[Candidate]:
+    def _beam(self, engine: Engine, prompt: Sequence[int], vocab: Vocabulary) -> list[Candidate]:
         logits, state = engine.start([prompt])  # one live hypothesis: (1, vocab)
         hyps: list[list[int]] = [[]]  # reply tokens of each live hypothesis
         scores = np.zeros(1)  # (live,) summed logprobs

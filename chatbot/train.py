@@ -1,15 +1,23 @@
 """Fit a model on a TSV of pairs and write a self-describing run directory.
 
-The run directory gets `config.json` and `vocab.json` first, then `model.keras` each time the
-monitored quantity improves (written to a temporary file and renamed, so a crash never leaves a
-half-written model), `history.csv` after every epoch, and `metrics.json` at the end. While
-training, `.backup/` holds the last finished epoch (weights, optimizer state, epoch number), so a
-run killed at any moment continues with `resume=True` from where it was.
+Three ways to start, one way to train:
+
+    fresh      a new run: settings from `config`, a vocabulary built from the training pairs
+    resume     an interrupted run continues from its last finished epoch, exactly as if it had
+               not stopped (same batches, optimizer state, early-stopping counters, best model)
+    init_from  fine-tune another run's model on new data: its vocabulary and the shape of its
+               model are kept, everything else comes from `config`
+
+The run directory (chatbot.rundir) says "training" from the start and "finished" once the
+model, history and metrics are all written; in between, `.backup/` holds the last finished
+epoch, so a run killed at any moment loses at most the epoch it was in.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import copy
+import dataclasses
 import shutil
 import sys
 import time
@@ -18,26 +26,42 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
-import numpy as np
-import pandas as pd
 
-from chatbot.batches import Batches, encode_pairs
+from chatbot import rundir
+from chatbot.batches import Batches
 from chatbot.bot import Bot
-from chatbot.config import RunConfig, atomic_write_text
-from chatbot.data import Pair, read_pairs, split_pairs
-from chatbot.distribute import is_chief, make_strategy
+from chatbot.callbacks import (
+    AtomicCheckpoint,
+    EarlyStopping,
+    EpochBackup,
+    EpochReport,
+    HistoryCSV,
+    Monitor,
+)
+from chatbot.config import RunConfig
+from chatbot.distribute import is_chief, make_strategy, refuse_together
 from chatbot.errors import ChatbotError
-from chatbot.evaluate import evaluate
+from chatbot.evaluate import answer_rate, evaluate
 from chatbot.loop import Loop
 from chatbot.models import arch_module
 from chatbot.models.common import compile_model
-from chatbot.rundir import BACKUP, CONFIG, HISTORY, METRICS, MODEL, VOCAB, check_run_dir
-from chatbot.text import Tokenizer
+from chatbot.prepare import Prepared, prepare_data
+from chatbot.retrieval import Memory
+from chatbot.rundir import (
+    BACKUP,
+    CONFIG,
+    HISTORY,
+    MEMORY,
+    METRICS,
+    MODEL,
+    STATUS,
+    VOCAB,
+    check_run_dir,
+)
 from chatbot.vocab import Vocabulary
-from chatbot.weights import model_weights, read_keras_weights
+from chatbot.weights import read_keras_weights
 
 Log = Callable[[str], None]
-MONITORS = ("loss", "masked_accuracy", "val_loss", "val_masked_accuracy")
 
 
 @dataclass
@@ -55,294 +79,245 @@ def train(
     epochs: int | None = None, strategy: str | None = None, log: Log = print,
     verbose: int | str = "auto",
 ) -> TrainResult:
-    """Trains a model and writes its run directory `out_dir`.
+    """Trains a model and writes its run directory `out_dir`; `config` is not changed.
 
-    resume: continue the interrupted run in `out_dir` (its config, vocabulary, optimizer state
-        and history) from its last finished epoch; `data_path` defaults to the recorded one.
-    init_from: fine-tune the model of another run directory on new data, keeping its
-        vocabulary (words it has never seen stay <UNK>) and architecture.
+    resume: continue the interrupted run in `out_dir` with its own settings and vocabulary;
+        `data_path` defaults to the recorded one; `epochs` and `strategy` may change.
+    init_from: fine-tune the model of another run directory on `data_path` (see module doc).
     """
     started = time.perf_counter()
     out = Path(out_dir)
     if resume:
-        config, vocab = _load_for_resume(out)
-        data_path = data_path or config.data.path
+        config, vocab, source = _resumed(out, data_path, log)
     elif init_from is not None:
-        config, vocab = _load_for_init(Path(init_from), config)
-    elif config is None:
-        raise ChatbotError("train() needs a config unless resuming")
+        config, vocab, source = _fine_tuned(Path(init_from), config, data_path, log)
+    else:
+        config, vocab, source = _fresh(config, data_path)
     if epochs is not None:
         config.train.epochs = epochs
     if strategy is not None:  # a resumed run may continue on other devices
         config.train.strategy = strategy
     # First TensorFlow work of the run: a strategy must be made before devices initialize.
     distribution = make_strategy(config.train.strategy)
-    if not data_path:
-        raise ChatbotError("no training data: pass --data FILE")
-    config.data.path = str(data_path)
 
-    report = read_pairs(data_path, config.data.on_bad_lines)
-    if report.bad_lines:
-        log(f"skipped {len(report.bad_lines)} bad lines of {data_path} "
-            f"(first: line {report.bad_lines[0][0]}: {report.bad_lines[0][1]})")
-    train_pairs, val_pairs = split_pairs(report.pairs, config.data.val_fraction, config.train.seed)
-    tokenizer = Tokenizer(lowercase=config.text.lowercase)
-    if init_from is not None:
-        log(f"{oov_rate(train_pairs, tokenizer, vocab):.1%} of the new data's tokens are not in "
-            f"the vocabulary of {init_from} and will be read as <UNK>")
-    elif not resume:
-        vocab = Vocabulary.build(
-            (tokenizer.tokenize(text) for p in train_pairs for text in (p.prompt, p.reply)),
-            min_count=config.data.min_count, max_size=config.data.max_vocab,
-        )
-    config.model.vocab_size = len(vocab)
-    monitor = _monitor(config, has_val=bool(val_pairs), log=log)
-
-    arch = arch_module(config.model.arch)
-    train_examples, truncated = encode_pairs(train_pairs, tokenizer, vocab, config.data.max_len,
-                                             arch.encode_example)
-    val_examples, _ = encode_pairs(val_pairs, tokenizer, vocab, config.data.max_len,
-                                   arch.encode_example)
-    log(f"{len(train_pairs)} training pairs, {len(val_pairs)} validation pairs, "
-        f"vocabulary {len(vocab)} tokens, {truncated} sides truncated to {config.data.max_len}")
+    data = prepare_data(config, config.data.path, vocab, source)
+    for line in data.report.lines():
+        log(line)
+    config.model.vocab_size = len(data.vocab)
+    monitor = _monitor(config, has_val=bool(data.val_pairs), log=log)
 
     # With several workers, the chief alone writes the run directory; the others keep in step.
     chief = is_chief(distribution)
     if not chief:
         log(f"worker {distribution.cluster_resolver.task_id}: training with the chief, which "
             f"writes {out}")
-    if not resume and chief:
-        _prepare_run_dir(out, overwrite)
-        config.save(out / CONFIG)
-        vocab.save(out / VOCAB)
-        (out / BACKUP).mkdir()  # from now on the run counts as interrupted until it finishes
+    if distribution.num_replicas_in_sync > 1:
+        log(f"training on {distribution.num_replicas_in_sync} devices ({config.train.strategy});"
+            f" each takes batches of {config.train.batch_size}")
+    lock = contextlib.ExitStack()  # the chief's hold on the run directory while it trains
 
-    keras.utils.set_random_seed(config.train.seed)
-    with distribution.scope():  # variables on every device of the strategy
-        model = arch.build(config.model)
-        if init_from is not None:
-            model.load_weights(Path(init_from) / MODEL)
-        compile_model(model, config.train)
-    options = dict(batch_size=config.train.batch_size,
-                   bucket_by_length=config.train.bucket_by_length, seed=config.train.seed)
-    train_data = Batches(train_examples, **options)
-    val_data = Batches(val_examples, shuffle=False, **options) if val_examples else None
-    devices = distribution.num_replicas_in_sync
-    if devices > 1:
-        log(f"training on {devices} devices ({config.train.strategy}); each takes batches of "
-            f"{config.train.batch_size}")
+    def claim() -> None:
+        if not resume:
+            _prepare_run_dir(out, overwrite)
+        lock.enter_context(rundir.training_lock(out))  # refuses a second trainer
 
-    def endless(data: Batches):
-        """`data` repeated without end: the loop keeps one iterator for the whole run."""
-        if devices > 1:
-            return data.distributed(distribution, repeat=True)
-        return data.dataset(repeat=True)
-
-    backup = EpochBackup(out / BACKUP)
-    with distribution.scope():  # optimizer variables, if restored, live on every device
-        done = backup.restore(model) if resume else 0
-    if resume and chief:
-        _trim_history(out / HISTORY, done)
-        log(f"resuming {out} after epoch {done} of {config.train.epochs}")
-    mode = "max" if "accuracy" in monitor else "min"
-    checkpoint = AtomicCheckpoint(out / MODEL, monitor=monitor, mode=mode)
-    if resume:
-        checkpoint.restore_best(out / HISTORY)
-    early_stop = keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
-                                               patience=config.train.patience,
-                                               restore_best_weights=True)
-    probes = list(dict.fromkeys(p.prompt for p in train_pairs))[: config.train.probes]
-    callbacks = [
-        EpochReport(config, vocab, probes, train_data.scored_tokens, len(train_examples), log),
-        checkpoint,  # before the history row: a row on disk means its checkpoint is too
-        HistoryCSV(out / HISTORY),
-        early_stop,
-        backup,  # last: an epoch counts as finished once its row and checkpoint exist
-    ] if chief else [early_stop]  # the same logs on every worker: all stop at the same epoch
-    if verbose == "auto":
-        verbose = 1 if sys.stdout.isatty() else 2
-    history = Loop(model, distribution).fit(
-        endless(train_data), epochs=config.train.epochs, initial_epoch=done,
-        steps=train_data.steps(devices), validation=endless(val_data) if val_data else None,
-        validation_steps=val_data.steps(devices) if val_data else None,
-        callbacks=callbacks, verbose=verbose if chief else 0)
-    if not chief:
-        return TrainResult(out, done + len(history), 0, time.perf_counter() - started, {})
-    shutil.rmtree(out / BACKUP, ignore_errors=True)
-    if not (out / MODEL).exists():
-        raise ChatbotError(f"{out}: no epoch improved {monitor}; nothing was saved")
-
-    bot = Bot.load(out)  # exactly what `chatbot chat` will load
-    metrics = {"best_epoch": checkpoint.best_epoch, "monitor": monitor,
-               "best_value": checkpoint.best, "train": evaluate(bot, train_pairs, True)}
-    if val_pairs:
-        metrics["validation"] = evaluate(bot, val_pairs)
-    seconds = time.perf_counter() - started
-    metrics["train_seconds"] = round(seconds, 1)
-    atomic_write_text(out / METRICS, json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
-    answered = metrics["train"]["answer_rate"]
-    log(f"best epoch {checkpoint.best_epoch} ({monitor} {checkpoint.best:.4f}); answers "
-        f"{answered['answer_rate']:.1%} of {answered['prompts']} training prompts with one of "
-        f"their replies; {seconds:.0f} s")
-    epochs_done = len(pd.read_csv(out / HISTORY)) if (out / HISTORY).exists() else 0
-    return TrainResult(out, epochs_done, checkpoint.best_epoch, seconds, metrics)
+    # On every worker: the chief checks and claims --out, and its refusal stops them all.
+    refuse_together(distribution, claim)
+    with lock:
+        if not resume and chief:
+            _start_run_dir(out, config, data)
+        model = _build_model(config, distribution, init_from)
+        checkpoint = AtomicCheckpoint(out / MODEL, monitor)
+        early_stop = EarlyStopping(monitor, config.train.patience)
+        backup = EpochBackup(out, stateful=[checkpoint, early_stop], then=[checkpoint.commit])
+        with distribution.scope():  # optimizer variables, if restored, live on every device
+            done = backup.restore(model) if resume else 0
+        if resume and chief:
+            log(f"resuming {out} after epoch {done} of {config.train.epochs}")
+            if checkpoint.best_epoch == done > 0:
+                # The kill may have landed after the backup of the best epoch, before its
+                # model was written: write it now from the same, restored, weights.
+                checkpoint.write(model)
+        train_data, val_data = _batches(config, data, done)
+        callbacks = [
+            EpochReport(config, data.vocab, _probes(data, config), train_data.scored_tokens,
+                        len(data.train_examples), log),
+            HistoryCSV(out, keep=done),
+            early_stop,
+            checkpoint,
+            backup,  # last: it backs the epoch up, then lets the checkpoint write the model
+        ] if chief else [early_stop]  # the same logs on every worker: all stop together
+        # A run that early stopping had already stopped (killed while measuring) trains no more.
+        last = done if early_stop.stopped_epoch else config.train.epochs
+        history = _fit(model, distribution, train_data, val_data, done, last, callbacks,
+                       verbose if chief else 0)
+        if early_stop.stopped_epoch:
+            log(f"stopped early after epoch {early_stop.stopped_epoch}: {monitor.name} has not "
+                f"improved for {config.train.patience} epochs")
+        if not chief:
+            return TrainResult(out, done + len(history), 0, time.perf_counter() - started, {})
+        return _finish(out, data, checkpoint, started, log)
 
 
-def oov_rate(pairs: list[Pair], tokenizer: Tokenizer, vocab: Vocabulary) -> float:
-    """Share of the pairs' tokens (both sides) that the vocabulary does not have."""
-    tokens = [t for p in pairs for text in (p.prompt, p.reply) for t in tokenizer.tokenize(text)]
-    return sum(t not in vocab for t in tokens) / max(1, len(tokens))
+# --- the three ways to start: each returns (config, vocabulary or None, where it came from) ----
 
 
-def _load_for_resume(out: Path) -> tuple[RunConfig, Vocabulary]:
-    if not (out / BACKUP).is_dir():
-        if (out / MODEL).exists():
-            raise ChatbotError(f"{out}: training already finished, there is nothing to resume; "
-                               f"to train it further use --init-from {out} --out NEW_DIR")
-        raise ChatbotError(f"{out}: no interrupted run to resume (no {BACKUP}/ directory)")
-    return RunConfig.load(out / CONFIG), Vocabulary.load(out / VOCAB)
+def _fresh(config: RunConfig | None, data_path) -> tuple[RunConfig, None, None]:
+    if config is None:
+        raise ChatbotError("train() needs a config unless resuming")
+    if not data_path:
+        raise ChatbotError("no training data: pass --data FILE")
+    config = copy.deepcopy(config)
+    config.data.path = str(data_path)
+    return config, None, None
 
 
-def _load_for_init(source: Path, overrides: RunConfig | None) -> tuple[RunConfig, Vocabulary]:
+def _resumed(out: Path, data_path, log: Log) -> tuple[RunConfig, Vocabulary, str]:
+    rundir.check_resumable(out)
+    config = RunConfig.load(out / CONFIG)
+    if data_path and Path(data_path).resolve() != Path(config.data.path).resolve():
+        log(f"resuming on {data_path}; the run started on {config.data.path}")
+    config.data.path = str(data_path or config.data.path)
+    return config, Vocabulary.load(out / VOCAB), f"of {out}"
+
+
+def _fine_tuned(source: Path, config: RunConfig | None, data_path,
+                log: Log) -> tuple[RunConfig, Vocabulary, str]:
+    """The old run's vocabulary (and the settings that shape it: text, min_count, max_vocab)
+    and model shape (all of `model` but dropout); everything else from `config`."""
     check_run_dir(source)
     read_keras_weights(source / MODEL)  # refuses hostile or damaged files before Keras sees them
-    config = RunConfig.load(source / CONFIG)
-    if overrides is not None:  # training settings may change; the model's shape may not
-        config.train = overrides.train
-    return config, Vocabulary.load(source / VOCAB)
+    if not data_path:
+        raise ChatbotError("no training data: pass --data FILE")
+    old = RunConfig.load(source / CONFIG)
+    new = copy.deepcopy(config if config is not None else old)
+    new.text = old.text
+    new.data.min_count, new.data.max_vocab = old.data.min_count, old.data.max_vocab
+    new.model = dataclasses.replace(old.model, dropout=new.model.dropout)
+    new.data.path = str(data_path)
+    m = new.model
+    log(f"fine-tuning {source}: keeping its vocabulary and its model ({m.arch}, embedding "
+        f"{m.embedding_dim}, hidden {m.hidden_dim}, {m.num_layers} layer(s))")
+    return new, Vocabulary.load(source / VOCAB), f"of {source}"
 
 
-def _trim_history(path: Path, epochs: int) -> None:
-    """Keeps the rows of finished epochs only (a kill may land after a row, before the backup)."""
-    if path.exists():
-        history = pd.read_csv(path)
-        if len(history) > epochs:
-            atomic_write_text(path, history.iloc[:epochs].to_csv(index=False))
-
-
-def _monitor(config: RunConfig, has_val: bool, log: Log) -> str:
-    monitor = config.train.monitor
-    if monitor not in MONITORS:
-        raise ChatbotError(f"unknown monitor {monitor!r}; choose one of: {', '.join(MONITORS)}")
-    if monitor.startswith("val_") and not has_val:
+def _monitor(config: RunConfig, has_val: bool, log: Log) -> Monitor:
+    name = config.train.monitor
+    try:
+        monitor = Monitor(name)
+    except ValueError as exc:
+        raise ChatbotError(str(exc)) from None
+    if name.startswith("val_") and not has_val:
         log(f"no validation pairs (val_fraction={config.data.val_fraction}): monitoring "
-            f"{monitor[4:]} instead of {monitor}")
-        monitor = monitor[4:]
+            f"{name[4:]} instead of {name}")
+        monitor = Monitor(name[4:])
     return monitor
 
 
+# --- the run directory ---------------------------------------------------------------------------
+
+
 def _prepare_run_dir(out: Path, overwrite: bool) -> None:
-    if (out / MODEL).exists() or (out / BACKUP).exists():
+    """Refuses to replace a run unless `overwrite`; then removes the old run's files."""
+    state = rundir.run_state(out)
+    if state.busy:
+        raise ChatbotError(f"{out}: another process is training it right now; wait for it to "
+                           "finish, or stop it first")
+    if state.state is not None:
         if not overwrite:
-            what = "a trained model" if (out / MODEL).exists() else "an interrupted run"
+            what = "a trained model" if state.state == rundir.FINISHED else "an interrupted run"
             raise ChatbotError(
                 f"{out}: already holds {what}; pass --resume to continue an interrupted run, "
                 "--overwrite to replace it, or choose another --out directory"
             )
-        # Remove the old model before the new vocabulary lands, so the directory never pairs a
-        # new vocab.json with an old model.keras (which would reload into gibberish).
-        for name in (MODEL, HISTORY, METRICS):
-            (out / name).unlink(missing_ok=True)
+        # The status goes first and the model before the new vocabulary lands, so that the
+        # directory never pairs a new vocab.json with an old model.keras (which would reload
+        # into gibberish), whenever the removal is interrupted.
+        (out / STATUS).unlink(missing_ok=True)
         shutil.rmtree(out / BACKUP, ignore_errors=True)
+        for name in (MODEL, HISTORY, METRICS, MEMORY):
+            (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
 
-class AtomicCheckpoint(keras.callbacks.Callback):
-    """Saves the model whenever `monitor` improves: to a temporary file, then renamed into place."""
-
-    def __init__(self, path: Path, monitor: str, mode: str):
-        super().__init__()
-        self.path, self.monitor, self.mode = Path(path), monitor, mode
-        self.best = np.inf if mode == "min" else -np.inf
-        self.best_epoch = 0
-
-    def better(self, value: float) -> bool:
-        return value < self.best if self.mode == "min" else value > self.best
-
-    def restore_best(self, history_csv: Path) -> None:
-        """On resume: the best value so far, so a worse epoch never replaces the saved model."""
-        if history_csv.exists():
-            history = pd.read_csv(history_csv)
-            if self.monitor in history and len(history):
-                column = history[self.monitor]
-                row = column.idxmin() if self.mode == "min" else column.idxmax()
-                self.best, self.best_epoch = float(column[row]), int(history["epoch"][row]) + 1
-
-    def on_epoch_end(self, epoch: int, logs=None) -> None:
-        value = (logs or {}).get(self.monitor)
-        if value is not None and self.better(value):
-            self.best, self.best_epoch = float(value), epoch + 1
-            tmp = self.path.with_name(f".{self.path.stem}.partial.keras")
-            self.model.save(tmp)
-            tmp.replace(self.path)
+def _start_run_dir(out: Path, config: RunConfig, data: Prepared) -> None:
+    rundir.start_run(out)  # from now on the run counts as unfinished until it finishes
+    config.save(out / CONFIG)
+    data.vocab.save(out / VOCAB)
+    # The training pairs by prompt, for the replies' retrieval (chatbot.retrieval).
+    rundir.atomic_write_text(out / MEMORY, Memory.build(data.train_pairs).to_json())
 
 
-class EpochBackup(keras.callbacks.Callback):
-    """The last finished epoch: weights with optimizer state, and the epoch number.
-
-    Like keras.callbacks.BackupAndRestore, but a kill or Ctrl-C while writing cannot spoil it:
-    each epoch's weights go to a file of their own, then `epoch.json` (written atomically)
-    points to it, then the older file is removed. The pointer always names a complete file.
-    """
-
-    def __init__(self, directory: Path):
-        super().__init__()
-        self.directory = Path(directory)
-        self.pointer = self.directory / "epoch.json"
-
-    def restore(self, model: keras.Model) -> int:
-        """Loads the last finished epoch into `model`; returns how many epochs are done."""
-        try:
-            saved = json.loads(self.pointer.read_text())
-            epoch, weights = int(saved["epoch"]), self.directory / saved["weights"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return 0  # killed before the first epoch finished: start from the beginning
-        model.optimizer.build(model.trainable_variables)  # so its state can be loaded too
-        model.load_weights(weights)
-        return epoch
-
-    def on_epoch_end(self, epoch: int, logs=None) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"epoch-{epoch + 1}.weights.h5"
-        self.model.save_weights(self.directory / name)
-        atomic_write_text(self.pointer, json.dumps({"epoch": epoch + 1, "weights": name}))
-        for old in self.directory.glob("epoch-*.weights.h5"):
-            if old.name != name:
-                old.unlink()
+def _finish(out: Path, data: Prepared, checkpoint: AtomicCheckpoint, started: float,
+            log: Log) -> TrainResult:
+    """Measures the best model, writes metrics.json, and marks the run finished."""
+    if not (out / MODEL).exists():
+        raise ChatbotError(f"{out}: no epoch improved {checkpoint.monitor.name}; nothing was "
+                           "saved")
+    bot = Bot.load(out)  # exactly what `chatbot chat` will load
+    metrics = {"best_epoch": checkpoint.best_epoch, "monitor": checkpoint.monitor.name,
+               "best_value": checkpoint.best, "train": evaluate(bot, data.train_pairs, True)}
+    if bot.memory is not None:  # "train" is the bot as it chats; this, its model without memory
+        bot.configure(retrieval=False)
+        metrics["train_model_alone"] = {"answer_rate": answer_rate(bot, data.train_pairs)}
+        bot.configure(retrieval=True)
+    if data.val_pairs:
+        metrics["validation"] = evaluate(bot, data.val_pairs)
+    seconds = time.perf_counter() - started
+    metrics["train_seconds"] = round(seconds, 1)
+    rundir.write_json(out / METRICS, metrics)
+    epochs = len(rundir.read_history(out))
+    rundir.finish_run(out, epochs=epochs, best_epoch=checkpoint.best_epoch)
+    answered = metrics["train"]["answer_rate"]
+    log(f"best epoch {checkpoint.best_epoch} ({checkpoint.monitor.name} {checkpoint.best:.4f}); "
+        f"answers {answered['answer_rate']:.1%} of {answered['prompts']} training prompts with "
+        f"one of their replies; {seconds:.0f} s")
+    return TrainResult(out, epochs, checkpoint.best_epoch, seconds, metrics)
 
 
-class HistoryCSV(keras.callbacks.Callback):
-    """history.csv as keras.callbacks.CSVLogger writes it (epoch, then the logs), but rewritten
-    whole through a temporary file after every epoch, so a kill never leaves half a row."""
-
-    def __init__(self, path: Path):
-        super().__init__()
-        self.path = Path(path)
-        # On resume the finished epochs are already there (trimmed to the backup's epoch).
-        self.rows = pd.read_csv(self.path).to_dict("records") if self.path.exists() else []
-
-    def on_epoch_end(self, epoch: int, logs=None) -> None:
-        self.rows.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
-        atomic_write_text(self.path, pd.DataFrame(self.rows).to_csv(index=False))
+# --- the model and the loop ----------------------------------------------------------------------
 
 
-class EpochReport(keras.callbacks.Callback):
-    """After each epoch: throughput, and the replies to a few training prompts."""
+def _build_model(config: RunConfig, distribution, init_from: str | Path | None) -> keras.Model:
+    keras.utils.set_random_seed(config.train.seed)
+    with distribution.scope():  # variables on every device of the strategy
+        model = arch_module(config.model.arch).build(config.model)
+        if init_from is not None:
+            model.load_weights(Path(init_from) / MODEL)
+        compile_model(model, config.train)
+    return model
 
-    def __init__(self, config: RunConfig, vocab: Vocabulary, probes: list[str],
-                 tokens_per_epoch: int, pairs_per_epoch: int, log: Log):
-        super().__init__()
-        self.config, self.vocab, self.probes, self.log = config, vocab, probes, log
-        self.tokens, self.pairs = tokens_per_epoch, pairs_per_epoch
 
-    def on_epoch_begin(self, epoch: int, logs=None) -> None:
-        self.started = time.perf_counter()
+def _batches(config: RunConfig, data: Prepared, done: int) -> tuple[Batches, Batches | None]:
+    options = dict(batch_size=config.train.batch_size,
+                   bucket_by_length=config.train.bucket_by_length, seed=config.train.seed)
+    # epoch=done: each epoch's shuffle depends on (seed, epoch) only, so a resumed run gets
+    # the batches the uninterrupted run had.
+    train_data = Batches(data.train_examples, epoch=done, **options)
+    val_data = Batches(data.val_examples, shuffle=False, **options) if data.val_examples else None
+    return train_data, val_data
 
-    def on_epoch_end(self, epoch: int, logs=None) -> None:
-        seconds = time.perf_counter() - self.started
-        self.log(f"  {self.pairs / seconds:,.0f} pairs/s, {self.tokens / seconds:,.0f} "
-                 "scored tokens/s (validation included)")
-        if self.probes:
-            bot = Bot(self.config, self.vocab, model_weights(self.model))
-            for prompt, reply in zip(self.probes, bot.reply_batch(self.probes)):
-                self.log(f"  {prompt!r} -> {reply.text!r}")
+
+def _fit(model: keras.Model, distribution, train_data: Batches, val_data: Batches | None,
+         done: int, last: int, callbacks: list, verbose: int | str) -> list[dict[str, float]]:
+    """Trains epochs done+1 .. last; returns their logs."""
+    devices = distribution.num_replicas_in_sync
+
+    def endless(batches: Batches):
+        """`batches` repeated without end: the loop keeps one iterator for the whole run."""
+        if devices > 1:
+            return batches.distributed(distribution, repeat=True)
+        return batches.dataset(repeat=True)
+
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
+    return Loop(model, distribution).fit(
+        endless(train_data), epochs=last, initial_epoch=done, steps=train_data.steps(devices),
+        validation=endless(val_data) if val_data else None,
+        validation_steps=val_data.steps(devices) if val_data else None,
+        callbacks=callbacks, verbose=verbose)
+
+
+def _probes(data: Prepared, config: RunConfig) -> list[str]:
+    """The first distinct training prompts, whose replies EpochReport prints."""
+    return list(dict.fromkeys(p.prompt for p in data.train_pairs))[: config.train.probes]

@@ -7,8 +7,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from chatbot.config import atomic_write_text, read_json
 from chatbot.errors import ChatbotError
+from chatbot.rundir import atomic_write_text, read_json
 
 PAD, SOS, EOS, UNK, SEP = "<PAD>", "<SOS>", "<EOS>", "<UNK>", "<SEP>"
 SPECIALS = (PAD, SOS, EOS, UNK, SEP)  # PAD must stay 0: Embedding(mask_zero=True) relies on it

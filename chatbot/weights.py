@@ -1,10 +1,12 @@
-"""Read a `.keras` file's weights with h5py and NumPy alone, keyed by layer name.
+"""Read a `.keras` file's weights with h5py and NumPy alone, keyed by layer name and path.
 
 Chat and one-shot replies decode with NumPy (see `chatbot.numpy_ops`), so they start in well under
 a second instead of waiting ~3 s for TensorFlow to import. Keras stores each layer's variables
 under `layers/<snake_case(class name)>[_N]/...`, numbered in the order of the model's layer list;
-the same order is in the archive's config.json, so we can map those paths back to the layer
-names we gave. A parity test against the Keras forward pass guards this mapping.
+the same order is in the archive's config.json, so we can map those groups back to the layer
+names we gave. Inside a layer's group every array keeps its path (`vars/0`, `cell/vars/1`,
+`query_dense/vars/0`): see `chatbot.models.base.Weights`. The contract tests compare what this
+module reads with the Keras forward pass of every architecture.
 """
 
 from __future__ import annotations
@@ -12,14 +14,14 @@ from __future__ import annotations
 import io
 import json
 import re
+import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from chatbot.errors import ChatbotError
-
-Weights = dict[str, list[np.ndarray]]  # layer name -> its variables, in layer.weights order
+from chatbot.models.base import LEGACY_LAYER_NAMES, Weights
 
 # Layer classes our architectures use. Anything else (a Lambda layer, a custom class from some
 # other package) could carry code, and is refused before any weight is read.
@@ -59,35 +61,53 @@ def read_keras_weights(path: str | Path) -> Weights:
                 "which no chatbot architecture uses and which could run code when loaded. "
                 "Only load models you trained with 'chatbot train'"
             )
-    used: dict[str, int] = {}
-    out: Weights = {}
     try:
-        with h5py.File(io.BytesIO(blob), "r") as h5:
-            for layer in layers:
-                key = _unique(_snake_case(layer["class_name"]), used)
-                group = h5.get(f"layers/{key}")
-                if group is not None:  # ops in the config (a mask's not_equal) have no weights
-                    out[layer["name"]] = _collect(group)
+        return _read_h5(h5py.File(io.BytesIO(blob), "r"),
+                        [(layer["name"], layer["class_name"]) for layer in layers])
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise ChatbotError(f"{path}: its weights cannot be read ({exc}); the file is damaged: "
                            "retrain the model") from None
-    return out
 
 
 def model_weights(model) -> Weights:
-    """The same mapping, from a Keras model in memory (used while training)."""
-    return {layer.name: [np.asarray(w.numpy()) for w in layer.weights] for layer in model.layers}
+    """The same mapping, from a Keras model in memory (used while training).
+
+    The model's weights go through Keras' own weights file, so the paths are exactly those
+    that `read_keras_weights` finds in the `.keras` file of the same model.
+    """
+    import h5py
+
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / "model.weights.h5"
+        model.save_weights(file)
+        with h5py.File(file, "r") as h5:
+            return _read_h5(h5, [(layer.name, type(layer).__name__) for layer in model.layers])
 
 
-def _collect(group) -> list[np.ndarray]:
-    """A layer's own `vars/0..n`, then those of its sub-objects (e.g. an LSTM's `cell`)."""
-    arrays: list[np.ndarray] = []
-    if "vars" in group:
-        arrays += [np.asarray(group["vars"][k]) for k in sorted(group["vars"], key=int)]
-    for name in group:
-        if name != "vars":
-            arrays += _collect(group[name])
-    return arrays
+def _read_h5(h5, layers: list[tuple[str, str]]) -> Weights:
+    """{layer name: {path: array}} from a Keras weights file, given the model's layers in order
+    as (name, class name)."""
+    used: dict[str, int] = {}
+    out: Weights = {}
+    with h5:
+        for name, class_name in layers:
+            group = h5.get(f"layers/{_unique(_snake_case(class_name), used)}")
+            arrays = _arrays(group) if group is not None else {}  # ops (not_equal) have none
+            if arrays:  # layers without variables (inputs, dropout) are left out
+                out[LEGACY_LAYER_NAMES.get(name, name)] = arrays
+    return out
+
+
+def _arrays(group) -> dict[str, np.ndarray]:
+    """Every dataset under an h5 group, keyed by its path inside the group."""
+    found: dict[str, np.ndarray] = {}
+
+    def visit(path: str, item) -> None:
+        if hasattr(item, "shape"):  # a dataset, not a group
+            found[path] = np.asarray(item)
+
+    group.visititems(visit)
+    return found
 
 
 def _snake_case(name: str) -> str:  # as keras.src.utils.naming.to_snake_case

@@ -102,3 +102,43 @@ def test_validation_batches_keep_their_order():
     batches = Batches(examples(30), batch_size=4, shuffle=False, bucket_by_length=False)
     assert [row_ids(b) for b in batches][0] == [1, 2, 3, 4]
     assert [row_ids(b) for b in batches] == [row_ids(b) for b in batches]
+
+
+# (pairs, batch size, workers, devices per worker): fewer batches than devices, far fewer
+# (1 on 3, 3 on 8, 1 pair on 8), exact multiples, and one batch more than a multiple.
+DEVICE_CASES = [(3, 4, 3, 1), (3, 4, 1, 3), (12, 4, 1, 8), (12, 4, 2, 4), (1, 4, 8, 1),
+                (1, 4, 2, 4), (16, 4, 2, 2), (32, 4, 1, 4), (13, 4, 3, 1), (13, 4, 1, 1)]
+
+
+@pytest.mark.parametrize("pairs, size, shards, multiple", DEVICE_CASES)
+def test_every_device_gets_a_batch_at_every_step_whatever_the_counts(pairs, size, shards,
+                                                                     multiple):
+    batches, devices = Batches(examples(pairs), size, seed=1), shards * multiple
+    plan = batches.plan(devices)
+    assert len(plan) == batches.steps(devices)
+    assert all(len(step) == devices and all(step) for step in plan)  # one non-empty batch each
+    planned = [tuple(rows) for step in plan for rows in step]
+    assert len(set(planned)) == len(batches)  # every batch of the epoch, the others repeats
+    assert sorted(i for rows in set(planned) for i in rows) == list(range(pairs))
+
+
+@pytest.mark.parametrize("pairs, size, shards, multiple", DEVICE_CASES)
+def test_each_worker_yields_the_steps_it_announces(pairs, size, shards, multiple):
+    def batches():  # every worker makes its own, with the same seed
+        return Batches(examples(pairs), size, seed=1)
+
+    steps = batches().steps(shards * multiple)
+    for shard in range(shards):
+        planned = batches()
+        numpy_epochs = [[row_ids(b) for b in planned.iterate(shard, shards, multiple)]
+                        for _ in range(2)]
+        assert [len(epoch) for epoch in numpy_epochs] == [steps * multiple] * 2
+        dataset = batches().dataset(shard, shards, multiple)
+        assert dataset.cardinality() == len(list(dataset)) == steps * multiple
+        # Repeated, the epochs follow each other at the announced boundaries: a wrong count
+        # would fail tf.data's cardinality check or shift the second epoch.
+        repeated = batches().dataset(shard, shards, multiple, repeat=True).as_numpy_iterator()
+        tf_epochs = [[row_ids(next(repeated)) for _ in range(steps * multiple)]
+                     for _ in range(2)]
+        assert tf_epochs == numpy_epochs
+        next(repeated)  # and a third epoch begins

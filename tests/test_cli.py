@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.resources
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -63,12 +65,28 @@ def test_train_on_a_bad_tsv_names_file_and_line(tmp_path):
     assert "Traceback" not in err
 
 
-def test_import_chatterbot_writes_tsv(tmp_path):
+@pytest.mark.slow
+def test_import_chatterbot_writes_tsv_and_reports_what_it_dropped(tmp_path):
     out = tmp_path / "corpus.tsv"
-    result = run("data", "import-chatterbot", "--lang", "chinese", "-o", str(out))
+    result = run("data", "import-chatterbot", "--lang", "english", "-o", str(out))
     assert result.returncode == 0, result.stderr
     rows = out.read_text(encoding="utf-8").splitlines()
-    assert len(rows) > 400 and all(row.count("\t") == 1 for row in rows)
+    assert len(rows) > 1000 and all(row.count("\t") == 1 for row in rows)
+    english = importlib.resources.files("chatterbot_corpus") / "data" / "english"
+    files = len([file for file in english.iterdir() if file.name.endswith(".yml")])
+    report = result.stdout.decode().splitlines()
+    read = re.fullmatch(rf"read (\d+) pairs from {files} files", report[0])
+    duplicates = re.fullmatch(r"dropped (\d+) duplicate pairs \(the first of each is kept\)",
+                              report[1])
+    assert read and duplicates, report
+    assert int(read[1]) - int(duplicates[1]) == len(rows)
+    assert report[2:4] == [
+        "skipped 1 conversation:",
+        f"  {english / 'trivia.yml'}: conversation 14: "
+        "a string ('In a game of bingo, which number is r...'), not a list of turns",
+    ]
+    assert report[4].startswith("joined ") and report[4].endswith(" multi-line turns into one line")
+    assert report[-1] == f"wrote {len(rows)} pairs (english) to {out}"
     bad = run("data", "import-chatterbot", "--lang", "klingon", "-o", str(out))
     assert bad.returncode == 1 and "klingon" in bad.stderr.decode()
 
@@ -129,20 +147,82 @@ def test_decode_flags_reach_the_sampler(tiny_run):
 
 
 @pytest.mark.slow
-def test_attention_command_draws_cjk_labels(tiny_runs, tmp_path):
+def test_attention_command_draws_chinese_labels_with_a_cjk_font(tiny_runs, tmp_path):
     from chatbot.plot import cjk_font
 
+    if cjk_font() is None:
+        pytest.skip("no CJK font installed, so Chinese tick labels cannot be checked; "
+                    "install one (Debian/Ubuntu: apt install fonts-wqy-microhei, as .ci/run does)")
     out = tmp_path / "attn.png"
     result = run("attention", "--model", str(tiny_runs["attention"]), "你好", "-o", str(out))
     assert result.returncode == 0, result.stderr
-    assert "reply: 你好！很高兴认识你。" in result.stdout.decode()
+    assert result.stdout.decode() == f"reply: 你好！很高兴认识你。\nwrote {out}\n"
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    if cjk_font() is None:
-        assert "no CJK font installed" in result.stderr.decode()
-    else:
-        assert b"Glyph" not in result.stderr  # matplotlib warns for each missing glyph
-    lstm = run("attention", "--model", str(tiny_runs["lstm"]), "你好", "-o", str(out))
-    assert lstm.returncode == 1 and "has no attention" in lstm.stderr.decode()
+    # matplotlib warns "Glyph ... missing from font(s)" for each character it draws as a box.
+    assert b"Glyph" not in result.stderr and b"no CJK font" not in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Glyph .* missing from font")  # the boxes it warns about
+def test_attention_command_without_a_cjk_font_says_how_to_get_one(tiny_runs, tmp_path,
+                                                                   monkeypatch, capsys):
+    from chatbot import plot
+    from chatbot.cli import main
+
+    monkeypatch.setattr(plot, "cjk_font", lambda: None)
+    model = str(tiny_runs["attention"])
+    assert main(["attention", "--model", model, "你好", "-o", str(tmp_path / "zh.png")]) == 0
+    assert capsys.readouterr().err == (
+        "note: no CJK font installed, so Chinese labels show as boxes; install one "
+        "(e.g. Debian/Ubuntu: apt install fonts-wqy-microhei)\n")
+    assert main(["attention", "--model", model, "hello", "-o", str(tmp_path / "en.png")]) == 0
+    assert capsys.readouterr().err == ""  # nothing to draw as boxes, nothing to say
+
+
+@pytest.mark.slow
+def test_attention_command_refuses_a_model_without_attention(tiny_runs, tmp_path):
+    result = run("attention", "--model", str(tiny_runs["lstm"]), "你好", "-o",
+                 str(tmp_path / "attn.png"))
+    assert result.returncode == 1 and "has no attention" in result.stderr.decode()
+    assert b"Traceback" not in result.stderr and not (tmp_path / "attn.png").exists()
+
+
+@pytest.mark.slow
+def test_min_len_may_exceed_the_saved_max_len_when_max_len_comes_too(tiny_run, capsys):
+    from chatbot.cli import main
+
+    # --min-len is checked against max_len, so --max-len must be applied first.
+    assert main(["reply", "--model", str(tiny_run), "--min-len", "45", "--max-len", "50",
+                 "--no-repeat-ngram", "1", "hello"]) == 0
+    assert capsys.readouterr().out.strip()
+
+
+@pytest.mark.slow
+def test_eval_with_variants_reports_every_kind_and_keeps_training_metrics(tiny_run, tiny_tsv,
+                                                                           tmp_path):
+    import json
+    import shutil
+
+    run_dir = Path(shutil.copytree(tiny_run, tmp_path / "run"))
+    before = json.loads((run_dir / "metrics.json").read_text())
+    result = run("eval", "--model", str(run_dir), "--data", str(tiny_tsv), "--variants")
+    assert result.returncode == 0, result.stderr
+    table = result.stdout.decode()
+    assert "variants" in table and "punct_dropped" in table and "case" in table
+    after = json.loads((run_dir / "metrics.json").read_text())
+    assert after["train"] == before["train"]  # what training wrote is kept
+    assert after["eval"][str(tiny_tsv)]["variants"]["case"]["answer_rate"] == 1.0
+
+
+@pytest.mark.slow
+def test_eval_refuses_to_replace_a_damaged_metrics_json(tiny_run, tiny_tsv, tmp_path):
+    import shutil
+
+    run_dir = Path(shutil.copytree(tiny_run, tmp_path / "run"))
+    (run_dir / "metrics.json").write_text("{half", encoding="utf-8")
+    result = run("eval", "--model", str(run_dir), "--data", str(tiny_tsv))
+    assert result.returncode == 1 and b"metrics.json: not valid JSON" in result.stderr
+    assert (run_dir / "metrics.json").read_text(encoding="utf-8") == "{half"
 
 
 @pytest.mark.slow

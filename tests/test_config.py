@@ -1,15 +1,15 @@
-"""RunConfig: dict and file round trips, validation, presets and atomic writes."""
+"""RunConfig: dict and file round trips, validation, choices and presets."""
 
 from __future__ import annotations
 
 import json
-import os
-import stat
 
 import pytest
 
 from chatbot.config import (
     FORMAT_VERSION,
+    MONITORS,
+    OPTIMIZERS,
     PRESETS,
     DataConfig,
     DecodeConfig,
@@ -17,10 +17,12 @@ from chatbot.config import (
     RunConfig,
     TextConfig,
     TrainConfig,
-    atomic_write_text,
     preset,
 )
+from chatbot.data import BAD_LINE_CHOICES
+from chatbot.distribute import STRATEGIES
 from chatbot.errors import ChatbotError
+from chatbot.models import ARCHS
 
 
 def custom_config() -> RunConfig:
@@ -35,6 +37,35 @@ def custom_config() -> RunConfig:
                           seed=99, probes=0),
         decode=DecodeConfig(max_reply_len=17),
     )
+
+
+# --- choices: one list each, where implemented; config validation and the CLI read it -----
+
+
+@pytest.mark.parametrize("name, choices", [
+    ("data.on_bad_lines", BAD_LINE_CHOICES), ("train.optimizer", OPTIMIZERS),
+    ("train.monitor", MONITORS), ("train.strategy", STRATEGIES),
+])
+def test_a_setting_outside_its_choices_is_refused_with_the_choices(name, choices):
+    section, field = name.split(".")
+    for good in choices:
+        assert getattr(getattr(RunConfig.from_dict({section: {field: good}}), section),
+                       field) == good
+    with pytest.raises(ChatbotError) as info:
+        RunConfig.from_dict({section: {field: "nope"}}, source="run/config.json")
+    assert str(info.value) == (f"run/config.json: {name} is 'nope'; choose one of: "
+                               f"{', '.join(choices)}")
+
+
+def test_the_cli_offers_the_same_choices():
+    from chatbot.cli import build_parser
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    offered = {action.dest: tuple(action.choices) for action in train._actions
+               if action.choices is not None}
+    assert offered == {"preset": tuple(PRESETS), "arch": tuple(ARCHS),
+                       "optimizer": OPTIMIZERS, "monitor": MONITORS, "strategy": STRATEGIES,
+                       "on_bad_lines": BAD_LINE_CHOICES}
 
 
 # --- dict and file round trips --------------------------------------------------------------
@@ -262,7 +293,7 @@ def test_preset_returns_a_fresh_copy():
     again = preset("tiny")
     assert again.train.epochs == 5
     assert again.model.hidden_dim == 64
-    assert PRESETS["tiny"]["train"] == {"epochs": 5}
+    assert PRESETS["tiny"]["train"] == {"epochs": 5, "noise_copies": 0}
 
 
 def test_unknown_preset_lists_the_presets():
@@ -271,63 +302,3 @@ def test_unknown_preset_lists_the_presets():
     message = str(info.value)
     assert message == f"unknown preset 'huge'; choose one of: {', '.join(PRESETS)}"
     assert "default, article, tiny" in message
-
-
-# --- atomic_write_text ----------------------------------------------------------------------
-
-
-def test_atomic_write_creates_the_file_and_leaves_no_temporary_files(tmp_path):
-    path = tmp_path / "out.json"
-    atomic_write_text(path, "héllo 你好\n")
-    assert path.read_bytes() == "héllo 你好\n".encode()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
-
-
-def test_atomic_write_replaces_an_existing_file(tmp_path):
-    path = tmp_path / "out.txt"
-    path.write_text("old content that is longer than the new one\n", encoding="utf-8")
-    atomic_write_text(path, "new\n")
-    assert path.read_text(encoding="utf-8") == "new\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
-
-
-def test_atomic_write_writes_lf_line_ends(tmp_path):
-    path = tmp_path / "out.txt"
-    atomic_write_text(str(path), "a\nb\n")
-    assert path.read_bytes() == b"a\nb\n"
-
-
-def test_atomic_write_creates_parent_directories(tmp_path):
-    path = tmp_path / "a" / "b" / "out.txt"
-    atomic_write_text(path, "x")
-    assert path.read_text(encoding="utf-8") == "x"
-    assert sorted(p.name for p in path.parent.iterdir()) == ["out.txt"]
-
-
-def test_failed_atomic_write_keeps_old_file_and_removes_temporary(tmp_path):
-    path = tmp_path / "out.txt"
-    path.write_text("old\n", encoding="utf-8")
-    with pytest.raises(UnicodeEncodeError):
-        atomic_write_text(path, "lone surrogate \ud800")
-    assert path.read_text(encoding="utf-8") == "old\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def test_atomic_write_new_file_respects_umask(tmp_path):
-    path = tmp_path / "config.json"
-    atomic_write_text(path, "{}\n")
-    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~_umask()
-
-
-def test_atomic_write_keeps_mode_of_replaced_file(tmp_path):
-    path = tmp_path / "config.json"
-    path.write_text("{}\n", encoding="utf-8")
-    os.chmod(path, 0o644)
-    atomic_write_text(path, '{"a": 1}\n')
-    assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -10,6 +10,7 @@ import pytest
 
 from chatbot import corpora
 from chatbot.corpora import (
+    ImportReport,
     chatterbot_languages,
     chatterbot_pairs,
     clean_turn,
@@ -23,8 +24,14 @@ CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
 @pytest.fixture(scope="module")
-def english() -> list[tuple[str, str]]:
-    return chatterbot_pairs(["english"])
+def english_import() -> tuple[list[tuple[str, str]], ImportReport]:
+    report = ImportReport()
+    return chatterbot_pairs(["english"], report), report
+
+
+@pytest.fixture(scope="module")
+def english(english_import) -> list[tuple[str, str]]:
+    return english_import[0]
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +81,12 @@ def test_english_multiline_reply_is_flattened(english: list[tuple[str, str]]) ->
     )
 
 
-def test_duplicates_are_removed_keeping_the_first(english: list[tuple[str, str]]) -> None:
+def test_duplicates_are_removed_keeping_the_first(english_import) -> None:
+    english, report = english_import
     # english/tech_support.yml repeats 10 pairs 1050 times.
     pair = ("My system is overheating.", "Ensure air vents aren't blocked and clean any dust.")
     assert english.count(pair) == 1
+    assert report.duplicates == report.pairs_read - len(english) >= 1050
     data = importlib.resources.files("chatterbot_corpus") / "data" / "english"
     raw = pairs_from_yaml(data / "tech_support.yml")
     assert raw.count(pair) > 1
@@ -86,9 +95,15 @@ def test_duplicates_are_removed_keeping_the_first(english: list[tuple[str, str]]
     assert english[: len(first_ai)] == first_ai
 
 
-def test_stray_string_conversation_is_skipped(english: list[tuple[str, str]]) -> None:
+def test_stray_string_conversation_is_skipped_and_named(english_import) -> None:
+    english, report = english_import
     # english/trivia.yml has one conversation that YAML reads as a plain string (a missing
-    # "- "); it must not be split into characters or turned into a pair.
+    # "- "); it must not be split into characters or turned into a pair, and the report names it.
+    trivia = importlib.resources.files("chatterbot_corpus") / "data" / "english" / "trivia.yml"
+    assert report.skipped_conversations == [
+        f"{trivia}: conversation 14: a string ('In a game of bingo, which number is r...'), "
+        "not a list of turns"
+    ]
     assert not any(
         "two little ducks" in prompt or "two little ducks" in reply for prompt, reply in english
     )
@@ -169,15 +184,19 @@ conversations:
 - - one
   - two
   - three
-- - one
+- - " one  "
   - two
+- []
+- - yes
+  - sure
 """
 
 
 def test_pairs_from_yaml(tmp_path: Path) -> None:
     path = tmp_path / "fake.yml"
     path.write_text(FAKE_YAML, encoding="utf-8")
-    assert pairs_from_yaml(path) == [
+    report = ImportReport()
+    assert pairs_from_yaml(path, report) == [
         ("Hello", "42"),
         ("42", "spaced out text"),
         ("after none", "ok"),
@@ -185,8 +204,30 @@ def test_pairs_from_yaml(tmp_path: Path) -> None:
         ("one", "two"),
         ("two", "three"),
         ("one", "two"),  # duplicates are removed later, by chatterbot_pairs
+        ("True", "sure"),  # YAML reads an unquoted yes as a boolean
     ]
     assert pairs_from_yaml(str(path)) == pairs_from_yaml(path)
+    assert report == ImportReport(
+        files=1,
+        pairs_read=8,
+        skipped_conversations=[
+            f"{path}: conversation 5: 1 turn, so no (prompt, reply) pair",
+            f"{path}: conversation 7: a string ('just a stray string'), not a list of turns",
+            f"{path}: conversation 10: 0 turns, so no (prompt, reply) pair",
+        ],
+        unusable_turns=[
+            f"{path}: conversation 2: turn 2 is null; 2 of 3 pairs dropped",
+            f"{path}: conversation 3: turn 1 is a list (\"['nested', 'list']\"), not text; "
+            "1 of 2 pairs dropped",
+            f"{path}: conversation 4: turn 1 is a mapping (\"{{'key': 'value'}}\"), not text; "
+            "1 of 1 pair dropped",
+            f"{path}: conversation 6: turn 1 is blank; 1 of 1 pair dropped",
+        ],
+        pairs_dropped=5,
+        joined=1,  # the turn with a CR LF in it
+        respaced=1,  # " one  "
+        as_text=3,  # 42, 3.5 and yes
+    )
 
 
 def test_pairs_from_yaml_no_conversations(tmp_path: Path) -> None:
@@ -277,8 +318,10 @@ def test_write_tsv_failure_keeps_old_file_and_no_temp(tmp_path: Path) -> None:
 
 def test_import_chatterbot(tmp_path: Path, chinese: list[tuple[str, str]]) -> None:
     out = tmp_path / "data" / "chatterbot.tsv"
-    rows = import_chatterbot(["chinese"], out)
-    assert rows == len(chinese)
+    report = import_chatterbot(["chinese"], out)
+    assert report.rows == len(chinese) == report.pairs_read - report.duplicates
+    data = importlib.resources.files("chatterbot_corpus") / "data" / "chinese"
+    assert report.files == len([f for f in data.iterdir() if f.name.endswith(".yml")])
     lines = out.read_text(encoding="utf-8").splitlines()
     assert [tuple(line.split("\t")) for line in lines] == chinese
     assert [p.name for p in out.parent.iterdir()] == ["chatterbot.tsv"]
@@ -290,3 +333,59 @@ def test_write_tsv_uses_normal_file_permissions(tmp_path: Path) -> None:
     out = tmp_path / "pairs.tsv"
     write_tsv([("a", "b")], out)
     assert out.stat().st_mode == reference.stat().st_mode
+
+
+# --- the import report, on a small fake corpus installed in place of the real one ------------
+
+
+def install_fake_corpus(root: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str]) -> Path:
+    """Writes ``files`` ({"LANGUAGE/NAME.yml": YAML}) under ``root``/data, makes it the corpus."""
+    for name, text in files.items():
+        path = root / "data" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    monkeypatch.setattr(corpora.importlib.resources, "files", lambda package: root)
+    return root / "data"
+
+
+def test_import_report_counts_everything_dropped_or_changed(tmp_path, monkeypatch) -> None:
+    data = install_fake_corpus(tmp_path / "corpus", monkeypatch, {
+        "aa/1.yml": "conversations:\n- [hi, hello, how are you]\n- [hi, hello]\n",
+        "aa/2.yml": ("conversations:\n- [hi, hello]\n- stray text\n"
+                     "- - |\n    two\n    lines\n  - ok\n"),
+        "aa/notes.txt": "not a corpus file",
+        "bb/3.yml": "conversations:\n- [你好, 你好！]\n- [hello, how are you]\n- [null, x]\n",
+    })
+    out = tmp_path / "pairs.tsv"
+    report = import_chatterbot(["aa", "bb"], out)
+    assert out.read_text(encoding="utf-8").splitlines() == [
+        "hi\thello", "hello\thow are you", "two lines\tok", "你好\t你好！"]
+    assert report == ImportReport(
+        files=3,
+        pairs_read=7,
+        duplicates=3,  # "hi hello" in the same file and the next, "hello how are you" in bb
+        skipped_conversations=[f"{data / 'aa/2.yml'}: conversation 2: a string ('stray text'), "
+                               "not a list of turns"],
+        unusable_turns=[f"{data / 'bb/3.yml'}: conversation 3: turn 1 is null; "
+                        "1 of 1 pair dropped"],
+        pairs_dropped=1,
+        joined=1,
+        rows=4,
+    )
+    assert report.format().splitlines() == [
+        "read 7 pairs from 3 files",
+        "dropped 3 duplicate pairs (the first of each is kept)",
+        "skipped 1 conversation:",
+        f"  {data / 'aa/2.yml'}: conversation 2: a string ('stray text'), not a list of turns",
+        "dropped 1 pair with an unusable turn:",
+        f"  {data / 'bb/3.yml'}: conversation 3: turn 1 is null; 1 of 1 pair dropped",
+        "joined 1 multi-line turn into one line",
+    ]
+
+
+def test_import_report_of_a_clean_corpus_says_only_what_was_read(tmp_path, monkeypatch) -> None:
+    install_fake_corpus(tmp_path / "corpus", monkeypatch,
+                        {"aa/1.yml": "conversations:\n- [hi, hello, how are you]\n"})
+    report = import_chatterbot(["aa"], tmp_path / "pairs.tsv")
+    assert report == ImportReport(files=1, pairs_read=2, rows=2)
+    assert report.format() == "read 2 pairs from 1 file"

@@ -1,5 +1,6 @@
-"""Training through tf.distribute: batches shared fairly between devices and workers; mirrored
-and multi-worker training (two local processes); TF_CONFIG checks; only the chief writes."""
+"""Training through tf.distribute: batches shared fairly between devices and workers, even when
+there are fewer batches than devices; mirrored and multi-worker training (two local processes);
+TF_CONFIG checks; only the chief writes, and its refusal stops every worker."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ import subprocess
 import sys
 import time
 import types
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from chatbot.batches import Batches
 from chatbot.bot import Bot
-from chatbot.distribute import is_chief, make_strategy
+from chatbot.distribute import is_chief, make_strategy, refuse_together
 from chatbot.errors import ChatbotError
+from chatbot.rundir import finish_run, read_history
 from tests.conftest import write_tsv
 
 
@@ -40,6 +43,40 @@ def test_every_shard_gets_the_same_steps_and_no_pair_is_lost(shards, multiple):
         lengths = {(x.shape[1], y.shape[1]) for batches in per_shard
                    for x, y in batches[step * group: (step + 1) * group]}
         assert len(lengths) == 1
+
+
+def train_on_three_devices() -> None:
+    """Run in a process of its own (the CPU is split before TensorFlow starts): two epochs on
+    3 logical CPUs of 1 pair (1 batch) and of 5 pairs (2 batches); prints the losses as JSON."""
+    strategy = make_strategy("mirrored", logical_cpus=3)
+    from chatbot.config import ModelConfig, TrainConfig
+    from chatbot.loop import Loop
+    from chatbot.models import lstm
+    from chatbot.models.common import compile_model
+
+    losses = {}
+    for pairs in (1, 5):
+        with strategy.scope():
+            model = lstm.build(ModelConfig(embedding_dim=4, hidden_dim=8, vocab_size=10))
+            compile_model(model, TrainConfig())
+        data = Batches(examples(pairs), batch_size=4)
+        history = Loop(model, strategy).fit(data.distributed(strategy, repeat=True), epochs=2,
+                                            steps=data.steps(3), verbose=0)
+        losses[pairs] = [epoch["loss"] for epoch in history]
+    print(json.dumps(losses))
+
+
+@pytest.mark.slow
+def test_fewer_batches_than_devices_still_train():
+    # Before: 1 batch on 3 devices planned steps of 2 batches; tf.data failed its count.
+    result = subprocess.run(
+        [sys.executable, "-c", "from tests.test_distribute import train_on_three_devices; "
+                               "train_on_three_devices()"],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, timeout=180)
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    losses = json.loads(result.stdout.decode().splitlines()[-1])
+    assert set(losses) == {"1", "5"}
+    assert all(len(epochs) == 2 and epochs[1] < epochs[0] for epochs in losses.values())
 
 
 def run_train(tmp_path, *extra: str) -> subprocess.CompletedProcess:
@@ -117,12 +154,47 @@ def test_multiworker_as_two_local_processes_trains_one_usable_run(tmp_path):
     assert not (tmp_path / "run" / ".backup").exists()
 
 
+def outcomes(workers: list[subprocess.Popen], timeout: float) -> list[tuple[int, str]]:
+    """Every worker's exit code and standard error; kills them all if one takes too long."""
+    try:
+        results = [worker.communicate(timeout=timeout) for worker in workers]
+    except subprocess.TimeoutExpired:
+        for worker in workers:
+            worker.kill()
+            worker.wait()
+        pytest.fail(f"the workers were still running after {timeout} s")
+    return [(worker.returncode, err.decode()) for worker, (_, err) in zip(workers, results)]
+
+
+@pytest.mark.slow
+def test_a_refusal_of_the_chief_stops_every_worker(tmp_path):
+    # Only the chief checks --out; the other worker used to wait for it forever.
+    (tmp_path / "run").mkdir()
+    finish_run(tmp_path / "run")  # a finished run, and no --overwrite
+    for code, err in outcomes(start_workers(*train_args(tmp_path, 5)), timeout=90):
+        assert code == 1 and "Traceback" not in err, err[-3000:]
+        assert "run: already holds a trained model; pass --resume" in err
+
+
+def test_without_a_cluster_the_check_runs_here_and_raises_here():
+    calls = []
+
+    def refuse():
+        calls.append("checked")
+        raise ChatbotError("out: already holds a trained model")
+
+    with pytest.raises(ChatbotError, match="already holds a trained model"):
+        refuse_together(types.SimpleNamespace(), refuse)  # default and mirrored: one process
+    refuse_together(types.SimpleNamespace(), lambda: calls.append("passed"))
+    assert calls == ["checked", "passed"]
+
+
 @pytest.mark.slow
 def test_killed_multiworker_run_resumes_on_both_workers(tmp_path):
     history_csv = tmp_path / "run" / "history.csv"
     workers = start_workers(*train_args(tmp_path, 150))
     deadline = time.monotonic() + 300
-    while not (history_csv.exists() and len(pd.read_csv(history_csv)) >= 3):
+    while len(read_history(tmp_path / "run")) < 3:  # empty until the first epoch ends
         assert time.monotonic() < deadline and all(w.poll() is None for w in workers)
         time.sleep(0.05)
     for worker in workers:

@@ -112,23 +112,6 @@ def test_invalid_utf8_from_the_terminal_is_answered(bot):
     assert_safe_to_print(lines)
 
 
-def test_ctrl_c_during_a_reply_interrupts_it_and_the_session_goes_on(tiny_run, monkeypatch):
-    bot = Bot.load(tiny_run)
-    reply, calls = bot.reply, []
-
-    def slow_reply(text):  # the user presses Ctrl-C during the first, long decode
-        calls.append(text)
-        if len(calls) == 1:
-            raise KeyboardInterrupt
-        return reply(text)
-
-    monkeypatch.setattr(bot, "reply", slow_reply)
-    lines = drive(bot, "what is your name?\rhello\r/quit\r")
-    notice = next(i for i, line in enumerate(lines) if "interrupted" in line.lower())
-    assert lines[notice + 1:] == ["bot> hi there!", "bye"]
-    assert calls == ["what is your name?", "hello"]
-
-
 # --- `chatbot reply` reading stdin ------------------------------------------------------------
 
 
@@ -175,12 +158,15 @@ def test_reply_reports_invalid_utf8_by_line_and_keeps_alignment(tiny_run):
 
 
 @pytest.mark.parametrize("how", ["argument", "stdin"])
-def test_reply_to_a_terminal_that_cannot_show_chinese_has_no_traceback(tiny_run, how):
+def test_reply_to_a_terminal_that_cannot_show_chinese_escapes_it(tiny_run, how):
+    # main() makes stdout and stderr backslash-escape what their encoding cannot show, so the
+    # reply is still given (as \u4f60\u597d...), not refused and not a UnicodeEncodeError.
     env = {**os.environ, "PYTHONIOENCODING": "ascii"}
     args = ["你好"] if how == "argument" else []
     result = subprocess.run(
         [sys.executable, "-m", "chatbot.cli", "reply", "--model", str(tiny_run), *args],
         input="你好\n".encode() if how == "stdin" else b"", capture_output=True, timeout=120,
         env=env)
-    assert b"Traceback" not in result.stderr
-    assert result.returncode in (0, 1)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert result.stdout == "你好！很高兴认识你。\n".encode("ascii", "backslashreplace")
+    assert result.stderr == b""

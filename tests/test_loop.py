@@ -1,10 +1,15 @@
 """The training loop: the same loss, accuracy and updates as Keras's compiled model, although
-the output layer only runs at scored positions; batches of different lengths."""
+the output layer only runs at scored positions; batches of different lengths; on two devices,
+the same updates as on one."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -13,7 +18,8 @@ import tensorflow as tf
 
 from chatbot.batches import Batches
 from chatbot.config import ModelConfig
-from chatbot.loop import Loop
+from chatbot.distribute import make_strategy
+from chatbot.loop import UNSUPPORTED, Loop
 from chatbot.models import arch_module
 from chatbot.models.common import MaskedAccuracy, masked_loss
 from chatbot.vocab import SPECIALS, Vocabulary
@@ -22,13 +28,31 @@ VOCAB = Vocabulary(list(SPECIALS) + [f"w{i}" for i in range(25)])
 ARCHS = ["lstm", "seq2seq", "attention"]
 
 
-def make_model(arch: str, seed: int = 0) -> keras.Model:
+def make_model(arch: str, seed: int = 0, clipnorm: float | None = None,
+               strategy: tf.distribute.Strategy | None = None) -> keras.Model:
+    """A small model; with `clipnorm`, compiled as training compiles it (Adam, clipnorm)."""
     keras.utils.set_random_seed(seed)
     config = ModelConfig(arch=arch, embedding_dim=8, hidden_dim=16, vocab_size=len(VOCAB))
-    model = arch_module(arch).build(config)
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5), loss=masked_loss(),
-                  metrics=[MaskedAccuracy()])
+    with (strategy or tf.distribute.get_strategy()).scope():
+        model = arch_module(arch).build(config)
+        optimizer = (keras.optimizers.SGD(learning_rate=0.5) if clipnorm is None else
+                     keras.optimizers.Adam(learning_rate=0.05, clipnorm=clipnorm))
+        model.compile(optimizer=optimizer, loss=masked_loss(), metrics=[MaskedAccuracy()])
     return model
+
+
+def gradient_norms(model: keras.Model, batch) -> list[float]:
+    """Each variable's gradient norm on `batch`, as clipnorm measures it (tf.clip_by_norm: an
+    embedding's IndexedSlices by their rows)."""
+    inputs, target = batch
+    with tf.GradientTape() as tape:
+        loss = masked_loss()(target, model(inputs, training=True))
+    return [float(tf.norm(g.values if isinstance(g, tf.IndexedSlices) else g))
+            for g in tape.gradient(loss, model.trainable_variables)]
+
+
+def largest_difference(a: keras.Model, b: keras.Model) -> float:
+    return max(float(np.max(np.abs(x - y))) for x, y in zip(a.get_weights(), b.get_weights()))
 
 
 def batches(arch: str) -> Batches:
@@ -63,22 +87,126 @@ def test_loss_and_accuracy_equal_keras_compiled_ones(arch):
     assert ours["masked_accuracy"] == pytest.approx(hits / scored, abs=1e-6)
 
 
+@pytest.mark.parametrize("clipnorm", [None, 0.05])
 @pytest.mark.parametrize("arch", ARCHS)
-def test_an_epoch_updates_the_weights_as_keras_fit_does(arch):
-    ours, theirs = make_model(arch), make_model(arch)
+def test_an_epoch_updates_the_weights_as_keras_fit_does(arch, clipnorm):
+    # With clipnorm, Keras clips each variable's gradient by its own norm; the loop must too.
+    ours, theirs = make_model(arch, clipnorm=clipnorm), make_model(arch, clipnorm=clipnorm)
     theirs.set_weights(ours.get_weights())
     data = batches(arch)
+    if clipnorm:
+        norms = gradient_norms(ours, next(iter(data)))
+        assert max(norms) > clipnorm > min(norms)  # some variables are clipped, some not
     history = Loop(ours, tf.distribute.get_strategy()).fit(data.dataset(repeat=True), epochs=2,
                                                            steps=3, verbose=0)
     fitted = theirs.fit(data.dataset(), epochs=2, verbose=0, shuffle=False)
-    moved = max(np.max(np.abs(a - b)) for a, b in zip(ours.get_weights(),
-                                                       make_model(arch).get_weights()))
-    assert moved > 0.01  # the weights did change
+    assert largest_difference(ours, make_model(arch)) > 0.01  # the weights did change
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
         np.testing.assert_allclose(a, b, atol=2e-5)
     # Keras averages batch losses weighted by rows, ours by scored tokens: compare the end.
     assert history[-1]["loss"] < history[0]["loss"]
     assert fitted.history["loss"][-1] < fitted.history["loss"][0]
+
+
+CLIPNORM = 0.05  # small enough that the first step clips some variables' gradients
+
+
+def global_batches(arch: str) -> list:
+    """Four steps of 4 rows: the first two rows of each have long replies, the last two short,
+    so the two devices' halves score different numbers of tokens."""
+    encode = arch_module(arch).encode_example
+    examples = [encode([5 + n % 7] * (n % 4 + 1), [6 + n % 9] * (6 + n % 3 if n % 4 < 2 else 1),
+                       VOCAB) for n in range(16)]
+    return list(Batches(examples, batch_size=4, shuffle=False, bucket_by_length=False))
+
+
+def halves(batch) -> list:
+    """Rows 0-1 and rows 2-3 of a batch of 4 (inputs, target), padded as the whole batch."""
+    return [tf.nest.map_structure(lambda a, i=i: a[2 * i: 2 * i + 2], batch) for i in range(2)]
+
+
+class KerasReplicaUpdates(Loop):
+    """The loop as it was: each replica calls apply_gradients, Keras clips, then sums."""
+
+    def _train_step(self, batch):
+        return self._reduce(self.strategy.run(self._keras_replica, args=batch))
+
+    def _keras_replica(self, inputs, target):
+        with tf.GradientTape() as tape:
+            loss_sum, count, hits = self._scored(inputs, target, training=True)
+            loss = loss_sum / tf.distribute.get_replica_context().all_reduce("SUM", count)
+        variables = self.model.trainable_variables
+        self.model.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss_sum, count, hits
+
+
+def two_devices_against_one() -> None:
+    """Run in a process of its own (the CPU must be split before TensorFlow starts): trains
+    every architecture 4 steps on one device and on two, from the same weights over the same
+    global batches, and prints as JSON what test_two_devices_update_as_one_device_does checks.
+    """
+    mirrored, one = make_strategy("mirrored"), tf.distribute.get_strategy()
+    figures = {}
+    for arch in ARCHS:
+        data = global_batches(arch)
+        split = [mirrored.experimental_distribute_values_from_function(
+            lambda context, b=b: halves(b)[context.replica_id_in_sync_group]) for b in data]
+        single = make_model(arch, clipnorm=CLIPNORM)
+        double = make_model(arch, clipnorm=CLIPNORM, strategy=mirrored)
+        norms = gradient_norms(single, data[0])
+        loops, steps = [Loop(single, one), Loop(double, mirrored)], [iter(data), iter(split)]
+        logs = [loop.fit(batches, epochs=3, steps=1, verbose=0)
+                for loop, batches in zip(loops, steps)]
+        # The token mean of the 4th step's loss and the mean of its halves' token means.
+        token_mean = loops[0].evaluate([data[3]])["loss"]
+        half_means = [loops[0].evaluate([half])["loss"] for half in halves(data[3])]
+        for loop, batches, history in zip(loops, steps, logs):
+            history += loop.fit(batches, epochs=4, initial_epoch=3, steps=1, verbose=0)
+        figures[arch] = {
+            "norms": norms, "weight_gap": largest_difference(single, double),
+            "moved": largest_difference(single, make_model(arch)),
+            "losses": [[step["loss"] for step in history] for history in logs],
+            "token_mean": token_mean, "half_means": half_means,
+            "iterations": [int(m.optimizer.iterations.numpy()) for m in (single, double)]}
+    # The check can fail: Keras's own per-replica updates end elsewhere.
+    keras_way = make_model("lstm", clipnorm=CLIPNORM, strategy=mirrored)
+    KerasReplicaUpdates(keras_way, mirrored).fit(
+        iter([mirrored.experimental_distribute_values_from_function(
+            lambda context, b=b: halves(b)[context.replica_id_in_sync_group])
+            for b in global_batches("lstm")]), epochs=4, steps=1, verbose=0)
+    single = make_model("lstm", clipnorm=CLIPNORM)
+    Loop(single, one).fit(iter(global_batches("lstm")), epochs=4, steps=1, verbose=0)
+    figures["keras_replica_gap"] = largest_difference(single, keras_way)
+    print(json.dumps(figures))
+
+
+@pytest.mark.slow
+def test_two_devices_update_as_one_device_does():
+    result = subprocess.run(
+        [sys.executable, "-c", "from tests.test_loop import two_devices_against_one as run; run()"],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    figures = json.loads(result.stdout.decode().splitlines()[-1])
+    # Keras's per-replica clipping would differ: the comparison below can tell.
+    assert figures.pop("keras_replica_gap") > 1e-2
+    for arch, got in figures.items():
+        assert max(got["norms"]) > CLIPNORM, arch  # clipping is on and triggers
+        assert got["moved"] > 0.05, arch
+        assert got["weight_gap"] < 1e-5, arch
+        assert got["iterations"] == [4, 4], arch
+        one, two = got["losses"]
+        assert two == pytest.approx(one, rel=1e-6), arch
+        # The logged loss is the token mean over the whole step, not a mean of the devices'.
+        assert two[3] == pytest.approx(got["token_mean"], rel=1e-6), arch
+        assert np.mean(got["half_means"]) != pytest.approx(got["token_mean"], rel=1e-4), arch
+
+
+def test_optimizer_options_the_loop_cannot_apply_are_refused():
+    model = make_model("lstm")
+    model.compile(optimizer=keras.optimizers.Adam(clipvalue=0.5), loss=masked_loss())
+    assert "clipvalue" in UNSUPPORTED
+    with pytest.raises(ValueError, match=r"does not apply the optimizer options \{'clipvalue'"):
+        Loop(model, tf.distribute.get_strategy())
 
 
 def test_logs_reach_the_callbacks_as_fit_gives_them():

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import matplotlib.image
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -199,3 +201,23 @@ def test_imports_neither_tensorflow_nor_pyplot():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "[]"
+
+
+def glyphs_drawn_as_boxes(tokens: list[str], out: Path) -> list[str]:
+    """plot_attention's warnings about characters its fonts lack (matplotlib draws boxes)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plot.plot_attention(np.full((len(tokens), len(tokens)), 0.5), tokens, tokens, out)
+    assert_png(out)
+    return [str(w.message) for w in caught if "missing from font" in str(w.message)]
+
+
+def test_attention_heatmap_draws_chinese_with_a_cjk_font(tmp_path, monkeypatch):
+    if plot.cjk_font() is None:
+        pytest.skip("no CJK font installed, so Chinese tick labels cannot be checked; "
+                    "install one (Debian/Ubuntu: apt install fonts-wqy-microhei, as .ci/run does)")
+    tokens = ["你", "好", "hello", "！"]
+    assert glyphs_drawn_as_boxes(tokens, tmp_path / "with_font.png") == []
+    # The check can fail: without the CJK font the same labels are boxes, and matplotlib says so.
+    monkeypatch.setattr(plot, "cjk_font", lambda: None)
+    assert len(glyphs_drawn_as_boxes(tokens, tmp_path / "without.png")) >= 3

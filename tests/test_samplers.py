@@ -412,3 +412,29 @@ def test_no_repeat_unigram(name):
     sampler = make(name, no_repeat_ngram=1, max_len=12, seed=0)
     for cand in sampler(cycle_engine(), [[B]], VOCAB, nbest=3 if name == "beam" else 1)[0]:
         assert len(set(cand.tokens)) == len(cand.tokens), cand.tokens
+
+
+# -- the loop guard ---------------------------------------------------------------------------
+
+
+def trigram_counts(tokens: list[int]) -> list[int]:
+    grams = [tuple(tokens[i: i + 3]) for i in range(len(tokens) - 2)]
+    return [grams.count(g) for g in set(grams)]
+
+
+@pytest.mark.parametrize("name", ["greedy", "top_k", "beam"])
+@pytest.mark.parametrize("limit", [1, 2, 3])
+def test_loop_guard_lets_a_trigram_come_back_only_so_often(name, limit):
+    sampler = make(name, loop_guard=limit, max_len=20, seed=0)
+    for cand in sampler(cycle_engine(), [[B]], VOCAB, nbest=3 if name == "beam" else 1)[0]:
+        assert max(trigram_counts(cand.tokens)) <= limit, cand.tokens
+    unguarded = make(name, loop_guard=0, max_len=20, seed=0)(cycle_engine(), [[B]], VOCAB)
+    assert max(trigram_counts(unguarded[0][0].tokens)) > 3  # the engine does loop
+
+
+def test_loop_guard_allows_what_no_repeat_ngram_forbids():
+    # One repeated bigram is fine for the guard (it counts trigrams, and lets them recur).
+    found = GreedySampler(loop_guard=2, max_len=5)(cycle_engine(), [[B]], VOCAB)
+    assert found[0][0].tokens == [A, B, A, B, A]
+    with pytest.raises(ChatbotError, match="loop_guard"):
+        GreedySampler(loop_guard=-1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import keras
@@ -12,9 +13,10 @@ import pytest
 from chatbot.bot import Bot
 from chatbot.errors import ChatbotError
 from chatbot.models.common import MaskedAccuracy  # noqa: F401  (registers it for load_model)
+from chatbot.prepare import prepare_data
 from chatbot.rundir import check_run_dir
 from chatbot.train import train
-from tests.conftest import TINY_PAIRS, tiny_config
+from tests.conftest import TINY_PAIRS, tiny_config, write_tsv
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +31,12 @@ def test_tiny_run_answers_every_training_prompt_exactly(tiny_run):
 def test_run_directory_holds_what_chat_needs_and_nothing_else(tiny_run):
     check_run_dir(tiny_run)
     names = sorted(p.name for p in tiny_run.iterdir())
-    assert names == ["config.json", "history.csv", "metrics.json", "model.keras", "vocab.json"]
+    assert names == ["config.json", "history.csv", "memory.json", "metrics.json", "model.keras",
+                     "status.json", "vocab.json"]
+    status = json.loads((tiny_run / "status.json").read_text())
+    assert status == {"state": "finished", "epochs": 150, "best_epoch": status["best_epoch"]}
+    assert status["best_epoch"] == json.loads((tiny_run / "metrics.json").read_text())[
+        "best_epoch"] > 100
     history = pd.read_csv(tiny_run / "history.csv")
     assert list(history["epoch"]) == list(range(150))
     assert {"loss", "masked_accuracy"} <= set(history.columns)
@@ -92,15 +99,33 @@ def test_bad_data_fails_before_touching_the_run_directory(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_validation_split_and_probe_lines_are_reported(tmp_path, tiny_tsv):
+def test_validation_split_probes_and_data_changes_are_reported(tmp_path):
+    # Six pairs, one of them twice; one long prompt; words seen once; a bad line.
+    pairs = [*TINY_PAIRS, TINY_PAIRS[0], ("one two three four five six seven", "ok")]
+    data = write_tsv(tmp_path / "pairs.tsv", pairs)
+    data.write_text(data.read_text(encoding="utf-8") + "no tab here\n", encoding="utf-8")
     config = tiny_config(epochs=2)
     config.data.val_fraction = 0.34
+    config.data.max_len = 5
+    config.data.min_count = 2
+    config.data.on_bad_lines = "skip"
     config.train.monitor = "val_loss"
     config.train.probes = 2
+    before = copy.deepcopy(config)
     lines: list[str] = []
-    result = train(tiny_tsv, tmp_path / "run", config, log=lines.append, verbose=0)
+    result = train(data, tmp_path / "run", config, log=lines.append, verbose=0)
+    assert config == before  # the caller's config is not changed
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     assert {"val_loss", "val_masked_accuracy"} <= set(history.columns)
     assert result.metrics["validation"]["prompts"] == 2
     assert sum(" -> " in line for line in lines) == 2 * 2  # two probes, two epochs
     assert any("pairs/s" in line for line in lines)
+    report = prepare_data(config, data).report  # the same counts, checked in test_prepare.py
+    expected = report.lines()
+    assert f"skipped 1 bad lines of {data} (first: line 9: expected 2 tab-separated columns " \
+           "(prompt<TAB>reply), found 1)" in lines
+    assert f"dropped 1 duplicate pairs of {data} (exact repeats of an earlier prompt and " \
+           "reply)" in lines
+    assert any(line.startswith("truncated to 5 tokens: ") for line in lines)
+    assert any(line.startswith("read as <UNK>: ") and "min_count 2" in line for line in lines)
+    assert expected == [line for line in lines if line in expected]

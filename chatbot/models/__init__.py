@@ -1,4 +1,4 @@
-"""One module per architecture; each exposes `build(config)` (Keras) and an inference engine.
+"""One module per architecture, each keeping the contract of `chatbot.models.base`.
 
 `ARCHS` maps the `arch` name saved in config.json to its module, so a run directory of any
 architecture reloads with no extra step.

@@ -16,12 +16,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from chatbot.config import ModelConfig
-from chatbot.models.seq2seq import OUTPUT_LAYER, encode_example, encoder_decoder
+from chatbot.models.base import DENSE, OUTPUT_LAYER, Shapes, Weights, arrays, dense_shapes
 from chatbot.models.seq2seq import Engine as Seq2seqEngine
+from chatbot.models.seq2seq import encode_example, encoder_decoder, encoder_decoder_shapes
 from chatbot.vocab import Vocabulary
-from chatbot.weights import Weights
 
-__all__ = ["Engine", "build", "encode_example"]
+__all__ = ["Engine", "build", "encode_example", "weight_shapes"]
 
 MASKED_SCORE = 1.0e9  # keras.layers.Attention subtracts this from padding scores (float32)
 
@@ -42,8 +42,18 @@ def build(config: ModelConfig):
                                name="attention_combine")(combined)  # Luong's W_c
     if config.dropout:
         attentional = layers.Dropout(config.dropout, name="attention_dropout")(attentional)
+    # A Dense on (batch, tgt, hidden): TimeDistributed(Dense)'s computation (see models/lstm.py).
     logits = layers.Dense(config.vocab_size, name=OUTPUT_LAYER)(attentional)
     return keras.Model(inputs, logits, name="attention_chatbot")
+
+
+def weight_shapes(config: ModelConfig) -> Shapes:
+    """Every array model.keras holds for `config`: {(layer, path): shape}."""
+    hidden = config.hidden_dim
+    return (encoder_decoder_shapes(config)
+            | {("attention", "vars/0"): ()}  # the learned scale of the scores
+            | dense_shapes("attention_combine", 2 * hidden, hidden)
+            | dense_shapes(OUTPUT_LAYER, hidden, config.vocab_size))
 
 
 def attend(
@@ -72,8 +82,9 @@ class Engine(Seq2seqEngine):
 
     def __init__(self, weights: Weights, config: ModelConfig, vocab: Vocabulary):
         super().__init__(weights, config, vocab)
-        self.scale = float(weights["attention"][0])
-        self.combine_kernel, self.combine_bias = weights["attention_combine"]
+        (scale,) = arrays(weights, "attention", ["vars/0"])
+        self.scale = float(scale)
+        self.combine_kernel, self.combine_bias = arrays(weights, "attention_combine", DENSE)
 
     def start(self, prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, dict]:
         """Encodes the prompts, feeds <SOS>; returns first-token logits (batch, vocab) and state."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from chatbot.config import TrainConfig
+from chatbot.config import OPTIMIZERS, TrainConfig
 from chatbot.errors import ChatbotError
 
 
@@ -47,6 +47,7 @@ class MaskedAccuracy(keras.metrics.Metric):
 
 def compile_model(model: keras.Model, train: TrainConfig) -> None:
     optimizers = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}
+    assert tuple(optimizers) == OPTIMIZERS, "config.OPTIMIZERS names the optimizers built here"
     if train.optimizer not in optimizers:
         raise ChatbotError(
             f"unknown optimizer {train.optimizer!r}; choose one of: {', '.join(optimizers)}"

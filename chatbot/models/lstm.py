@@ -1,5 +1,8 @@
 """The card's model: Embedding -> LSTM -> TimeDistributed(Dense), as a conditional language model.
 
+The card's TimeDistributed(Dense) is a Dense applied to the LSTM's (batch, time, hidden) output,
+named OUTPUT_LAYER: it computes the same thing (see `build`).
+
 Each pair becomes one sequence, `<SOS> prompt <SEP> reply <EOS>`. The model predicts every next
 token; only reply tokens and the final <EOS> are scored (prompt targets are 0, like padding). To
 reply, the model reads `<SOS> prompt <SEP>` and then generates one token at a time until <EOS>.
@@ -12,11 +15,20 @@ from collections.abc import Sequence
 import numpy as np
 
 from chatbot.config import ModelConfig
+from chatbot.models.base import (
+    DENSE,
+    EMBEDDING,
+    LSTM,
+    OUTPUT_LAYER,
+    Shapes,
+    Weights,
+    arrays,
+    dense_shapes,
+    embedding_shapes,
+    lstm_shapes,
+)
 from chatbot.numpy_ops import lstm_layers, lstm_step, pad_batch
 from chatbot.vocab import Vocabulary
-from chatbot.weights import Weights
-
-OUTPUT_LAYER = "time_distributed_dense"
 
 
 def encode_example(
@@ -47,11 +59,22 @@ def build(config: ModelConfig):
         x = layers.LSTM(config.hidden_dim, return_sequences=True, name=f"lstm_{i}")(x)
         if config.dropout:
             x = layers.Dropout(config.dropout, name=f"lstm_{i}_dropout")(x)
-    # TimeDistributed(Dense): a Dense layer applied to a 3-D tensor acts on every time step
-    # independently, as one matmul. keras.layers.TimeDistributed computes the same thing but
-    # (Keras 3.15) fails in graph mode when batches have different lengths, as with bucketing.
+    # The card's TimeDistributed(Dense): a Dense layer applied to a 3-D tensor acts on every
+    # time step independently, as one matmul, which is exactly what TimeDistributed computes.
+    # keras.layers.TimeDistributed itself fails in graph mode (Keras 3.15) once batches have
+    # different lengths, as they do with bucketing, so the Dense is used directly.
     logits = layers.Dense(config.vocab_size, name=OUTPUT_LAYER)(x)  # (batch, time, vocab)
     return keras.Model(tokens, logits, name="lstm_chatbot")
+
+
+def weight_shapes(config: ModelConfig) -> Shapes:
+    """Every array model.keras holds for `config`: {(layer, path): shape}."""
+    shapes = embedding_shapes("embedding", config.vocab_size, config.embedding_dim)
+    inputs = config.embedding_dim
+    for i in range(1, config.num_layers + 1):
+        shapes |= lstm_shapes(f"lstm_{i}", inputs, config.hidden_dim)
+        inputs = config.hidden_dim
+    return shapes | dense_shapes(OUTPUT_LAYER, config.hidden_dim, config.vocab_size)
 
 
 class Engine:
@@ -62,9 +85,9 @@ class Engine:
 
     def __init__(self, weights: Weights, config: ModelConfig, vocab: Vocabulary):
         self.vocab = vocab
-        self.embedding = weights["embedding"][0]
-        self.lstms = [weights[f"lstm_{i}"] for i in range(1, config.num_layers + 1)]
-        self.out_kernel, self.out_bias = weights[OUTPUT_LAYER]
+        (self.embedding,) = arrays(weights, "embedding", EMBEDDING)
+        self.lstms = [arrays(weights, f"lstm_{i}", LSTM) for i in range(1, config.num_layers + 1)]
+        self.out_kernel, self.out_bias = arrays(weights, OUTPUT_LAYER, DENSE)
         self.hidden = config.hidden_dim
 
     def start(self, prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, list]:

@@ -14,11 +14,20 @@ from collections.abc import Sequence
 import numpy as np
 
 from chatbot.config import ModelConfig
+from chatbot.models.base import (
+    DENSE,
+    EMBEDDING,
+    LSTM,
+    OUTPUT_LAYER,
+    Shapes,
+    Weights,
+    arrays,
+    dense_shapes,
+    embedding_shapes,
+    lstm_shapes,
+)
 from chatbot.numpy_ops import lstm_layers, lstm_step, pad_batch
 from chatbot.vocab import Vocabulary
-from chatbot.weights import Weights
-
-OUTPUT_LAYER = "time_distributed_dense"
 
 
 def encode_example(
@@ -44,6 +53,7 @@ def build(config: ModelConfig):
     import keras  # imported here: chat decodes with NumPy and never needs TensorFlow
 
     inputs, _, decoder_outputs = encoder_decoder(config)
+    # A Dense on (batch, tgt, hidden): TimeDistributed(Dense)'s computation (see models/lstm.py).
     logits = keras.layers.Dense(config.vocab_size, name=OUTPUT_LAYER)(decoder_outputs)
     return keras.Model(inputs, logits, name="seq2seq_chatbot")
 
@@ -79,6 +89,23 @@ def encoder_decoder(config: ModelConfig):
     return (enc_tokens, dec_tokens), enc, dec
 
 
+def weight_shapes(config: ModelConfig) -> Shapes:
+    """Every array model.keras holds for `config`: {(layer, path): shape}."""
+    return encoder_decoder_shapes(config) | dense_shapes(OUTPUT_LAYER, config.hidden_dim,
+                                                         config.vocab_size)
+
+
+def encoder_decoder_shapes(config: ModelConfig) -> Shapes:
+    """The arrays of `encoder_decoder`'s layers."""
+    shapes = embedding_shapes("embedding", config.vocab_size, config.embedding_dim)
+    inputs = config.embedding_dim
+    for i in range(1, config.num_layers + 1):
+        shapes |= lstm_shapes(f"encoder_lstm_{i}", inputs, config.hidden_dim)
+        shapes |= lstm_shapes(f"decoder_lstm_{i}", inputs, config.hidden_dim)
+        inputs = config.hidden_dim
+    return shapes
+
+
 class Engine:
     """NumPy inference from the trained weights: encode the prompts once, then one step per token.
 
@@ -87,11 +114,11 @@ class Engine:
 
     def __init__(self, weights: Weights, config: ModelConfig, vocab: Vocabulary):
         self.vocab = vocab
-        self.embedding = weights["embedding"][0]
+        (self.embedding,) = arrays(weights, "embedding", EMBEDDING)
         layers = range(1, config.num_layers + 1)
-        self.encoder = [weights[f"encoder_lstm_{i}"] for i in layers]
-        self.decoder = [weights[f"decoder_lstm_{i}"] for i in layers]
-        self.out_kernel, self.out_bias = weights[OUTPUT_LAYER]
+        self.encoder = [arrays(weights, f"encoder_lstm_{i}", LSTM) for i in layers]
+        self.decoder = [arrays(weights, f"decoder_lstm_{i}", LSTM) for i in layers]
+        self.out_kernel, self.out_bias = arrays(weights, OUTPUT_LAYER, DENSE)
         self.hidden = config.hidden_dim
 
     def start(self, prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, list]:

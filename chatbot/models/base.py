@@ -1,0 +1,147 @@
+"""The contract between an architecture and the rest of the chatbot, written down once.
+
+An architecture is a module registered in `chatbot.models.ARCHS` that provides:
+
+    encode_example(prompt_ids, reply_ids, vocab) -> (inputs, target)
+        one training row: a tuple of input id lists and the target ids, 0 where nothing is
+        scored (padding, and whatever the architecture does not predict);
+    build(config: ModelConfig) -> keras.Model
+        the trainable model; every layer is named, and the layer that produces the logits is
+        called OUTPUT_LAYER (the training loop computes it at scored positions only);
+    weight_shapes(config: ModelConfig) -> {(layer, path): shape}
+        every array its `model.keras` must hold (see `Weights`), so that a run directory whose
+        files disagree is refused with a message before any reply;
+    Engine(weights, config, vocab)
+        NumPy inference, with the `start`/`step` protocol of `Engine` below.
+
+`tests/test_contract.py` runs one suite over every registered architecture: build, save and
+reload, NumPy parity with Keras, batching, `select_state`, greedy = beam of width 1, and the
+refusal of mismatched weights. A new architecture passes it before anything else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from chatbot.config import ModelConfig
+from chatbot.errors import ChatbotError
+from chatbot.vocab import Vocabulary
+
+# The layer that turns hidden states into next-token logits, in every architecture: a Dense
+# applied to a (batch, time, hidden) tensor, which computes what TimeDistributed(Dense) would
+# (see models/lstm.py for why it is not wrapped in keras.layers.TimeDistributed).
+OUTPUT_LAYER = "output_dense"
+# Names earlier versions gave a layer, read as today's name so that older runs still load.
+LEGACY_LAYER_NAMES = {"time_distributed_dense": OUTPUT_LAYER}
+
+# A model's weights, read from a `.keras` file or from a model in memory (chatbot.weights):
+# {layer name: {path: array}}, the path being where Keras stores the array inside the layer's
+# group of the weights file: "vars/0" for a layer's own first variable, "cell/vars/1" for an
+# LSTM cell's recurrent kernel, "query_dense/vars/0" for a MultiHeadAttention's query kernel.
+# Arrays are looked up by these paths, never by position: Keras writes a layer's sublayers in
+# the order of their attribute names, which for MultiHeadAttention is key, output, query,
+# value, so a positional list would swap the query and key projections.
+Weights = dict[str, dict[str, np.ndarray]]
+Shapes = dict[tuple[str, str], tuple[int, ...]]
+
+# The paths of the layers our architectures use, in the order their engines want them.
+EMBEDDING = ("vars/0",)  # embeddings (vocab, dim)
+DENSE = ("vars/0", "vars/1")  # kernel (in, out), bias (out,)
+LSTM = ("cell/vars/0", "cell/vars/1", "cell/vars/2")  # kernel (in, 4u), recurrent (u, 4u), bias
+
+# A decoding state: a nest of dicts, lists and tuples whose arrays have the batch on axis 0
+# (scalars and 0-d arrays are shared by every row).
+State = Any
+
+
+class Engine(Protocol):
+    """NumPy inference: read the prompts once, then one step per generated token.
+
+    Samplers (chatbot.samplers) drive every engine the same way and reorder its state with
+    `select_state` (beam search keeps the rows of the surviving hypotheses), so an engine's
+    state must be a `State`: nothing in it may depend on the batch order except along axis 0.
+    """
+
+    def start(self, prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, State]:
+        """Reads the prompts (token ids, no specials); returns the logits of the first reply
+        token (batch, vocab) and the state."""
+        ...
+
+    def step(self, tokens: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        """Feeds one token per row (batch,); returns the next-token logits and the new state."""
+        ...
+
+
+def select_state(state: State, rows: np.ndarray) -> State:
+    """The state of the given batch rows, in that order (beam search's reordering)."""
+    if isinstance(state, np.ndarray):
+        return state[rows] if state.ndim else state
+    if isinstance(state, dict):
+        return {key: select_state(value, rows) for key, value in state.items()}
+    if isinstance(state, tuple) and hasattr(state, "_fields"):  # a namedtuple
+        return type(state)(*(select_state(value, rows) for value in state))
+    if isinstance(state, (list, tuple)):
+        return type(state)(select_state(value, rows) for value in state)
+    return state
+
+
+def arrays(weights: Weights, layer: str, paths: Sequence[str]) -> list[np.ndarray]:
+    """The arrays of `layer` at `paths`, in that order. `check_weights` has run before, so a
+    missing one is a bug of the architecture (a KeyError), not a damaged file."""
+    return [weights[layer][path] for path in paths]
+
+
+# --- weight shapes -------------------------------------------------------------------------------
+
+def embedding_shapes(name: str, vocab_size: int, dim: int) -> Shapes:
+    return {(name, EMBEDDING[0]): (vocab_size, dim)}
+
+
+def dense_shapes(name: str, inputs: int, units: int) -> Shapes:
+    kernel, bias = DENSE
+    return {(name, kernel): (inputs, units), (name, bias): (units,)}
+
+
+def lstm_shapes(name: str, inputs: int, units: int) -> Shapes:
+    kernel, recurrent, bias = LSTM
+    return {(name, kernel): (inputs, 4 * units), (name, recurrent): (units, 4 * units),
+            (name, bias): (4 * units,)}
+
+
+def check_weights(config: ModelConfig, vocab: Vocabulary,
+                  weights: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+    """Refuses weights that are not exactly those the architecture's `weight_shapes` gives for
+    `config` and `vocab`: nothing missing, nothing extra, every shape equal. Past this check, an
+    engine finds every array it needs, so an error there is a bug, not a damaged run."""
+    from chatbot.models import arch_module
+
+    arch = config.arch
+    shapes = arch_module(arch).weight_shapes(dataclasses.replace(config, vocab_size=len(vocab)))
+    retrain = "the run directory mixes files from different runs; retrain the model"
+    if config.vocab_size and config.vocab_size != len(vocab):
+        raise ChatbotError(
+            f"vocab.json has {len(vocab)} tokens but config.json says the model.keras it was "
+            f"trained with has {config.vocab_size}: {retrain}")
+    described = (f"config.json describes a {arch!r} model with {config.num_layers} layer(s), "
+                 f"embedding_dim {config.embedding_dim}, hidden_dim {config.hidden_dim} and "
+                 f"{len(vocab)} tokens in vocab.json")
+    found = {(layer, path): tuple(array.shape)
+             for layer, group in weights.items() for path, array in group.items()}
+    missing = sorted(set(shapes) - set(found))
+    extra = sorted(set(found) - set(shapes))
+    if missing or extra:
+        what = []
+        if missing:
+            what.append("no " + ", ".join(f"{layer}/{path}" for layer, path in missing[:3]))
+        if extra:
+            what.append("also " + ", ".join(f"{layer}/{path}" for layer, path in extra[:3]))
+        raise ChatbotError(f"{described}, but model.keras has {'; '.join(what)}: {retrain}")
+    for key, expected in shapes.items():
+        if found[key] != tuple(expected):
+            raise ChatbotError(
+                f"{described}, so model.keras should hold {key[0]}/{key[1]} of shape "
+                f"{tuple(expected)}, but it has {found[key]}: {retrain}")

@@ -1,0 +1,127 @@
+"""Typing noise for training: copies of the training prompts as people might type them.
+
+A model that has only seen "How are you?" reads "how are you" as a different sentence. Trained
+on a few noisy copies of every prompt, each paired with the prompt's own reply, it learns that
+such changes do not change the answer. Half of the copies lose or change their final
+punctuation (the change people make most), and most copies get one of the other changes:
+
+    final punctuation   dropped, or replaced by another mark (ASCII or full-width)
+    case                the whole prompt lower- or upper-cased
+    typo                one letter of a longer word dropped, doubled, swapped or mistyped
+    word dropped        one word of four or more left out
+    word inserted       a word of the training prompts put in at a random place
+    contraction         one contraction expanded, or one expanded form contracted
+    Chinese             punctuation in the other width; 吗/呢 dropped from a question
+
+The evaluation (`chatbot eval --variants`, chatbot/variants.py) asks other variants, drawn with
+other seeds: the noise never puts a greeting or filler word first, so the evaluation's `filler`
+kind measures how far the learned robustness carries to a change the model never saw in
+training (it saw words inserted anywhere, never "hey," at the start).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Sequence
+
+from chatbot.data import Pair
+from chatbot.text import is_cjk
+from chatbot.variants import FINAL_MARKS, NEIGHBOURS, ZH_FINAL_MARKS, ZH_PARTICLES, ZH_WIDTH
+from chatbot.variants import contraction as contract_or_expand
+
+NOISE_SEED_OFFSET = 7919  # noise seeds are train.seed + this, never the evaluation's variant seeds
+
+
+def noisy_copies(pairs: Sequence[Pair], copies: int, seed: int,
+                 words: Sequence[str] = ()) -> list[Pair]:
+    """`copies` noisy versions of every pair's prompt, each with the pair's reply.
+
+    `words` are the words the insertion may use (e.g. the training prompts' words). A copy that
+    comes out equal to its prompt (nothing applied) is kept: it weighs the original a little
+    more, which does no harm.
+    """
+    if copies < 0:
+        raise ValueError(f"copies must be at least 0, received {copies}")
+    rng = random.Random(seed + NOISE_SEED_OFFSET)
+    pool = list(dict.fromkeys(words)) or ["the"]
+    return [Pair(noisy(pair.prompt, rng, pool), pair.reply, pair.line)
+            for pair in pairs for _ in range(copies)]
+
+
+def noisy(text: str, rng: random.Random, words: Sequence[str]) -> str:
+    """`text` with, half of the time, its final punctuation changed, and (unless that was
+    the only change, one time in four) one of the other changes that alter it."""
+    if rng.random() < 0.5:
+        text = final_punctuation(text, rng, words) or text
+        if rng.random() < 0.25:
+            return text  # the final punctuation alone
+    for change in rng.sample(CHANGES[1:], k=len(CHANGES) - 1):
+        changed = change(text, rng, words) if (words or change is not insert_word) else None
+        if changed and changed.strip() and changed != text:
+            return changed
+    return text
+
+
+def final_punctuation(text: str, rng: random.Random, words: Sequence[str]) -> str | None:
+    stripped = text.rstrip()
+    body = stripped.rstrip("".join(FINAL_MARKS + ZH_FINAL_MARKS))
+    marks = ZH_FINAL_MARKS + FINAL_MARKS if any(is_cjk(ch) for ch in body) else FINAL_MARKS
+    stripped_final = stripped[len(body):]
+    choices = [m for m in marks if m != stripped_final] + [""] * len(marks)  # dropped: half
+    return body + rng.choice(choices)
+
+
+def case(text: str, rng: random.Random, words: Sequence[str]) -> str | None:
+    return text.upper() if rng.random() < 0.3 else text.lower()
+
+
+def typo(text: str, rng: random.Random, words: Sequence[str]) -> str | None:
+    found = list(re.finditer(r"[A-Za-z]{4,}", text))
+    if not found:
+        return None
+    word = rng.choice(found)
+    i = rng.randrange(word.start() + 1, word.end() - 1)
+    slip = rng.choice(("drop", "double", "swap", "neighbour"))
+    if slip == "drop":
+        return text[:i] + text[i + 1:]
+    if slip == "double":
+        return text[:i] + text[i] + text[i:]
+    if slip == "swap":
+        return text[:i - 1] + text[i] + text[i - 1] + text[i + 1:]
+    near = NEIGHBOURS.get(text[i].lower())
+    return text[:i] + rng.choice(near) + text[i + 1:] if near else None
+
+
+def drop_word(text: str, rng: random.Random, words: Sequence[str]) -> str | None:
+    tokens = text.split()
+    if len(tokens) < 4:  # "are you sapient" without "sapient" would ask something else
+        return None
+    del tokens[rng.randrange(len(tokens))]
+    return " ".join(tokens)
+
+
+def insert_word(text: str, rng: random.Random, words: Sequence[str]) -> str | None:
+    if any(is_cjk(ch) for ch in text):
+        return None
+    tokens = text.split()
+    tokens.insert(rng.randrange(len(tokens) + 1), rng.choice(words))
+    return " ".join(tokens)
+
+
+def contraction(text: str, rng: random.Random, words: Sequence[str]) -> str | None:
+    return contract_or_expand(text, rng)
+
+
+def chinese(text: str, rng: random.Random, words: Sequence[str]) -> str | None:
+    if not any(is_cjk(ch) for ch in text):
+        return None
+    body = text.rstrip("".join(FINAL_MARKS + ZH_FINAL_MARKS))
+    if body.endswith(ZH_PARTICLES) and rng.random() < 0.5:
+        return body[:-1] + text[len(body):]
+    half = {v: k for k, v in ZH_WIDTH.items()}
+    return "".join(ZH_WIDTH.get(ch) or half.get(ch, ch) for ch in text)
+
+
+CHANGES: tuple[Callable[[str, random.Random, Sequence[str]], str | None], ...] = (
+    final_punctuation, case, typo, drop_word, insert_word, contraction, chinese)

@@ -1,0 +1,78 @@
+"""The model as a judge of whole replies: log-probabilities of given replies, and reranking.
+
+A sampler proposes replies token by token. Here the model scores replies that are already
+written, from any source: the sampler's n-best, or the replies of known prompts that the
+retrieval memory found (chatbot/retrieval.py). Two rerankings use those scores:
+
+- MMI (Li et al. 2016, "A Diversity-Promoting Objective Function for Neural Conversation
+  Models", the anti-language-model form): score(r) = log p(r | prompt) - lambda * log p(r),
+  with p(r) the model's probability of r after an empty prompt. Replies that the model would
+  give to anything ("i don't know") lose what they gained by being generic.
+- retrieval: known replies of similar known prompts join the candidates with a bonus for the
+  similarity of their prompt; the model's own mean log-probability still has its say, so a
+  known reply that makes no sense for this prompt is not taken just because the prompt looks
+  alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from chatbot.models.base import Engine
+from chatbot.numpy_ops import log_softmax
+
+
+def reply_logprobs(engine: Engine, prompts: Sequence[Sequence[int]],
+                   replies: Sequence[Sequence[int]], eos_id: int,
+                   batch_size: int = 256) -> np.ndarray:
+    """log p(replies[i] + <EOS> | prompts[i]) of each row, summed over its tokens: (rows,).
+
+    Rows go through the engine in batches: each batch reads its prompts once, then its replies
+    are fed token by token (teacher forcing) and each row's own next token is looked up.
+    """
+    if len(prompts) != len(replies):
+        raise ValueError(f"{len(prompts)} prompts but {len(replies)} replies")
+    # Rows of similar reply length together: fewer steps fed to rows that have ended.
+    order = sorted(range(len(replies)), key=lambda i: len(replies[i]))
+    total = np.zeros(len(replies))
+    for start in range(0, len(order), batch_size):
+        rows = order[start: start + batch_size]
+        total[rows] = _batch_logprobs(engine, [prompts[i] for i in rows],
+                                      [replies[i] for i in rows], eos_id)
+    return total
+
+
+def _batch_logprobs(engine: Engine, prompts: Sequence[Sequence[int]],
+                    replies: Sequence[Sequence[int]], eos_id: int) -> np.ndarray:
+    targets = [[*r, eos_id] for r in replies]
+    lengths = np.array([len(t) for t in targets])
+    padded = np.zeros((len(targets), lengths.max()), dtype=np.int64)  # (batch, reply + <EOS>)
+    for row, t in enumerate(targets):
+        padded[row, : len(t)] = t
+    total = np.zeros(len(targets))
+    logits, state = engine.start([list(p) for p in prompts])
+    for t in range(padded.shape[1]):
+        logprobs = log_softmax(np.asarray(logits, dtype=np.float64))
+        total += np.where(lengths > t, logprobs[np.arange(len(targets)), padded[:, t]], 0.0)
+        if t + 1 < padded.shape[1]:
+            logits, state = engine.step(padded[:, t], state)  # ended rows read <PAD>, ignored
+    return total
+
+
+def mmi_scores(engine: Engine, prompts: Sequence[Sequence[int]],
+               replies: Sequence[Sequence[int]], eos_id: int,
+               weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """(log p(r | prompt) summed, and the MMI score) of each row's reply r and prompt.
+
+    The score is mean log p(r | prompt) - weight * mean log p(r | empty prompt), both per scored
+    token (the reply's tokens and its <EOS>), so replies of different lengths compare.
+    """
+    scored = np.array([len(r) + 1 for r in replies], dtype=np.float64)
+    given = reply_logprobs(engine, prompts, replies, eos_id)
+    score = given / scored
+    if weight:
+        score = score - weight * reply_logprobs(engine, [[]] * len(replies), replies,
+                                                eos_id) / scored
+    return given, score

@@ -1,0 +1,66 @@
+"""Training noise: reproducible, one or two small changes, never the evaluation's own kinds."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from chatbot.data import Pair
+from chatbot.noise import noisy, noisy_copies
+from chatbot.variants import FILLERS
+
+PAIRS = [Pair(p, r, i) for i, (p, r) in enumerate([
+    ("How are you?", "I am fine."), ("What is your name?", "Bot."), ("你好吗？", "我很好。"),
+    ("Tell me a joke", "No."), ("hi", "hello")], start=1)]
+WORDS = ["apple", "river", "blue"]
+
+
+def test_copies_are_reproducible_and_keep_reply_and_line():
+    first = noisy_copies(PAIRS, 3, seed=1, words=WORDS)
+    assert first == noisy_copies(PAIRS, 3, seed=1, words=WORDS)
+    assert first != noisy_copies(PAIRS, 3, seed=2, words=WORDS)
+    assert len(first) == 3 * len(PAIRS)
+    for i, pair in enumerate(PAIRS):
+        for copy in first[3 * i: 3 * i + 3]:
+            assert (copy.reply, copy.line) == (pair.reply, pair.line)
+    assert noisy_copies(PAIRS, 0, seed=1) == []
+    with pytest.raises(ValueError, match="copies"):
+        noisy_copies(PAIRS, -1, seed=1)
+
+
+def test_most_copies_differ_from_their_prompt_and_stay_close():
+    copies = noisy_copies(PAIRS * 20, 1, seed=0, words=WORDS)
+    changed = [c for c, p in zip(copies, PAIRS * 20) if c.prompt != p.prompt]
+    assert len(changed) > 0.8 * len(copies)
+    for copy, pair in zip(copies, PAIRS * 20):
+        assert copy.prompt.strip()
+        assert abs(len(copy.prompt) - len(pair.prompt)) <= len(max(WORDS, key=len)) + 1 + 12
+
+
+def test_chinese_keeps_its_characters():
+    rng = random.Random(0)
+    for _ in range(50):
+        assert {"你", "好"} <= set(noisy("你好吗？", rng, WORDS))
+
+
+def test_fillers_at_the_start_are_left_to_the_evaluation():
+    # The evaluation's `filler` kind ("hey, how are you?") measures what training never showed.
+    rng = random.Random(0)
+    for _ in range(300):
+        for prompt in ("What is your name?", "I am here", "How are you?"):
+            out = noisy(prompt, rng, WORDS).lower()
+            assert not any(out.startswith(f"{f}, ") for f in FILLERS)
+
+
+def test_half_of_the_copies_change_their_final_punctuation():
+    copies = noisy_copies([PAIRS[0]] * 400, 1, seed=3, words=WORDS)
+    changed = sum(not c.prompt.rstrip().endswith("?") for c in copies)
+    assert 0.35 < changed / len(copies) < 0.7
+
+
+def test_short_prompts_keep_all_their_words():
+    rng = random.Random(0)
+    for _ in range(200):
+        out = noisy("are you sapient", rng, WORDS).lower()
+        assert len(out.split()) >= 3

@@ -1,0 +1,93 @@
+"""Whole replies scored by the model, and the Bot's reranking of generated and known replies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from chatbot.bot import Bot
+from chatbot.chat import explain
+from chatbot.config import RunConfig
+from chatbot.data import read_pairs
+from chatbot.numpy_ops import log_softmax
+from chatbot.rerank import mmi_scores, reply_logprobs
+from chatbot.retrieval import Memory
+from chatbot.rundir import CONFIG, MODEL, VOCAB
+from chatbot.vocab import Vocabulary
+from chatbot.weights import read_keras_weights
+
+pytestmark = pytest.mark.slow  # the tiny run trains once per session
+
+
+def step_by_step(engine, prompt, reply, eos) -> float:
+    logits, state = engine.start([prompt])
+    total = 0.0
+    for token in [*reply, eos]:
+        total += float(log_softmax(np.asarray(logits, dtype=np.float64))[0, token])
+        logits, state = engine.step(np.array([token]), state)
+    return total
+
+
+@pytest.fixture(scope="module")
+def bot(tiny_run, tiny_tsv) -> Bot:
+    """The tiny run with a memory of its pairs (as training writes memory.json)."""
+    return Bot(RunConfig.load(tiny_run / CONFIG), Vocabulary.load(tiny_run / VOCAB),
+               read_keras_weights(tiny_run / MODEL), Memory.build(read_pairs(tiny_tsv).pairs))
+
+
+def test_reply_logprobs_are_the_step_by_step_sums(bot):
+    vocab, engine = bot.vocab, bot.engine
+    prompt = vocab.encode(bot.prompt_tokens("how are you?"))
+    replies = [vocab.encode(bot.tokenizer.tokenize(t)) for t in
+               ("i am fine, thanks.", "hi there!", "再见，明天见。", "")]
+    got = reply_logprobs(engine, [prompt] * len(replies), replies, vocab.eos_id, batch_size=3)
+    expected = [step_by_step(engine, prompt, r, vocab.eos_id) for r in replies]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)  # float32, batched
+    sums, means = mmi_scores(engine, [prompt] * 4, replies, vocab.eos_id, weight=0.0)
+    np.testing.assert_allclose(sums, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(means, np.array(expected) / [len(r) + 1 for r in replies],
+                               rtol=1e-5, atol=1e-5)
+    # The anti-language model subtracts what the reply scores after an empty prompt.
+    _, mmi = mmi_scores(engine, [prompt] * 4, replies, vocab.eos_id, weight=0.5)
+    empty = [step_by_step(engine, [], r, vocab.eos_id) / (len(r) + 1) for r in replies]
+    np.testing.assert_allclose(mmi, means - 0.5 * np.array(empty), rtol=1e-5, atol=1e-5)
+
+
+def test_the_model_alone_misses_a_variant_that_the_memory_answers(bot):
+    bot.configure(retrieval=False)
+    alone = bot.reply_batch(["hey, how are you", "DO YOU LIKE TEA", "你好吗"])
+    bot.configure(retrieval=True)
+    hybrid = bot.reply_batch(["hey, how are you", "DO YOU LIKE TEA", "你好吗"])
+    assert [r.text for r in hybrid] == [
+        "i am fine, thanks.", "yes, 我喜欢茶.", "你好！很高兴认识你。"]
+    assert [r.text for r in alone] != [r.text for r in hybrid]  # the model alone misses one
+    assert not any(r.matches for r in alone)
+    assert hybrid[0].matches[0].prompt == "how are you?" and hybrid[0].source == "memory"
+
+
+def test_an_unknown_prompt_is_answered_by_generation_alone(bot):
+    reply = bot.reply("purple elephants dance quietly")
+    assert reply.matches == [] and reply.source == "model"
+    assert len(reply.candidates) == 1
+
+
+def test_why_names_the_known_prompt_and_the_candidates(bot):
+    reply = bot.reply("hey, how are you")
+    lines = explain(reply, bot)
+    assert "how are you?" in lines[0] and "similarity" in lines[0]
+    assert any(line.startswith("  known: 'how are you?'") for line in lines)
+    assert len([line for line in lines if line.startswith("  1. ")]) == 1
+
+
+def test_rerank_settings_are_checked(bot):
+    from chatbot.errors import ChatbotError
+
+    for name, value in [("mmi", -1.0), ("retrieval_min_similarity", 1.5),
+                        ("retrieval_weight", -0.1), ("retrieval_k", 0)]:
+        with pytest.raises(ChatbotError, match=name):
+            bot.configure(**{name: value})
+    bot.set("similarity", "0.9")
+    assert bot.decode.retrieval_min_similarity == 0.9
+    bot.set("retrieval", "off")
+    assert not bot.decode.retrieval
+    bot.configure(retrieval=True, retrieval_min_similarity=0.5)

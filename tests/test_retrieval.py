@@ -1,0 +1,67 @@
+"""The memory of training pairs: character n-gram TF-IDF search, saved as memory.json."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatbot.data import Pair
+from chatbot.errors import ChatbotError
+from chatbot.retrieval import Memory, normalize
+
+PAIRS = [Pair(p, r, line) for line, (p, r) in enumerate([
+    ("How are you?", "I am doing well."), ("How are you?", "Fine, thanks."),
+    ("What is your name?", "I am a bot."), ("Tell me a joke", "Why not."),
+    ("你好吗？", "我很好。"), ("How old are you?", "Young.")], start=1)]
+
+
+@pytest.fixture(scope="module")
+def memory() -> Memory:
+    return Memory.build(PAIRS)
+
+
+def test_one_entry_per_prompt_with_its_replies_in_order(memory):
+    assert memory.prompts == ["How are you?", "What is your name?", "Tell me a joke", "你好吗？",
+                              "How old are you?"]
+    assert memory.replies[0] == ("I am doing well.", "Fine, thanks.")
+
+
+def test_a_known_prompt_finds_itself_with_similarity_one(memory):
+    for prompt in memory.prompts:
+        best = memory.search(prompt, k=1)[0]
+        assert best.prompt == prompt and best.similarity == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("typed, known", [
+    ("how are you", "How are you?"), ("HOW ARE YOU!", "How are you?"),
+    ("hey, how are you?", "How are you?"), ("how aer you?", "How are you?"),
+    ("what's your name", "What is your name?"), ("你好吗?", "你好吗？"), ("你好吗", "你好吗？"),
+    ("tell me a joke please", "Tell me a joke"),
+])
+def test_typing_variants_find_their_prompt_first(memory, typed, known):
+    best = memory.search(typed, k=3)
+    assert best[0].prompt == known
+    assert best[0].similarity > 0.5
+    assert [m.similarity for m in best] == sorted((m.similarity for m in best), reverse=True)
+
+
+def test_unknown_text_is_far_from_everything(memory):
+    assert memory.search("purple elephants dance quietly", k=3, min_similarity=0.3) == []
+    assert memory.search("", k=3) == []
+
+
+def test_normalize_folds_width_case_and_spaces():
+    assert normalize("  How   ARE\tyou？") == " how are you? "
+
+
+def test_memory_json_round_trip(memory, tmp_path):
+    (tmp_path / "memory.json").write_text(memory.to_json(), encoding="utf-8")
+    loaded = Memory.load(tmp_path / "memory.json")
+    assert loaded.prompts == memory.prompts and loaded.replies == memory.replies
+    assert loaded.search("how are you", 1) == memory.search("how are you", 1)
+
+
+@pytest.mark.parametrize("content", ["", "[1, 2]", '{"entries": [{"prompt": "a"}]}'])
+def test_a_damaged_memory_json_is_named(tmp_path, content):
+    (tmp_path / "memory.json").write_text(content, encoding="utf-8")
+    with pytest.raises(ChatbotError, match="memory.json: not a readable memory"):
+        Memory.load(tmp_path / "memory.json")
