@@ -84,10 +84,24 @@ def main() -> None:
             for name, rows in sets.items()}})
     alone = {name: answered(replies[name], [r for _, r in rows], 0.0, 1.01)
              for name, rows in sets.items()}
-    best = max(grid, key=lambda g: (g["variants_seed_1"] + g["exact"], g["validation"]))
-    write_results(args.out, {"tuning_seed": TUNING_SEED, "model": args.model,
-                             "model_alone": alone, "best": best, "grid": grid})
-    print(f"model alone: {alone}\nbest: {best}")
+    chosen = choose_setting(grid)
+    write_results(args.out, {"tuning_seed": TUNING_SEED, "model": args.model, "rule": RULE,
+                             "model_alone": alone, "chosen": chosen, "grid": grid})
+    print(f"model alone: {alone}\nchosen: {chosen}")
+
+
+TOLERANCE = 0.005
+RULE = (f"the least retrieval that comes within {TOLERANCE} of the best answer rate (variants + "
+        "exact): the smallest weight, then the highest minimum similarity, so that the model's "
+        "own scores decide as much as they can")
+
+
+def choose_setting(grid: list[dict]) -> dict:
+    def rate(g: dict) -> float:
+        return g["variants_seed_1"] + g["exact"]
+    best = max(rate(g) for g in grid)
+    near = [g for g in grid if rate(g) >= best - TOLERANCE]
+    return min(near, key=lambda g: (g["retrieval_weight"], -g["retrieval_min_similarity"]))
 
 
 if __name__ == "__main__":
