@@ -137,6 +137,9 @@ DECODE_FLAGS = [
     ("--min-len", "min_len", int, "at least this many reply tokens"),
     ("--max-len", "max_len", int, "at most this many reply tokens"),
     ("--seed", "seed", int, "seed for reproducible sampling"),
+    ("--mmi", "mmi", float, "rerank candidates by MMI with this anti-language-model weight"),
+    ("--retrieval", "retrieval", str, "on or off: let the replies of similar known prompts "
+     "compete (greedy and beam)"),
 ]
 
 

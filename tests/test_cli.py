@@ -188,6 +188,17 @@ def test_attention_command_refuses_a_model_without_attention(tiny_runs, tmp_path
 
 
 @pytest.mark.slow
+def test_rerank_flags_reach_the_bot(tiny_run):
+    from chatbot.cli import _load_bot, build_parser
+
+    bot = _load_bot(build_parser().parse_args(
+        ["reply", "--model", str(tiny_run), "--retrieval", "off", "--mmi", "0.5", "hi"]))
+    assert (bot.decode.retrieval, bot.decode.mmi) == (False, 0.5)
+    bad = run("reply", "--model", str(tiny_run), "--retrieval", "maybe", "hello")
+    assert bad.returncode == 1 and b"retrieval expects on or off" in bad.stderr
+
+
+@pytest.mark.slow
 def test_min_len_may_exceed_the_saved_max_len_when_max_len_comes_too(tiny_run, capsys):
     from chatbot.cli import main
 
