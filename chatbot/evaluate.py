@@ -25,12 +25,10 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
-import numpy as np
-
 from chatbot.bot import Bot, Reply
 from chatbot.data import Pair
 from chatbot.errors import ChatbotError
-from chatbot.numpy_ops import log_softmax
+from chatbot.rerank import teacher_forced_rows
 from chatbot.variants import KINDS, prompt_rng, typing_variants
 from chatbot.vocab import UNK
 
@@ -77,22 +75,8 @@ def teacher_forced(bot: Bot, pairs: Sequence[Pair], batch_size: int = 256) -> di
 def _score_batch(engine, prompts: list[list[int]], targets: list[list[int]]
                  ) -> tuple[int, float, int]:
     """(correct arg-max predictions, summed cross-entropy, scored tokens) of one batch."""
-    lengths = np.array([len(t) for t in targets])
-    padded = np.zeros((len(targets), lengths.max()), dtype=np.int64)  # (batch, reply + <EOS>)
-    for row, t in enumerate(targets):
-        padded[row, : len(t)] = t
-    correct, nll = 0, 0.0
-    logits, state = engine.start(prompts)  # (batch, vocab): the first reply token
-    for t in range(padded.shape[1]):
-        live = np.flatnonzero(lengths > t)  # rows whose reply is not over; others are ignored
-        logprobs = log_softmax(np.asarray(logits, dtype=np.float64)[live])
-        target = padded[live, t]
-        correct += int((logprobs.argmax(axis=-1) == target).sum())
-        nll -= float(logprobs[np.arange(len(live)), target].sum())
-        if t + 1 < padded.shape[1]:
-            # The true token is the next input; ended rows are fed <PAD> and never read again.
-            logits, state = engine.step(padded[:, t], state)
-    return correct, nll, int(lengths.sum())
+    logprobs, hits = teacher_forced_rows(engine, prompts, targets)
+    return int(hits.sum()), -float(logprobs.sum()), sum(len(t) for t in targets)
 
 
 # -- generation -------------------------------------------------------------------------------

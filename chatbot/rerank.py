@@ -39,26 +39,35 @@ def reply_logprobs(engine: Engine, prompts: Sequence[Sequence[int]],
     total = np.zeros(len(replies))
     for start in range(0, len(order), batch_size):
         rows = order[start: start + batch_size]
-        total[rows] = _batch_logprobs(engine, [prompts[i] for i in rows],
-                                      [replies[i] for i in rows], eos_id)
+        total[rows] = teacher_forced_rows(engine, [prompts[i] for i in rows],
+                                          [[*replies[i], eos_id] for i in rows])[0]
     return total
 
 
-def _batch_logprobs(engine: Engine, prompts: Sequence[Sequence[int]],
-                    replies: Sequence[Sequence[int]], eos_id: int) -> np.ndarray:
-    targets = [[*r, eos_id] for r in replies]
+def teacher_forced_rows(engine: Engine, prompts: Sequence[Sequence[int]],
+                        targets: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """One batch through the engine with the true targets fed back (teacher forcing): per row,
+    the summed log-probability of its targets and how many were the arg-max, (rows,) each.
+
+    Each row's prompt is read once; then every row is fed its own targets token by token, and
+    rows whose targets have ended are fed <PAD> and no longer counted. `chatbot.evaluate`
+    scores pairs with it too, so replies are judged as training's accuracy judges them.
+    """
     lengths = np.array([len(t) for t in targets])
-    padded = np.zeros((len(targets), lengths.max()), dtype=np.int64)  # (batch, reply + <EOS>)
+    padded = np.zeros((len(targets), lengths.max()), dtype=np.int64)  # (batch, longest target)
     for row, t in enumerate(targets):
         padded[row, : len(t)] = t
-    total = np.zeros(len(targets))
+    total, hits = np.zeros(len(targets)), np.zeros(len(targets), dtype=np.int64)
     logits, state = engine.start([list(p) for p in prompts])
+    rows = np.arange(len(targets))
     for t in range(padded.shape[1]):
+        live = lengths > t
         logprobs = log_softmax(np.asarray(logits, dtype=np.float64))
-        total += np.where(lengths > t, logprobs[np.arange(len(targets)), padded[:, t]], 0.0)
+        total += np.where(live, logprobs[rows, padded[:, t]], 0.0)
+        hits += live & (logprobs.argmax(axis=-1) == padded[:, t])
         if t + 1 < padded.shape[1]:
             logits, state = engine.step(padded[:, t], state)  # ended rows read <PAD>, ignored
-    return total
+    return total, hits
 
 
 def mmi_scores(engine: Engine, prompts: Sequence[Sequence[int]],

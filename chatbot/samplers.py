@@ -42,6 +42,16 @@ class Candidate:
 LOOP_NGRAM = 3  # the n-gram size loop_guard counts
 
 
+def _continuations(reply: Sequence[int], n: int) -> list[int]:
+    """The token that followed each earlier occurrence of the reply's last n-1 tokens: the
+    tokens that would complete an n-gram the reply already has (one entry per occurrence)."""
+    if len(reply) < n - 1:
+        return []
+    prefix = list(reply[len(reply) - n + 1:])  # the last n-1 tokens; empty when n == 1
+    return [reply[i + n - 1] for i in range(len(reply) - n + 1)
+            if list(reply[i:i + n - 1]) == prefix]
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
@@ -148,12 +158,7 @@ class Sampler:
 
     def repeats(self, reply: Sequence[int]) -> list[int]:
         """Tokens that would complete an n-gram already in `reply` (n = no_repeat_ngram)."""
-        n = self.no_repeat_ngram
-        if n == 0 or len(reply) < n - 1:
-            return []
-        prefix = list(reply[len(reply) - n + 1:])  # the last n-1 tokens; empty when n == 1
-        return [reply[i + n - 1] for i in range(len(reply) - n + 1)
-                if list(reply[i:i + n - 1]) == prefix]
+        return _continuations(reply, self.no_repeat_ngram) if self.no_repeat_ngram else []
 
     def loops(self, reply: Sequence[int]) -> list[int]:
         """Tokens that would make a LOOP_NGRAM-gram occur more than `loop_guard` times.
@@ -162,13 +167,10 @@ class Sampler:
         the truth ...") until max_len: unlike no_repeat_ngram, it lets a phrase come back a
         few times, as it does in a few training replies, but not without end.
         """
-        n, limit = LOOP_NGRAM, self.loop_guard
-        if limit == 0 or len(reply) < n - 1:
+        if not self.loop_guard:
             return []
-        prefix = list(reply[len(reply) - n + 1:])
-        seen = Counter(reply[i + n - 1] for i in range(len(reply) - n + 1)
-                       if list(reply[i:i + n - 1]) == prefix)
-        return [token for token, count in seen.items() if count >= limit]
+        seen = Counter(_continuations(reply, LOOP_NGRAM))
+        return [token for token, count in seen.items() if count >= self.loop_guard]
 
     def next_tokens(self, logprobs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The next token of every row, (rows, vocab) -> (rows,). Strategies override this."""
