@@ -8,7 +8,7 @@ TRAIN_FLAGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: install data train retrain chat plot test test-fast lint bench bench-decode bench-train \
-        bench-quality clean
+        bench-quality bench-transformer bench-importers bench-context bench-serve clean
 
 install: $(BIN)/chatbot
 $(BIN)/chatbot: pyproject.toml
@@ -65,6 +65,35 @@ bench-train: $(BIN)/chatbot $(DATA)
 # (skipped with a message when ../shared/data/fra-eng.tsv is missing).
 bench-quality: $(MODEL)/model.keras
 	$(BIN)/python bench/quality.py --model $(MODEL) --data $(DATA) -o bench/quality.json
+
+# The transformer against the lstm, in one run: quality at equal training time (2 minutes per
+# model and dataset, `--minutes M` to change it) on the default corpus and on English-French
+# pairs (skipped with a message when ../shared/data/fra-eng.tsv is missing), training speed of
+# our loop against a keras-io style fit(), and decoding speed; about 30 minutes on 2 CPU cores,
+# a third of it chatbot train's own evaluation of each run. Runs go to bench/.work/transformer/.
+bench-transformer: $(BIN)/chatbot $(DATA)
+	$(BIN)/python bench/transformer.py -o bench/transformer.json
+
+# The corpus importers on synthetic corpora of the real ones' sizes (Cornell Movie-Dialogs,
+# DailyDialog, a turns text), generated in a temporary folder: time and peak memory, and
+# whether the Cornell import streams; about a minute on 2 CPU cores.
+bench-importers: $(BIN)/chatbot
+	$(BIN)/python bench/importers.py -o bench/importers.json
+
+# Whether --context-turns is used and what it costs: context accuracy on synthetic pet
+# conversations (English and Chinese, held-out name/animal combinations, lstm and transformer,
+# N = 2 against N = 1), seconds per training epoch against the code before the feature
+# (commit cebcfdb, read with git archive), and reply latency at N = 4 against N = 1 on the default
+# corpus as conversations; about 15 minutes on 2 CPU cores. Runs go to a temporary folder.
+bench-context: $(BIN)/chatbot $(DATA)
+	$(BIN)/python bench/context.py -o bench/context.json
+
+# `chatbot serve` measured from client threads: latency and time to the first streamed token at
+# concurrency 1, replies per second at 1 and 16, errors, and the server's memory over 10,000
+# requests. Serves models/default when it has finished training, else a run it trains once in
+# bench/.work/serve (2 minutes); about 10 minutes on 2 CPU cores.
+bench-serve: $(BIN)/chatbot $(DATA)
+	$(BIN)/python bench/serve.py -o bench/serve.json
 
 lint: $(BIN)/chatbot
 	$(BIN)/ruff check chatbot tests bench

@@ -8,8 +8,9 @@ from collections.abc import Callable, Sequence
 import keras
 import numpy as np
 
+from chatbot.context import context_tokens
 from chatbot.data import Pair
-from chatbot.text import Tokenizer
+from chatbot.text import TextTokenizer
 from chatbot.vocab import Vocabulary
 
 Example = tuple[tuple[list[int], ...], list[int]]  # (input sequences, target sequence)
@@ -17,18 +18,23 @@ EncodeFn = Callable[[Sequence[int], Sequence[int], Vocabulary], Example]
 
 
 def encode_pairs(
-    pairs: Sequence[Pair], tokenizer: Tokenizer, vocab: Vocabulary, max_len: int,
-    encode_example: EncodeFn,
-) -> tuple[list[Example], int]:
-    """Examples for an architecture's `encode_example`, and how many sides were truncated."""
-    examples, truncated = [], 0
+    pairs: Sequence[Pair], tokenizer: TextTokenizer, vocab: Vocabulary, max_len: int,
+    encode_example: EncodeFn, context_turns: int = 1,
+) -> tuple[list[Example], int, int]:
+    """Examples for an architecture's `encode_example`, how many sides (prompts or replies)
+    were truncated to max_len, and how many contexts were cut to fit (chatbot.context: with
+    `context_turns` above 1 the prompt is the conversation's last turns, joined by <TURN>)."""
+    if context_turns > 1 and vocab.turn_id is None:
+        raise ValueError("a context model's vocabulary must hold <TURN>")
+    examples, truncated, cut = [], 0, 0
     for pair in pairs:
-        prompt, reply = tokenizer.tokenize(pair.prompt), tokenizer.tokenize(pair.reply)
-        truncated += (len(prompt) > max_len) + (len(reply) > max_len)
-        examples.append(
-            encode_example(vocab.encode(prompt[:max_len]), vocab.encode(reply[:max_len]), vocab)
-        )
-    return examples, truncated
+        prompt, shortened = context_tokens([*pair.context, pair.prompt], tokenizer, max_len,
+                                           context_turns)
+        reply = tokenizer.tokenize(pair.reply)
+        truncated += (len(tokenizer.tokenize(pair.prompt)) > max_len) + (len(reply) > max_len)
+        cut += shortened
+        examples.append(encode_example(vocab.encode(prompt), vocab.encode(reply[:max_len]), vocab))
+    return examples, truncated, cut
 
 
 class Batches:

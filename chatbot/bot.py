@@ -5,6 +5,10 @@
     print(bot.reply("hello").text)
     bot.set("beam", "5")              # decoding settings can change at any time
     print(bot.reply("hello").candidates)
+    bot.reply([{"role": "user", "content": "I have a dog."},      # a conversation: a model
+               {"role": "assistant", "content": "What is its name?"},  # trained with
+               {"role": "user", "content": "Rex."}])                  # --context-turns N > 1
+                                                                      # reads its last N turns
 
 Decoding runs in NumPy from the saved weights, so loading takes well under a second and needs
 no TensorFlow.
@@ -20,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from chatbot.config import DECODE_STRATEGIES, DecodeConfig, RunConfig
+from chatbot.context import context_key, context_tokens
+from chatbot.dialogue import Message, parse_messages
 from chatbot.errors import ChatbotError
 from chatbot.models import ARCHS, arch_module
 from chatbot.models.base import Engine, Weights, check_weights
@@ -27,11 +33,14 @@ from chatbot.rerank import mmi_scores
 from chatbot.retrieval import Match, Memory
 from chatbot.rundir import CONFIG, MEMORY, MODEL, VOCAB, check_run_dir
 from chatbot.samplers import Sampler, get_sampler
-from chatbot.text import Tokenizer
-from chatbot.vocab import Vocabulary
+from chatbot.text import TextTokenizer, load_tokenizer
+from chatbot.vocab import EOS, SEP, SOS, TURN, Vocabulary
 from chatbot.weights import read_keras_weights
 
 RERANKED = ("greedy", "beam")  # the strategies whose candidates the memory may join
+# What a bot answers: a prompt, or a conversation whose last turn is the user's (Message
+# objects, {"role", "content"} dicts as chat JSONL holds them, or the turns' texts in order).
+Prompt = str | Sequence[Message | dict | str]
 
 
 @dataclass(frozen=True)
@@ -48,7 +57,8 @@ class Candidate:
 class Reply:
     text: str  # the best reply, detokenized
     tokens: list[str]  # its tokens
-    unknown: list[str]  # prompt tokens not in the vocabulary (read as <UNK>)
+    unknown: list[str]  # prompt tokens not in the vocabulary (read as <UNK>); only words can
+    # be: every piece of a sentencepiece model, bytes included, is in its run's vocabulary
     candidates: list[Candidate]  # best first; more than one with beam search and nbest > 1,
     # or when the memory added known replies
     matches: list[Match] = dataclasses.field(default_factory=list)  # similar known prompts
@@ -60,14 +70,26 @@ class Reply:
 
 @dataclass(frozen=True)
 class AttentionMap:
-    prompt: list[str]  # prompt tokens (columns)
-    reply: list[str]  # reply tokens and <EOS> (rows)
-    weights: np.ndarray  # (len(reply), len(prompt)); each row sums to 1
+    """Where a model looked while it wrote a reply (`Bot.attention`); every row sums to 1.
+
+    The decoder's attention over the prompt (arch attention): `weights` is (len(reply),
+    len(prompt)), a row per reply token and the final <EOS>, a column per prompt token.
+    Self-attention (arch transformer): `weights` is (layers, heads, len(tokens), len(tokens)),
+    every head's softmax(QKᵀ/√d_k) over the sequence the model read, a row per query position
+    and a column per key position; causal, so above the diagonal it is 0.
+    """
+
+    prompt: list[str]  # prompt tokens
+    reply: list[str]  # reply tokens and <EOS>
+    weights: np.ndarray
+    tokens: list[str] = dataclasses.field(default_factory=list)  # self-attention only:
+    # `<SOS> prompt <SEP> reply`, the labels of both axes (the last reply token's row predicted
+    # <EOS>); [] for the decoder's attention
 
 
 class Bot:
     def __init__(self, config: RunConfig, vocab: Vocabulary, weights: Weights,
-                 memory: Memory | None = None):
+                 memory: Memory | None = None, tokenizer: TextTokenizer | None = None):
         if config.model.arch not in ARCHS:
             raise ChatbotError(
                 f"config.json names the architecture {config.model.arch!r}, which this chatbot "
@@ -76,9 +98,20 @@ class Bot:
         # Files from different runs are refused here with a message; past this check an
         # error is a bug, and shows as one.
         check_weights(config.model, vocab, weights)
+        # None: the word tokenizer (a sentencepiece one comes from the run directory).
+        tokenizer = tokenizer or load_tokenizer(config.text)
+        missing = vocab.unknown(getattr(tokenizer, "pieces", ()))
+        if missing:
+            raise ChatbotError(
+                f"vocab.json lacks {len(missing)} pieces of the sentencepiece model (such as "
+                f"{missing[0]!r}): the files are from different runs; retrain the model")
+        if config.data.context_turns > 1 and vocab.turn_id is None:
+            raise ChatbotError(f"config.json reads {config.data.context_turns} turns, but "
+                               f"vocab.json has no {TURN}: the files are from different runs; "
+                               "retrain the model")
         self.config = config
         self.vocab = vocab
-        self.tokenizer = Tokenizer(lowercase=config.text.lowercase)
+        self.tokenizer = tokenizer
         self.engine: Engine = arch_module(config.model.arch).Engine(weights, config.model, vocab)
         self.memory = memory  # the training pairs, for retrieval; None: generation only
         self.decode = dataclasses.replace(config.decode)
@@ -89,10 +122,11 @@ class Bot:
         run_dir = check_run_dir(run_dir)
         config = RunConfig.load(run_dir / CONFIG)
         vocab = Vocabulary.load(run_dir / VOCAB)
+        tokenizer = load_tokenizer(config.text, run_dir)
         # Runs trained before the memory existed have none: they reply by generation alone.
         memory = Memory.load(run_dir / MEMORY) if (run_dir / MEMORY).exists() else None
         try:
-            return cls(config, vocab, read_keras_weights(run_dir / MODEL), memory)
+            return cls(config, vocab, read_keras_weights(run_dir / MODEL), memory, tokenizer)
         except ChatbotError as exc:
             raise ChatbotError(f"{run_dir}: {exc}") from None
 
@@ -110,11 +144,14 @@ class Bot:
 
     # -- replies ----------------------------------------------------------------------------
 
-    def reply(self, text: str) -> Reply:
-        return self.reply_batch([text])[0]
+    def reply(self, prompt: Prompt) -> Reply:
+        """The reply to a prompt, or to a conversation's last user turn (see `Prompt`)."""
+        return self.reply_batch([prompt])[0]
 
-    def reply_batch(self, texts: Sequence[str]) -> list[Reply]:
-        """Replies to many prompts at once; an empty prompt gets an empty reply.
+    def reply_batch(self, prompts: Sequence[Prompt]) -> list[Reply]:
+        """Replies to many prompts (or conversations) at once; an empty prompt gets an empty
+        reply. A model trained with --context-turns N reads a conversation's last N turns
+        (chatbot.context), unless the `context` setting is off; others read its last turn.
 
         The sampler proposes candidates (one, or beam search's n-best). With `retrieval` on
         and a greedy or beam strategy (sampling asks for variety), the replies of the known
@@ -128,7 +165,9 @@ class Bot:
 
         and the best is the reply. Otherwise candidates keep the sampler's order and scores.
         """
-        tokenized = [self.prompt_tokens(t) for t in texts]
+        turns = [self.turns(p) for p in prompts]
+        texts = [context_key(t, self.context_turns) for t in turns]  # what retrieval compares
+        tokenized = [self.prompt_tokens(t) for t in turns]
         rows = [i for i, toks in enumerate(tokenized) if toks]
         prompts = {i: self.vocab.encode(tokenized[i]) for i in rows}
         found = self._sampler(
@@ -154,6 +193,8 @@ class Bot:
         # Sampling asks for variety: a known reply with its bonus would win nearly every time.
         if not (self.decode.retrieval and self.memory) or self.decode.strategy not in RERANKED:
             return []
+        if self.context_turns != self.config.data.context_turns:
+            return []  # context off: the memory's keys hold turns the bot is not reading
         return self.memory.search(text, self.decode.retrieval_k,
                                   self.decode.retrieval_min_similarity)
 
@@ -190,27 +231,72 @@ class Bot:
                 score + self.decode.retrieval_weight * similarity)))
         return [sorted(r, key=lambda c: c.score, reverse=True) for r in ranked]
 
-    def prompt_tokens(self, text: str) -> list[str]:
-        """The tokens the model reads for `text` (truncated to max_len, as in training)."""
-        return self.tokenizer.tokenize(text)[: self.config.data.max_len]
+    @property
+    def context_turns(self) -> int:
+        """The turns the model reads before a reply: its training setting, or 1 with the
+        `context` setting off."""
+        return self.config.data.context_turns if self.decode.context else 1
+
+    def turns(self, prompt: Prompt) -> list[str]:
+        """A prompt's turns, oldest first, system turns left out; ChatbotError if the last
+        turn is not the user's or a message is malformed."""
+        if isinstance(prompt, str):
+            return [prompt]
+        if not prompt:
+            raise ChatbotError("a conversation needs at least one user message")
+        if all(isinstance(m, str) for m in prompt):
+            return list(prompt)
+        # Message objects are taken as they are (the REPL's may hold what a terminal could not
+        # decode); dicts, as chat JSONL holds them, are checked as the loader checks them.
+        messages = (list(prompt) if all(isinstance(m, Message) for m in prompt)
+                    else parse_messages(list(prompt)))
+        if isinstance(messages, str):
+            raise ChatbotError(f"bad conversation: {messages}")
+        said = [m for m in messages if m.role != "system"]
+        if not said or said[-1].role != "user":
+            raise ChatbotError("the last message of a conversation to reply to must be the "
+                               "user's")
+        return [m.content for m in said]
+
+    def prompt_tokens(self, prompt: Prompt) -> list[str]:
+        """The tokens the model reads for a prompt, as in training: truncated to max_len, and
+        for a context model joined with the turns before it (chatbot.context)."""
+        turns = self.turns(prompt)
+        return context_tokens(turns, self.tokenizer, self.config.data.max_len,
+                              self.context_turns)[0]
 
     def attention(self, text: str, reply_tokens: Sequence[str]) -> AttentionMap:
-        """Where each reply token (and the final <EOS>) looked in the prompt."""
+        """Where the model looked while it wrote `reply_tokens` for `text`: each reply token
+        (and the final <EOS>) over the prompt, or, for a model that reads the whole sequence
+        at once (the transformer), every layer's and head's self-attention (see AttentionMap)."""
         prompt = self.prompt_tokens(text)
         if not prompt:
             raise ChatbotError("attention needs a non-empty prompt")
+        if hasattr(self.engine, "forward"):  # Engine.forward(ids, record=True): self-attention
+            return self._self_attention(prompt, reply_tokens)
         ids = self.vocab.encode(reply_tokens)
         _, state = self.engine.start([self.vocab.encode(prompt)])
         if not isinstance(state, dict) or "attention" not in state:
             raise ChatbotError(
                 f"this model ({self.config.model.arch}) has no attention; train one with "
-                "'chatbot train --arch attention'"
+                "'chatbot train --arch attention' or '--arch transformer'"
             )
         rows = [state["attention"][0, : len(prompt)]]
         for token in ids:
             _, state = self.engine.step(np.array([token]), state)
             rows.append(state["attention"][0, : len(prompt)])
-        return AttentionMap(list(prompt), [*reply_tokens, "<EOS>"], np.stack(rows))
+        return AttentionMap(list(prompt), [*reply_tokens, EOS], np.stack(rows))
+
+    def _self_attention(self, prompt: list[str], reply_tokens: Sequence[str]) -> AttentionMap:
+        """Every block's and head's attention over `<SOS> prompt <SEP> reply`, in one pass."""
+        (read,) = self.engine.sequences([self.vocab.encode(prompt)])  # <SOS> prompt <SEP>
+        prompt = prompt[len(prompt) - (len(read) - 2):]  # as the engine kept it
+        # A reply that reached max_positions ended there: its last token was never read.
+        ids = [*read, *self.vocab.encode(reply_tokens)][: self.engine.max_positions]
+        _, attentions = self.engine.forward(np.array([ids]), record=True)
+        weights = np.stack([a[0] for a in attentions])  # (layers, heads, time, time)
+        tokens = [SOS, *prompt, SEP, *reply_tokens][: len(ids)]
+        return AttentionMap(prompt, [*reply_tokens, EOS], weights, tokens)
 
     def _candidate(self, found) -> Candidate:
         tokens = self.vocab.decode(found.tokens)
@@ -270,6 +356,7 @@ _SETTINGS = {
     "retrieval_k": ("retrieval_k", int),
     "similarity": ("retrieval_min_similarity", float),
     "retrieval_weight": ("retrieval_weight", float),
+    "context": ("context", bool),
 }
 SETTING_NAMES = tuple(_SETTINGS)
 

@@ -27,6 +27,7 @@ import numpy as np
 from chatbot import rundir
 from chatbot.bot import Bot
 from chatbot.config import MONITORS, RunConfig, higher_is_better
+from chatbot.text import TextTokenizer
 from chatbot.vocab import Vocabulary
 from chatbot.weights import model_weights
 
@@ -111,6 +112,30 @@ class EarlyStopping(keras.callbacks.Callback):
     def restore(self, state: dict[str, Any]) -> None:
         self.best, self.best_epoch = state["best"], int(state["best_epoch"])
         self.wait, self.stopped_epoch = int(state["wait"]), int(state["stopped_epoch"])
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training after the first epoch that ends `minutes` after this process began
+    training: a run given the same budget on the same machine gets the same wall-clock time,
+    whatever its architecture. A resumed run gets the budget anew."""
+
+    name = "time_budget"
+
+    def __init__(self, minutes: float):
+        super().__init__()
+        if not isinstance(minutes, (int, float)) or isinstance(minutes, bool) or minutes <= 0:
+            raise ValueError(f"minutes must be a number above 0; received {minutes!r}")
+        self.seconds = 60.0 * minutes
+        self.started = 0.0
+        self.stopped_epoch = 0  # 1-based epoch after which it stopped training; 0 if it did not
+
+    def on_train_begin(self, logs=None) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        if time.perf_counter() - self.started >= self.seconds:
+            self.stopped_epoch = epoch + 1
+            self.model.stop_training = True
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
@@ -244,13 +269,15 @@ class EpochReport(keras.callbacks.Callback):
     """After each epoch: throughput, and the replies to a few training prompts."""
 
     def __init__(self, config: RunConfig, vocab: Vocabulary, probes: list[str],
-                 tokens_per_epoch: int, pairs_per_epoch: int, log: Log):
+                 tokens_per_epoch: int, pairs_per_epoch: int, log: Log,
+                 tokenizer: TextTokenizer | None = None):
         super().__init__()
         if tokens_per_epoch < 1 or pairs_per_epoch < 1:
             raise ValueError(f"an epoch needs pairs and scored tokens; received "
                              f"{pairs_per_epoch} pairs and {tokens_per_epoch} tokens")
         self.config, self.vocab, self.probes, self.log = config, vocab, probes, log
         self.tokens, self.pairs = tokens_per_epoch, pairs_per_epoch
+        self.tokenizer = tokenizer  # the run's; None: the word tokenizer of config.text
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self.started = time.perf_counter()
@@ -260,6 +287,7 @@ class EpochReport(keras.callbacks.Callback):
         self.log(f"  {self.pairs / seconds:,.0f} pairs/s, {self.tokens / seconds:,.0f} "
                  "scored tokens/s (validation included)")
         if self.probes:
-            bot = Bot(self.config, self.vocab, model_weights(self.model))
+            bot = Bot(self.config, self.vocab, model_weights(self.model),
+                      tokenizer=self.tokenizer)
             for prompt, reply in zip(self.probes, bot.reply_batch(self.probes)):
                 self.log(f"  {prompt!r} -> {reply.text!r}")

@@ -1,5 +1,9 @@
 """The terminal REPL: type a prompt, read the reply. Ctrl-C clears the line, Ctrl-D leaves.
 
+The REPL carries the conversation: a model trained with --context-turns N reads the last N
+turns before each reply (chatbot.context); /reset starts a new conversation, /history shows
+what the model reads, /save FILE appends the conversation to a chat JSONL file.
+
 Input and output are passed in (as in prompt-toolkit's own tests), so a test drives a real
 session through pipe input; `write` receives every line the REPL prints.
 """
@@ -12,6 +16,7 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.history import History, InMemoryHistory
 
 from chatbot.bot import SETTING_NAMES, Bot, Reply
+from chatbot.dialogue import Message, to_json_line
 from chatbot.errors import ChatbotError
 
 HELP = f"""\
@@ -22,7 +27,11 @@ Type a message and press Enter to get a reply.
   /nbest N          show the N best candidates with their log-probabilities (beam search)
   /why              where the last reply came from: generated, or the reply of a known
                     prompt (named, with its similarity), and the candidates' scores
-  /attention [FILE] save a heatmap of the last reply's attention (default attention.png)
+  /attention [FILE] save a heatmap of the last reply's attention, or a grid of every layer's
+                    and head's self-attention for a transformer (default attention.png)
+  /history          the conversation so far, and the turns the model reads of it
+  /reset            start a new conversation
+  /save FILE        append the conversation to FILE as a line of chat JSONL
   /help             this help
   /quit             leave (Ctrl-D also leaves; Ctrl-C clears the line)"""
 
@@ -45,7 +54,9 @@ def describe(bot: Bot) -> str:
             f"{d.no_repeat_ngram}, loop_guard {d.loop_guard}, allow_unk "
             f"{'on' if d.allow_unk else 'off'}, seed {d.seed}; "
             f"mmi {d.mmi}, retrieval {'on' if d.retrieval else 'off'} (k {d.retrieval_k}, "
-            f"similarity {d.retrieval_min_similarity}, weight {d.retrieval_weight})")
+            f"similarity {d.retrieval_min_similarity}, weight {d.retrieval_weight}); context "
+            f"{bot.context_turns} turn{'s' if bot.context_turns > 1 else ''}"
+            + ("" if d.context else " (off)"))
 
 
 def explain(reply: Reply, bot: Bot) -> list[str]:
@@ -79,9 +90,12 @@ def explain(reply: Reply, bot: Bot) -> list[str]:
 class Repl:
     def __init__(self, bot: Bot, write: Callable[[str], None]):
         self.bot, self.write = bot, write
-        self.last: tuple[str, Reply] | None = None
+        self.last: tuple[list[Message], Reply] | None = None
+        self.messages: list[Message] = []  # the conversation so far
+        self.read: list[str] = []  # the tokens the model read for the last reply
         self.commands = {"/help": self.help, "/set": self.set, "/show": self.show,
-                         "/nbest": self.nbest, "/why": self.why, "/attention": self.attention}
+                         "/nbest": self.nbest, "/why": self.why, "/attention": self.attention,
+                         "/history": self.history, "/reset": self.reset, "/save": self.save}
 
     def handle(self, text: str) -> bool:
         """Handles one input line; False means leave."""
@@ -107,8 +121,13 @@ class Repl:
         return True
 
     def answer(self, text: str) -> None:
-        reply = self.bot.reply(text)
-        self.last = (text, reply)
+        asked = [*self.messages, Message("user", " ".join(text.split()))]
+        reply = self.bot.reply(asked)
+        self.last = (asked, reply)
+        self.read = self.bot.prompt_tokens(asked)  # what the model read, for /history
+        # A turn the bot could not answer stays out: the next prompt starts from the last reply.
+        if reply.text:
+            self.messages = [*asked, Message("assistant", reply.text)]
         if reply.unknown:
             self.write(f"(not in my vocabulary: {', '.join(map(printable, reply.unknown))})")
         self.write(f"bot> {reply.text}" if reply.text else "bot> (no reply)")
@@ -118,6 +137,35 @@ class Repl:
 
     def help(self) -> None:
         self.write(HELP)
+
+    def history(self) -> None:
+        if not self.messages:
+            self.write("no conversation yet: say something first")
+            return
+        for m in self.messages:
+            self.write(f"{'you' if m.role == 'user' else 'bot'}> {m.content}")
+        turns = self.bot.context_turns
+        self.write("the model reads each prompt alone (trained with --context-turns 1, or "
+                   "'/set context off'); it read for its last reply:" if turns == 1 else
+                   f"the model reads the last {turns} turns before each reply; it read for "
+                   "its last reply:")
+        if self.last is not None:
+            self.write("  " + " ".join(map(printable, self.read)))
+
+    def reset(self) -> None:
+        self.messages, self.last = [], None
+        self.write("new conversation")
+
+    def save(self, path: str) -> None:
+        if not self.messages:
+            self.write("nothing to save yet: say something first")
+            return
+        try:
+            with open(path, "a", encoding="utf-8", newline="\n") as f:
+                f.write(to_json_line(self.messages) + "\n")
+        except OSError as exc:
+            raise ChatbotError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        self.write(f"appended {len(self.messages)} turns to {path}")
 
     def show(self) -> None:
         self.write(describe(self.bot))
@@ -143,11 +191,11 @@ class Repl:
         if self.last is None:
             self.write("no reply yet: say something first")
             return
-        from chatbot.plot import plot_attention  # matplotlib loads only when asked for
+        from chatbot.plot import plot_attention_map  # matplotlib loads only when asked for
 
         prompt, reply = self.last
         amap = self.bot.attention(prompt, reply.tokens)
-        self.write(f"saved {plot_attention(amap.weights, amap.prompt, amap.reply, path)}")
+        self.write(f"saved {plot_attention_map(amap, path)}")
 
 
 def run_repl(

@@ -12,10 +12,12 @@ import sys
 from collections.abc import Sequence
 
 from chatbot.config import MONITORS, OPTIMIZERS, PRESETS
+from chatbot.corpora import FORMATS as CHATTERBOT_FORMATS
 from chatbot.data import BAD_LINE_CHOICES
 from chatbot.distribute import STRATEGIES
 from chatbot.errors import ChatbotError
 from chatbot.models import ARCHS
+from chatbot.text import SUBWORD_MODELS, TOKENIZERS
 
 DEFAULT_MODEL = "models/default"
 EXIT_USER_ERROR = 1
@@ -48,16 +50,29 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a seq2seq chatbot on prompt<TAB>reply pairs and talk to it.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    data = sub.add_parser("data", help="import and check TSV data").add_subparsers(
+    data = sub.add_parser("data", help="import and check training data").add_subparsers(
         dest="data_command", required=True, metavar="DATA_COMMAND")
     imp = data.add_parser("import-chatterbot",
-                          help="convert the installed chatterbot-corpus YAML to a TSV")
+                          help="convert the installed chatterbot-corpus YAML to a TSV of pairs "
+                               "or chat JSONL conversations")
     imp.add_argument("--lang", nargs="+", default=["english", "chinese"], metavar="LANG",
                      help="corpus languages (default: english chinese)")
-    imp.add_argument("-o", "--out", default="data/chatterbot.tsv", help="TSV to write")
+    imp.add_argument("-o", "--out", default="data/chatterbot.tsv",
+                     help="file to write (default: data/chatterbot.tsv)")
+    imp.add_argument("--format", choices=CHATTERBOT_FORMATS, default=None,
+                     help="prompt<TAB>reply pairs, or conversations with every turn (default: "
+                          "jsonl if --out ends in .jsonl or .ndjson, else tsv)")
     imp.set_defaults(func=cmd_import_chatterbot)
+    for command, function, text, metavar, source, default in IMPORTERS:
+        importer = data.add_parser(command, help=text)
+        importer.add_argument("source", metavar=metavar, help=source)
+        importer.add_argument("-o", "--out", required=default is None, default=default,
+                              help="the .jsonl file to write" +
+                                   (f" (default: {default})" if default else ""))
+        importer.set_defaults(func=cmd_import_conversations, importer=function)
     check = data.add_parser("check", help="report pairs, bad lines, lengths and vocabulary")
-    check.add_argument("file", help="a UTF-8 TSV of prompt<TAB>reply lines")
+    check.add_argument("file", help="a UTF-8 TSV of prompt<TAB>reply lines, or chat JSONL "
+                                    "conversations (.jsonl)")
     check.add_argument("--max-len", type=int, default=None,
                        help="tokens kept per side when training (default: the default preset's)")
     _bad_lines_option(check, default="skip")
@@ -87,6 +102,25 @@ def build_parser() -> argparse.ArgumentParser:
                            help=f"{text} (default: from the preset)")
     train.set_defaults(func=cmd_train)
 
+    pretrain = sub.add_parser(
+        "pretrain", help="train a decoder-only model as a language model on plain text, to "
+                         "fine-tune on pairs with 'train --init-from'")
+    pretrain.add_argument("--text", nargs="+", metavar="FILE",
+                          help="UTF-8 text files; each non-blank line is a passage")
+    pretrain.add_argument("--out", required=True, help="the run directory to write")
+    pretrain.add_argument("--preset", choices=PRESETS, default=None,
+                          help="starting settings that the flags below change (default: "
+                               "transformer)")
+    mode = pretrain.add_mutually_exclusive_group()
+    mode.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    mode.add_argument("--resume", action="store_true",
+                      help="continue the interrupted pretraining in --out")
+    for flag, _, name, kind, choices, text in TRAIN_FLAGS:
+        if name not in PAIRS_ONLY:
+            pretrain.add_argument(flag, dest=name, type=kind, choices=choices, default=None,
+                                  help=f"{text} (default: from the preset)")
+    pretrain.set_defaults(func=cmd_pretrain)
+
     chat = sub.add_parser("chat", help="talk to a trained model in the terminal")
     chat.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
     _decode_options(chat)
@@ -95,12 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
     reply = sub.add_parser("reply", help="answer one prompt, or each line of stdin")
     reply.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
     reply.add_argument("text", nargs="*", help="the prompt; without it, one prompt per stdin line")
+    reply.add_argument("--conversation", action="store_true",
+                       help="read chat JSONL from stdin, one conversation per line, and answer "
+                            "the last user turn of each (a context model reads the turns "
+                            "before it)")
     _decode_options(reply)
     reply.set_defaults(func=cmd_reply)
 
-    evaluate = sub.add_parser("eval", help="measure a model on a TSV of pairs")
+    evaluate = sub.add_parser("eval", help="measure a model on pairs or conversations")
     evaluate.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
-    evaluate.add_argument("--data", required=True, help="TSV of prompt<TAB>reply pairs")
+    evaluate.add_argument("--data", required=True,
+                          help="TSV of prompt<TAB>reply pairs, or chat JSONL conversations "
+                               "(a context model is then measured with and without context)")
     evaluate.add_argument("--variants", action="store_true",
                           help="also ask typing variants of each prompt (punctuation, case, "
                                "contractions, fillers, typos, Chinese punctuation and "
@@ -112,8 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     _decode_options(evaluate)
     evaluate.set_defaults(func=cmd_eval)
 
-    attention = sub.add_parser("attention", help="heatmap of where each reply token looked")
-    attention.add_argument("--model", default=DEFAULT_MODEL, help="an attention run directory")
+    attention = sub.add_parser(
+        "attention", help="heatmaps of where the model looked: each reply token over the prompt "
+                          "(attention), every layer and head over the whole sequence (transformer)")
+    attention.add_argument("--model", default=DEFAULT_MODEL,
+                           help="an attention or transformer run directory")
     attention.add_argument("text", help="the prompt")
     attention.add_argument("-o", "--out", default="attention.png", help="PNG to write")
     _decode_options(attention)
@@ -123,6 +166,24 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("runs", nargs="+", help="run directories")
     plot.add_argument("-o", "--out", default="curves.png", help="PNG to write (default curves.png)")
     plot.set_defaults(func=cmd_plot)
+
+    from chatbot.limits import DEFAULT_LIMITS, LIMIT_FLAGS
+
+    serve = sub.add_parser("serve", help="serve the model over HTTP as an OpenAI-compatible "
+                                         "API (POST /v1/chat/completions)")
+    serve.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only; "
+                            "0.0.0.0: every network interface)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
+    serve.add_argument("--api-key", default=os.environ.get("CHATBOT_API_KEY"),
+                       help="require 'Authorization: Bearer KEY' (default: $CHATBOT_API_KEY, "
+                            "else no key)")
+    for flag, name, kind, text in LIMIT_FLAGS:
+        serve.add_argument(flag, dest=name, type=kind, default=getattr(DEFAULT_LIMITS, name),
+                           help=f"{text} (default %(default)s)")
+    _decode_options(serve)
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 
@@ -140,6 +201,8 @@ DECODE_FLAGS = [
     ("--mmi", "mmi", float, "rerank candidates by MMI with this anti-language-model weight"),
     ("--retrieval", "retrieval", str, "on or off: let the replies of similar known prompts "
      "compete (greedy and beam)"),
+    ("--context", "context", str, "on or off: a context model reads the conversation's "
+     "earlier turns (off: the prompt alone)"),
 ]
 
 
@@ -175,21 +238,49 @@ def _bad_lines_option(parser: argparse.ArgumentParser, default: str | None) -> N
 def cmd_import_chatterbot(args: argparse.Namespace) -> int:
     from chatbot.corpora import import_chatterbot
 
-    report = import_chatterbot(args.lang, args.out)
+    report = import_chatterbot(args.lang, args.out, args.format)
     print(report.format())
-    print(f"wrote {report.rows} pairs ({', '.join(args.lang)}) to {args.out}")
+    written = (f"{report.rows} pairs" if not report.conversations else
+               f"{report.conversations} conversations, {report.turns} turns")
+    print(f"wrote {written} ({', '.join(args.lang)}) to {args.out}")
+    return 0
+
+
+# The importers of corpora that users download (chatbot.importers), all writing chat JSONL:
+# (command, function, help, source metavar, source help, default --out or None: required).
+IMPORTERS = [
+    ("import-cornell", "import_cornell",
+     "convert the Cornell Movie-Dialogs corpus (downloaded yourself) to chat JSONL",
+     "DIR", "the folder holding movie_lines.txt and movie_conversations.txt",
+     "data/cornell.jsonl"),
+    ("import-dailydialog", "import_dailydialog",
+     "convert DailyDialog (downloaded yourself) to chat JSONL",
+     "FILE", "dialogues_text.txt, or the folder holding it", "data/dailydialog.jsonl"),
+    ("import-turns", "import_turns",
+     "convert a text of conversations, one turn a line, to chat JSONL",
+     "FILE", "UTF-8 text: one turn a line, a blank line between conversations", None),
+]
+
+
+def cmd_import_conversations(args: argparse.Namespace) -> int:
+    from chatbot import importers
+
+    report = getattr(importers, args.importer)(args.source, args.out)
+    print(report.format())
+    print(f"wrote {report.written()} to {args.out}")
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     from chatbot.config import RunConfig
-    from chatbot.data import format_summary, read_pairs, summarize
+    from chatbot.data import format_summary, read_pairs, summarize, tokens_per_pair
     from chatbot.text import Tokenizer
 
     config = RunConfig()
     report = read_pairs(args.file, args.on_bad_lines)
     max_len = args.max_len or config.data.max_len
     summary = summarize(report, Tokenizer(config.text.lowercase), max_len)
+    summary["tokens_per_pair"] = tokens_per_pair(report.pairs, config.text)
     print(format_summary(summary, report.bad_lines))
     return EXIT_USER_ERROR if report.bad_lines else 0
 
@@ -206,26 +297,46 @@ TRAIN_FLAGS = [
      "quantity for the best checkpoint and early stopping"),
     ("--patience", "train", "patience", int, None,
      "epochs without improvement before early stopping"),
+    ("--max-minutes", "train", "max_minutes", float, None,
+     "stop after the epoch that ends past this many minutes of training (0: no limit)"),
     ("--seed", "train", "seed", int, None, "random seed"),
     ("--noise-copies", "train", "noise_copies", int, None,
      "noisy copies of every training prompt (typing noise: punctuation, case, typos, words)"),
     ("--strategy", "train", "strategy", str, STRATEGIES,
      "devices to train on: this one, every GPU here (or 2 logical CPUs), or several workers "
      "described by TF_CONFIG"),
-    ("--embedding-dim", "model", "embedding_dim", int, None, "embedding size"),
-    ("--hidden-dim", "model", "hidden_dim", int, None, "LSTM units"),
-    ("--num-layers", "model", "num_layers", int, None, "stacked LSTM layers"),
+    ("--embedding-dim", "model", "embedding_dim", int, None,
+     "embedding size (transformer: model width)"),
+    ("--hidden-dim", "model", "hidden_dim", int, None,
+     "LSTM units (transformer: feed-forward width)"),
+    ("--num-layers", "model", "num_layers", int, None, "stacked LSTM layers (transformer: blocks)"),
+    ("--num-heads", "model", "num_heads", int, None, "transformer: attention heads"),
+    ("--max-positions", "model", "max_positions", int, None,
+     "transformer: longest sequence (0: what the longest training sequence needs, "
+     "2 * max-len + 2 for single turns)"),
     ("--dropout", "model", "dropout", float, None, "dropout rate"),
     ("--max-len", "data", "max_len", int, None, "tokens kept per side"),
+    ("--context-turns", "data", "context_turns", int, None,
+     "turns read before each reply: the prompt and up to N - 1 earlier turns of its "
+     "conversation (chat JSONL data)"),
     ("--val-fraction", "data", "val_fraction", float, None, "validation share"),
     ("--min-count", "data", "min_count", int, None, "rarer tokens become <UNK>"),
     ("--on-bad-lines", "data", "on_bad_lines", str, BAD_LINE_CHOICES,
      "stop at the first bad line, or skip bad lines and count them"),
+    ("--tokenizer", "text", "tokenizer", str, TOKENIZERS,
+     "words and CJK characters, or subword pieces learned from the training text"),
+    ("--subword-vocab", "text", "subword_vocab", int, None,
+     "sentencepiece: most pieces, the 256 byte pieces included"),
+    ("--subword-model", "text", "subword_model", str, SUBWORD_MODELS,
+     "sentencepiece: how pieces are learned"),
 ]
+# Settings of pair data that plain text (`chatbot pretrain`) does not have.
+PAIRS_ONLY = ("noise_copies", "on_bad_lines")
 # What a resumed run may change: the rest is the run's own, recorded in its config.json.
-RESUME_MAY_CHANGE = ("epochs", "strategy")
+RESUME_MAY_CHANGE = ("epochs", "strategy", "max_minutes")
 # What fine-tuning cannot change: they shape the vocabulary or the model it keeps.
-INIT_KEEPS = ("arch", "embedding_dim", "hidden_dim", "num_layers", "min_count")
+INIT_KEEPS = ("arch", "embedding_dim", "hidden_dim", "num_layers", "num_heads", "max_positions",
+              "min_count", "tokenizer", "subword_vocab", "subword_model")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -246,7 +357,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         _refuse_changes(args, out, "is resumed with its own settings", RESUME_MAY_CHANGE)
     elif args.init_from:
         given = [flag for flag, _, name, *_ in TRAIN_FLAGS
-                 if name in INIT_KEEPS and getattr(args, name) is not None]
+                 if name in INIT_KEEPS and getattr(args, name, None) is not None]
         if given:
             raise ChatbotError(
                 f"--init-from keeps the vocabulary and the model shape of {args.init_from}, so "
@@ -267,6 +378,37 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"\nchatbot: training interrupted; continue with 'chatbot train --resume {out}'"
               f"{again}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from chatbot import rundir
+
+    if args.resume:
+        rundir.check_resumable(args.out)
+        args.data = None
+        _refuse_changes(args, args.out, "is resumed with its own settings", RESUME_MAY_CHANGE)
+    elif not args.text:
+        raise ChatbotError("--text FILE is required (unless you --resume a run)")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from chatbot.train import train
+
+    if args.resume:
+        options = {"resume": True, "epochs": args.epochs, "strategy": args.strategy}
+    else:
+        args.preset = args.preset or "transformer"
+        config = _train_config(args)
+        config.data.text = list(args.text)
+        config.train.noise_copies = 0  # typing noise is for prompts; text has none
+        options = {"config": config, "overwrite": args.overwrite}
+    try:
+        train(None, args.out, **options)
+    except KeyboardInterrupt:
+        print(f"\nchatbot: pretraining interrupted; continue with 'chatbot pretrain --resume "
+              f"--out {args.out}'", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"fine-tune it on pairs: chatbot train --init-from {args.out} --data PAIRS.tsv "
+          "--out DIR")
     return 0
 
 
@@ -294,7 +436,7 @@ def _train_config(args: argparse.Namespace):
 
     config = preset(args.preset or "default")
     for _, section, name, *_ in TRAIN_FLAGS:
-        value = getattr(args, name)
+        value = getattr(args, name, None)
         if value is not None:
             setattr(getattr(config, section), name, value)
     config.decode.max_reply_len = config.data.max_len
@@ -317,14 +459,14 @@ def _refuse_changes(args: argparse.Namespace, out: str, why: str, may_change: Se
         changes.append(f"--data {args.data} (it was trained on {recorded.data.path})")
     flagged = set()
     for flag, section, name, *_ in TRAIN_FLAGS:
-        value, has = getattr(args, name), getattr(getattr(recorded, section), name)
+        value, has = getattr(args, name, None), getattr(getattr(recorded, section), name)
         if value is not None and name not in may_change:
             flagged.add(name)
             if value != has:
                 changes.append(f"{flag} {value} (the run has {has})")
     if args.preset is not None:
         wanted = preset(args.preset)
-        for section in ("data", "model", "train"):
+        for section in ("text", "data", "model", "train"):
             for name, value in vars(getattr(wanted, section)).items():
                 has = getattr(getattr(recorded, section), name)
                 if name in (*may_change, *flagged, "path", "vocab_size") or value == has:
@@ -348,6 +490,9 @@ def cmd_reply(args: argparse.Namespace) -> int:
     from chatbot.chat import printable
 
     bot = _load_bot(args)
+    if args.conversation and args.text:
+        raise ChatbotError("--conversation reads conversations from stdin; give no prompt "
+                           "text with it")
     if args.text:
         reply = bot.reply(" ".join(args.text))
         if reply.unknown:
@@ -373,6 +518,8 @@ def cmd_reply(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             texts.append("")
             status = EXIT_USER_ERROR
+    if args.conversation:
+        texts, status = _conversations(bot, texts, status)
     for start in range(0, len(texts), 256):
         for reply in bot.reply_batch(texts[start: start + 256]):
             sys.stdout.write(reply.text + "\n")
@@ -380,11 +527,43 @@ def cmd_reply(args: argparse.Namespace) -> int:
     return status
 
 
+def _conversations(bot, lines: list[str], status: int) -> tuple[list, int]:
+    """Each stdin line of `chatbot reply --conversation` as a conversation to answer; a line
+    that is not one is named on stderr and answered with an empty line."""
+    import json
+
+    from chatbot.dialogue import parse_messages
+
+    out = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            out.append("")
+            continue
+        try:
+            messages = parse_messages(json.loads(line))
+            if isinstance(messages, str):
+                raise ChatbotError(messages)
+            bot.turns(messages)  # the last turn must be the user's
+            out.append(messages)
+        except (json.JSONDecodeError, ChatbotError) as exc:
+            reason = f"bad JSON ({exc.msg})" if isinstance(exc, json.JSONDecodeError) else exc
+            print(f"chatbot: stdin:{number}: {reason}; replied with an empty line",
+                  file=sys.stderr)
+            out.append("")
+            status = EXIT_USER_ERROR
+    return out, status
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from chatbot.data import read_pairs
-    from chatbot.evaluate import evaluate, format_metrics, variant_answer_rates
+    from chatbot.evaluate import (
+        context_comparison,
+        evaluate,
+        format_metrics,
+        variant_answer_rates,
+    )
     from chatbot.rundir import METRICS, read_json, write_json
 
     bot = _load_bot(args)
@@ -392,6 +571,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     recorded = bot.config.data.path
     is_training = bool(recorded) and Path(recorded).resolve() == Path(args.data).resolve()
     metrics = evaluate(bot, pairs, training_pairs=is_training)
+    if bot.config.data.context_turns > 1 and any(p.context for p in pairs):
+        metrics["context"] = context_comparison(bot, pairs)
     if args.variants:
         metrics["variants"] = variant_answer_rates(bot, pairs)
     print(format_metrics(metrics))
@@ -415,13 +596,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_attention(args: argparse.Namespace) -> int:
-    from chatbot.plot import cjk_font, plot_attention
+    from chatbot.plot import cjk_font, plot_attention_map
     from chatbot.text import is_cjk
 
     bot = _load_bot(args)
     reply = bot.reply(args.text)
     amap = bot.attention(args.text, reply.tokens)
-    path = plot_attention(amap.weights, amap.prompt, amap.reply, args.out)
+    path = plot_attention_map(amap, args.out)
     print(f"reply: {reply.text}\nwrote {path}")
     if cjk_font() is None and any(is_cjk(t) for t in amap.prompt + amap.reply):
         print("note: no CJK font installed, so Chinese labels show as boxes; install one "
@@ -434,6 +615,15 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     path = plot_runs(args.runs, args.out)
     print(f"wrote {path}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from chatbot.limits import LIMIT_FLAGS, Limits
+    from chatbot.serve import serve
+
+    limits = Limits(**{name: getattr(args, name) for _, name, *_ in LIMIT_FLAGS})
+    serve(_load_bot(args), args.model, args.host, args.port, args.api_key or None, limits)
     return 0
 
 

@@ -16,6 +16,7 @@ from chatbot.data import BAD_LINE_CHOICES
 from chatbot.distribute import STRATEGIES
 from chatbot.errors import ChatbotError
 from chatbot.rundir import read_json, write_json
+from chatbot.text import SUBWORD_MODELS, TOKENIZERS
 
 # Bump when the meaning of config.json changes; older files still load, newer ones are refused.
 FORMAT_VERSION = 1
@@ -24,25 +25,34 @@ FORMAT_VERSION = 1
 @dataclass
 class TextConfig:
     lowercase: bool = True  # fold case before tokenizing; "Hello" and "hello" become one token
+    tokenizer: str = "word"  # one of text.TOKENIZERS: words and CJK characters, or sentencepiece
+    subword_vocab: int = 4000  # sentencepiece: most pieces, the 256 byte pieces included
+    subword_model: str = "unigram"  # sentencepiece: one of text.SUBWORD_MODELS
 
 
 @dataclass
 class DataConfig:
     max_len: int = 40  # tokens kept per side (prompt or reply); longer sides are truncated
-    min_count: int = 1  # tokens seen fewer times than this become <UNK>
-    max_vocab: int = 20000  # cap on vocabulary size, specials included
+    min_count: int = 1  # word tokenizer: tokens seen fewer times than this become <UNK>
+    max_vocab: int = 20000  # word tokenizer: cap on vocabulary size, specials included
     val_fraction: float = 0.05  # share of pairs held out for validation (0 disables it)
     on_bad_lines: str = "error"  # "error" stops at the first bad line, "skip" skips and counts
     path: str = ""  # the TSV this run was trained on, recorded so --resume can find it again
+    text: list[str] = field(default_factory=list)  # `chatbot pretrain`: the text files read
+    # Turns the model reads before each reply: the prompt and up to N - 1 turns before it, at
+    # most N * max_len tokens (chatbot.context); 1 answers each prompt on its own.
+    context_turns: int = 1
 
 
 @dataclass
 class ModelConfig:
-    arch: str = "lstm"  # "lstm": Embedding -> LSTM -> TimeDistributed(Dense) language model
-    embedding_dim: int = 128  # size of each token's embedding vector
-    hidden_dim: int = 384  # LSTM units
-    num_layers: int = 1  # stacked LSTM layers
-    dropout: float = 0.0  # dropout on embeddings and LSTM outputs while training
+    arch: str = "lstm"  # one of models.ARCHS; "lstm": Embedding -> LSTM -> TimeDistributed(Dense)
+    embedding_dim: int = 128  # size of each token's embedding vector (transformer: model width)
+    hidden_dim: int = 384  # LSTM units (transformer: feed-forward width)
+    num_layers: int = 1  # stacked LSTM layers (transformer: blocks)
+    dropout: float = 0.0  # dropout on embeddings and layer outputs while training
+    num_heads: int = 4  # transformer: attention heads, each embedding_dim / num_heads wide
+    max_positions: int = 0  # transformer: longest sequence; 0: 2 * max_len + 2, set at training
     vocab_size: int = 0  # filled in from the vocabulary when training starts
 
 
@@ -72,6 +82,7 @@ class TrainConfig:
     probes: int = 3  # training prompts whose replies are printed after every epoch
     strategy: str = "default"  # one of distribute.STRATEGIES: default, mirrored or multiworker
     noise_copies: int = 4  # noisy copies of each training prompt (chatbot/noise.py), same reply
+    max_minutes: float = 0.0  # stop after the epoch that ends past this many minutes (0: no limit)
 
 
 DECODE_STRATEGIES = ("greedy", "beam", "random", "top_k", "top_p")
@@ -98,6 +109,7 @@ class DecodeConfig:
     retrieval_k: int = 3  # known prompts considered
     retrieval_min_similarity: float = 0.4  # n-gram cosine similarity a known prompt needs
     retrieval_weight: float = 5.0  # bonus of a known reply per unit of similarity, in nats/token
+    context: bool = True  # a context model reads its conversation's earlier turns; off: the prompt
 
 
 @dataclass
@@ -164,11 +176,13 @@ class RunConfig:
 
 # Settings that must be at least 1 (a zero or negative value cannot describe a model or a run).
 _POSITIVE = {"max_len", "max_vocab", "min_count", "embedding_dim", "hidden_dim", "num_layers",
+             "num_heads", "context_turns",
              "epochs", "batch_size", "max_reply_len", "beam_width", "nbest", "top_k",
-             "retrieval_k"}
+             "retrieval_k", "subword_vocab"}
 # Settings that name one of a list, each list defined where its names are implemented.
 CHOICES = {"data.on_bad_lines": BAD_LINE_CHOICES, "train.optimizer": OPTIMIZERS,
-           "train.monitor": MONITORS, "train.strategy": STRATEGIES}
+           "train.monitor": MONITORS, "train.strategy": STRATEGIES,
+           "text.tokenizer": TOKENIZERS, "text.subword_model": SUBWORD_MODELS}
 
 
 def _is_int(value: Any) -> bool:
@@ -178,7 +192,8 @@ def _is_int(value: Any) -> bool:
 def _check_value(name: str, annotation: str, value: Any, source: str) -> None:
     """Refuses a setting of the wrong type or out of range, naming it and the file."""
     checks = {"int": _is_int, "float": lambda v: _is_int(v) or isinstance(v, float),
-              "bool": lambda v: isinstance(v, bool), "str": lambda v: isinstance(v, str)}
+              "bool": lambda v: isinstance(v, bool), "str": lambda v: isinstance(v, str),
+              "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)}
     optional = annotation.endswith("| None")
     kind = annotation.removesuffix("| None").strip()
     ok = (optional and value is None) or checks[kind](value)
@@ -186,9 +201,11 @@ def _check_value(name: str, annotation: str, value: Any, source: str) -> None:
         ok = value >= 1
     if ok and kind == "float" and name.endswith(("dropout", "val_fraction")):
         ok = 0 <= value < 1
+    if ok and name.endswith("max_minutes"):
+        ok = value >= 0
     if not ok:
         expected = {"int": "a whole number", "float": "a number", "bool": "true or false",
-                    "str": "a string"}[kind]
+                    "str": "a string", "list[str]": "a list of strings"}[kind]
         limit = " of at least 1" if name.rsplit(".", 1)[1] in _POSITIVE else ""
         raise ChatbotError(f"{source}: {name} must be {expected}{limit}, found {value!r}; fix "
                            "the file or retrain the model")
@@ -208,6 +225,13 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "model": {"embedding_dim": 64, "hidden_dim": 128},
         "train": {"batch_size": 32, "optimizer": "rmsprop", "learning_rate": 1e-3,
                   "monitor": "val_loss", "noise_copies": 0},
+    },
+    # The decoder-only Transformer (chatbot/models/transformer.py), sized like the default
+    # LSTM's parameter count and trained in the same few minutes.
+    "transformer": {
+        "model": {"arch": "transformer", "embedding_dim": 128, "hidden_dim": 512,
+                  "num_layers": 2, "num_heads": 4},
+        "train": {"learning_rate": 1e-3},
     },
     # A few seconds of training: for trying the pipeline end to end, not for good replies.
     "tiny": {

@@ -1,8 +1,13 @@
-"""Import ready-made dialog corpora as ``prompt<TAB>reply`` training pairs.
+"""Import the ``chatterbot-corpus`` package as ``prompt<TAB>reply`` pairs or chat JSONL.
 
-The only source so far is the ``chatterbot-corpus`` package: one folder per language under its
-``data/`` directory, each holding YAML files whose ``conversations`` key is a list of
-conversations, each a list of turns. Consecutive turns become (prompt, reply) pairs.
+The package has one folder per language under its ``data/`` directory, each holding YAML files
+whose ``conversations`` key is a list of conversations, each a list of turns. As TSV,
+consecutive turns become (prompt, reply) pairs; as chat JSONL (chatbot.dialogue), each
+conversation keeps its turns, with alternating roles user, assistant, user, ... A turn that
+can't be used (null, blank, a list) cuts its conversation in two, so that no reply ever
+follows a turn it did not answer: both formats hold the same consecutive turns (though JSONL
+training learns only the assistant's). The corpora that users download themselves (Cornell,
+DailyDialog, ...) are in chatbot.importers.
 
 Nothing is dropped or changed silently: an :class:`ImportReport` counts the duplicates removed,
 names each conversation or turn that could not be used (``FILE: conversation N: reason``) and
@@ -24,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from chatbot.dialogue import Message, is_conversation_file, write_conversations
 from chatbot.errors import ChatbotError
 from chatbot.rundir import atomic_write
 
@@ -31,14 +37,20 @@ if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
 __all__ = [
+    "FORMATS",
     "ImportReport",
+    "as_messages",
+    "chatterbot_conversations",
     "chatterbot_languages",
     "chatterbot_pairs",
     "clean_turn",
     "import_chatterbot",
     "pairs_from_yaml",
+    "runs_from_yaml",
     "write_tsv",
 ]
+
+FORMATS = ("tsv", "jsonl")  # what import_chatterbot writes: pairs, or conversations
 
 _PACKAGE = "chatterbot_corpus"
 _INSTALL_HINT = "pip install chatterbot-corpus (or make install)"
@@ -48,6 +60,7 @@ _WHITESPACE = re.compile(r"\s+")
 _SCALARS = (str, int, float, datetime.date)
 
 Pair = tuple[str, str]
+Run = tuple[str, ...]  # consecutive usable turns of one conversation, 2 or more
 
 
 def _data_dir() -> Traversable:
@@ -83,6 +96,16 @@ def clean_turn(turn: object) -> str | None:
         return None
     text = _WHITESPACE.sub(" ", str(turn)).strip()
     return text or None
+
+
+def as_messages(turns: Sequence[str]) -> tuple[Message, ...]:
+    """The turns of a two-party conversation as messages: user, assistant, user, ...
+
+    The first speaker is the user, whoever it was in the source; a chatbot learns to answer
+    every turn of the other speaker.
+    """
+    return tuple(Message("user" if i % 2 == 0 else "assistant", text)
+                 for i, text in enumerate(turns))
 
 
 def _kind(value: object) -> str:
@@ -121,7 +144,10 @@ class ImportReport:
     joined: int = 0  # multi-line turns joined into one line
     respaced: int = 0  # single-line turns whose spaces or tabs were trimmed or collapsed
     as_text: int = 0  # turns YAML read as numbers, booleans or dates, written with str()
-    rows: int = 0  # pairs written
+    rows: int = 0  # pairs written (TSV)
+    conversations: int = 0  # conversations written (chat JSONL)
+    turns: int = 0  # turns in the conversations written (chat JSONL)
+    duplicate_conversations: int = 0  # conversations dropped as repeats (JSONL; the first kept)
 
     def note_turn(self, turn: object, text: str) -> None:
         """Counts how clean_turn() changed a usable ``turn`` into ``text``."""
@@ -138,6 +164,9 @@ class ImportReport:
         if self.duplicates:
             lines.append(f"dropped {_plural(self.duplicates, 'duplicate pair')} "
                          "(the first of each is kept)")
+        if self.duplicate_conversations:
+            repeats = _plural(self.duplicate_conversations, "duplicate conversation")
+            lines.append(f"dropped {repeats} (the first of each is kept)")
         if self.skipped_conversations:
             lines.append(f"skipped {_plural(len(self.skipped_conversations), 'conversation')}:")
             lines += [f"  {where}" for where in self.skipped_conversations]
@@ -154,8 +183,10 @@ class ImportReport:
         return "\n".join(lines)
 
 
-def _conversation_pairs(turns: list[object], where: str, report: ImportReport) -> list[Pair]:
-    """(t[0], t[1]), (t[1], t[2]), ... skipping any pair with an unusable side."""
+def _usable_runs(turns: list[object], where: str, report: ImportReport) -> list[Run]:
+    """The runs of 2 or more consecutive usable turns: the conversation cut at every unusable
+    turn. Their pairs (t[0], t[1]), (t[1], t[2]), ... are the conversation's pairs with no
+    unusable side."""
     if len(turns) < 2:
         report.skipped_conversations.append(
             f"{where}: {_plural(len(turns), 'turn')}, so no (prompt, reply) pair")
@@ -164,12 +195,16 @@ def _conversation_pairs(turns: list[object], where: str, report: ImportReport) -
     for turn, text in zip(turns, cleaned):
         if text is not None:
             report.note_turn(turn, text)
-    pairs = [
-        (prompt, reply)
-        for prompt, reply in zip(cleaned, cleaned[1:], strict=False)
-        if prompt is not None and reply is not None
-    ]
-    lost = len(turns) - 1 - len(pairs)
+    runs: list[Run] = []
+    run: list[str] = []
+    for text in [*cleaned, None]:  # the None ends the last run
+        if text is not None:
+            run.append(text)
+            continue
+        if len(run) >= 2:
+            runs.append(tuple(run))
+        run = []
+    lost = len(turns) - 1 - sum(len(run) - 1 for run in runs)
     if lost:
         report.pairs_dropped += lost
         why = ", ".join(f"turn {number} is {_unusable(turn)}"
@@ -177,7 +212,11 @@ def _conversation_pairs(turns: list[object], where: str, report: ImportReport) -
                         if text is None)
         of = _plural(len(turns) - 1, "pair")
         report.unusable_turns.append(f"{where}: {why}; {lost} of {of} dropped")
-    return pairs
+    return runs
+
+
+def _pairs(runs: Iterable[Run]) -> list[Pair]:
+    return [pair for run in runs for pair in zip(run, run[1:])]
 
 
 def pairs_from_yaml(
@@ -190,6 +229,14 @@ def pairs_from_yaml(
     skipped or changed is added to ``report``. Raises ChatbotError naming the file if it can't
     be read, isn't valid YAML, or has no ``conversations`` list.
     """
+    return _pairs(runs_from_yaml(path, report))
+
+
+def runs_from_yaml(
+    path: str | os.PathLike[str] | Traversable, report: ImportReport | None = None
+) -> list[Run]:
+    """The conversations of one chatterbot-corpus YAML file, in file order, each cut at its
+    unusable turns into runs of 2 or more usable turns (see :func:`pairs_from_yaml`)."""
     report = report if report is not None else ImportReport()
     source: Path | Traversable = Path(path) if isinstance(path, (str, os.PathLike)) else path
     try:
@@ -199,33 +246,27 @@ def pairs_from_yaml(
     if not isinstance(document, dict) or not isinstance(document.get("conversations"), list):
         raise ChatbotError(f"corpus file {source} has no 'conversations' list")
     report.files += 1
-    pairs: list[Pair] = []
+    runs: list[Run] = []
     for number, conversation in enumerate(document["conversations"], start=1):
         where = f"{source}: conversation {number}"
         if isinstance(conversation, list):
-            pairs.extend(_conversation_pairs(conversation, where, report))
+            runs.extend(_usable_runs(conversation, where, report))
         else:
             report.skipped_conversations.append(
                 f"{where}: {_kind(conversation)}, not a list of turns")
-    report.pairs_read += len(pairs)
-    return pairs
+    report.pairs_read += sum(len(run) - 1 for run in runs)
+    return runs
 
 
-def _unique(pairs: Iterable[Pair]) -> list[Pair]:
-    """The pairs without repeats, keeping each one's first occurrence."""
-    return list(dict.fromkeys(pairs))
+def _unique(items: Iterable[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """The pairs (or conversations) without repeats, keeping each one's first occurrence."""
+    return list(dict.fromkeys(items))
 
 
-def chatterbot_pairs(
-    languages: Sequence[str], report: ImportReport | None = None
-) -> list[Pair]:
-    """Unique (prompt, reply) pairs from the given chatterbot-corpus languages.
-
-    Languages are read in the given order and each one's ``*.yml`` files in name order; the
-    first occurrence of a repeated pair is kept. What was dropped or changed is added to
-    ``report``. Raises ChatbotError, listing the available languages, if a language is unknown.
-    """
-    report = report if report is not None else ImportReport()
+def _language_runs(languages: Sequence[str], report: ImportReport) -> list[Run]:
+    """The runs of every ``*.yml`` file of ``languages``, languages in the given order and each
+    one's files in name order. Raises ChatbotError, listing the available languages, if a
+    language is unknown."""
     if isinstance(languages, str):  # a lone "english" would otherwise iterate by letter
         languages = [languages]
     if not languages:
@@ -240,16 +281,43 @@ def chatterbot_pairs(
                 f"unknown chatterbot-corpus language {language!r}; "
                 f"available: {', '.join(available)}"
             )
-    pairs: list[Pair] = []
+    runs: list[Run] = []
     for language in languages:
         files = sorted(
             (entry for entry in (data / language).iterdir() if entry.name.endswith(".yml")),
             key=lambda entry: entry.name,
         )
         for file in files:
-            pairs.extend(pairs_from_yaml(file, report))
+            runs.extend(runs_from_yaml(file, report))
+    return runs
+
+
+def chatterbot_pairs(
+    languages: Sequence[str], report: ImportReport | None = None
+) -> list[Pair]:
+    """Unique (prompt, reply) pairs from the given chatterbot-corpus languages.
+
+    Languages are read in the given order and each one's ``*.yml`` files in name order; the
+    first occurrence of a repeated pair is kept. What was dropped or changed is added to
+    ``report``. Raises ChatbotError, listing the available languages, if a language is unknown.
+    """
+    report = report if report is not None else ImportReport()
+    pairs = _pairs(_language_runs(languages, report))
     unique = _unique(pairs)
     report.duplicates += len(pairs) - len(unique)
+    return unique
+
+
+def chatterbot_conversations(
+    languages: Sequence[str], report: ImportReport | None = None
+) -> list[Run]:
+    """Unique conversations (tuples of 2 or more turns) from the given chatterbot-corpus
+    languages, read as :func:`chatterbot_pairs` reads them; a conversation is cut at each
+    unusable turn, and the first occurrence of a repeated conversation is kept."""
+    report = report if report is not None else ImportReport()
+    runs = _language_runs(languages, report)
+    unique = _unique(runs)
+    report.duplicate_conversations += len(runs) - len(unique)
     return unique
 
 
@@ -277,13 +345,42 @@ def write_tsv(pairs: Iterable[Pair], path: str | os.PathLike[str]) -> int:
     return rows
 
 
-def import_chatterbot(
-    languages: Sequence[str], out_path: str | os.PathLike[str]
-) -> ImportReport:
-    """Write the chatterbot-corpus pairs of ``languages`` to ``out_path`` as TSV.
+def output_format(out_path: str | os.PathLike[str], out_format: str | None = None) -> str:
+    """The format to write ``out_path`` in: ``out_format``, or "jsonl" for a ``.jsonl`` or
+    ``.ndjson`` path and "tsv" for any other. Training data is read by its suffix
+    (chatbot.data.read_pairs), so a format that its suffix would not read back is refused."""
+    inferred = "jsonl" if is_conversation_file(out_path) else "tsv"
+    if out_format is None:
+        return inferred
+    if out_format not in FORMATS:
+        raise ValueError(f"out_format must be one of {', '.join(FORMATS)}, "
+                         f"received {out_format!r}")
+    if out_format != inferred:
+        suffix = ".jsonl" if out_format == "jsonl" else ".tsv"
+        raise ChatbotError(
+            f"{out_path}: --format {out_format} needs a file name ending in {suffix}, since "
+            "training reads .jsonl and .ndjson files as conversations and any other file as "
+            f"TSV pairs; name it {Path(out_path).with_suffix(suffix)}")
+    return out_format
 
-    Returns the report of what was read, dropped, changed and written (``rows``).
+
+def import_chatterbot(
+    languages: Sequence[str], out_path: str | os.PathLike[str], out_format: str | None = None
+) -> ImportReport:
+    """Write the chatterbot-corpus conversations of ``languages`` to ``out_path``.
+
+    As TSV (the default, or ``out_format="tsv"``) they are unique (prompt, reply) pairs, and
+    ``rows`` counts them; as chat JSONL (``out_format="jsonl"``, or an ``out_path`` ending in
+    ``.jsonl``) unique conversations, each with its turns as user, assistant, user, ..., and
+    ``conversations`` and ``turns`` count them. Returns the report of what was read, dropped,
+    changed and written.
     """
+    out_format = output_format(out_path, out_format)
     report = ImportReport()
-    report.rows = write_tsv(chatterbot_pairs(languages, report), out_path)
+    if out_format == "tsv":
+        report.rows = write_tsv(chatterbot_pairs(languages, report), out_path)
+        return report
+    conversations = chatterbot_conversations(languages, report)
+    report.conversations = write_conversations(out_path, map(as_messages, conversations))
+    report.turns = sum(map(len, conversations))
     return report

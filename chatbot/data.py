@@ -1,4 +1,5 @@
-"""Read and check a TSV of `prompt<TAB>reply` pairs; split it; summarize it.
+"""Read and check training pairs, from a TSV of `prompt<TAB>reply` or chat JSONL
+conversations (chatbot.dialogue); split them; summarize them.
 
 Pure Python (no TensorFlow), so `chatbot data check` answers instantly. Every problem is reported
 as `FILE:LINE: what is wrong` so that the user can open the file at that line and fix it.
@@ -6,15 +7,21 @@ as `FILE:LINE: what is wrong` so that the user can open the file at that line an
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from chatbot.dialogue import exchanges, is_conversation_file, read_conversations
 from chatbot.errors import ChatbotError
-from chatbot.text import Tokenizer
+from chatbot.text import TextTokenizer, Tokenizer, train_tokenizer
+
+if TYPE_CHECKING:
+    from chatbot.config import TextConfig
 
 BAD_LINE_CHOICES = ("error", "skip")
 _LINE_END = re.compile(rb"\r\n|\r|\n")
@@ -24,7 +31,8 @@ _LINE_END = re.compile(rb"\r\n|\r|\n")
 class Pair:
     prompt: str
     reply: str
-    line: int  # 1-based line number in the source file
+    line: int  # 1-based line number in the source file (a conversation's line)
+    context: tuple[str, ...] = ()  # the conversation's turns before the prompt, oldest first
 
 
 @dataclass
@@ -34,10 +42,13 @@ class LoadReport:
     bad_lines: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
     blank_lines: int = 0
     duplicates: int = 0  # exact repeats of an earlier (prompt, reply), dropped
+    conversations: int = 0  # chat JSONL: the conversations the pairs come from
+    turns: list[int] = field(default_factory=list)  # chat JSONL: each one's non-system turns
 
 
 def read_pairs(path: str | Path, on_bad_lines: str = "error") -> LoadReport:
-    """Reads a UTF-8 TSV of prompt<TAB>reply pairs (a third column and beyond are ignored).
+    """Reads a UTF-8 TSV of prompt<TAB>reply pairs (a third column and beyond are ignored), or
+    a chat JSONL file (`.jsonl`: see chatbot.dialogue), whose pairs keep their context.
 
     A BOM, CRLF line ends and blank lines are accepted. With on_bad_lines="error" the first bad
     line raises ChatbotError naming FILE:LINE; with "skip" bad lines are counted and reported.
@@ -46,6 +57,8 @@ def read_pairs(path: str | Path, on_bad_lines: str = "error") -> LoadReport:
         raise ChatbotError(
             f"on_bad_lines must be one of {', '.join(BAD_LINE_CHOICES)}, received {on_bad_lines!r}"
         )
+    if is_conversation_file(path):
+        return _read_conversation_pairs(Path(path), on_bad_lines)
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -91,6 +104,29 @@ def read_pairs(path: str | Path, on_bad_lines: str = "error") -> LoadReport:
     return report
 
 
+def _read_conversation_pairs(path: Path, on_bad_lines: str) -> LoadReport:
+    report = LoadReport(path=str(path))
+    seen: set[tuple] = set()
+    blank: list[int] = []
+    for conversation in read_conversations(path, on_bad_lines, report.bad_lines, blank):
+        report.conversations += 1
+        report.turns.append(sum(m.role != "system" for m in conversation.messages))
+        for context, prompt, reply in exchanges(conversation.messages):
+            key = (*context, prompt, reply)
+            if key in seen:
+                report.duplicates += 1
+                continue
+            seen.add(key)
+            report.pairs.append(Pair(prompt, reply, conversation.line, tuple(context)))
+    report.blank_lines = len(blank)
+    if not report.pairs:
+        skipped = f" ({len(report.bad_lines)} bad lines skipped)" if report.bad_lines else ""
+        raise ChatbotError(
+            f"{path}: no conversations found{skipped}; each line should hold "
+            '{"messages": [{"role": "user", "content": ...}, {"role": "assistant", ...}]}')
+    return report
+
+
 def _parse_line(line: bytes) -> tuple[str, str] | str | None:
     """A (prompt, reply) pair, a reason the line is bad, or None for a blank line."""
     try:
@@ -107,6 +143,9 @@ def _parse_line(line: bytes) -> tuple[str, str] | str | None:
         return None
     columns = text.split("\t")
     if len(columns) < 2:
+        if text.lstrip().startswith("{"):
+            return ("expected 2 tab-separated columns (prompt<TAB>reply), found a JSON object; "
+                    "name a chat JSONL file *.jsonl to read it as conversations")
         return "expected 2 tab-separated columns (prompt<TAB>reply), found 1"
     prompt, reply = columns[0].strip(), columns[1].strip()
     if not prompt:
@@ -119,19 +158,22 @@ def _parse_line(line: bytes) -> tuple[str, str] | str | None:
 def split_pairs(
     pairs: Sequence[Pair], val_fraction: float, seed: int
 ) -> tuple[list[Pair], list[Pair]]:
-    """A deterministic (train, validation) split: the same seed gives the same split."""
+    """A deterministic (train, validation) split: the same seed gives the same split. Pairs of
+    one conversation (one source line) stay on the same side: validation turns are never
+    seen in training as another turn's context. A TSV line is its own conversation."""
     if not 0.0 <= val_fraction < 1.0:
         raise ChatbotError(f"val_fraction must be in [0, 1), received {val_fraction}")
-    order = list(range(len(pairs)))
+    groups = list(dict.fromkeys(p.line for p in pairs))
+    order = list(range(len(groups)))
     random.Random(seed).shuffle(order)
-    n_val = int(len(pairs) * val_fraction)
-    val_idx = set(order[:n_val])
-    train = [p for i, p in enumerate(pairs) if i not in val_idx]
-    val = [p for i, p in enumerate(pairs) if i in val_idx]
+    n_val = int(len(groups) * val_fraction)
+    val_lines = {groups[i] for i in order[:n_val]}
+    train = [p for p in pairs if p.line not in val_lines]
+    val = [p for p in pairs if p.line in val_lines]
     return train, val
 
 
-def summarize(report: LoadReport, tokenizer: Tokenizer, max_len: int) -> dict:
+def summarize(report: LoadReport, tokenizer: TextTokenizer, max_len: int) -> dict:
     """The figures `chatbot data check` prints, as a dict."""
     prompt_lens, reply_lens, counts = [], [], Counter()
     for pair in report.pairs:
@@ -144,7 +186,7 @@ def summarize(report: LoadReport, tokenizer: Tokenizer, max_len: int) -> dict:
         pair.line for pair, lp, lr in zip(report.pairs, prompt_lens, reply_lens)
         if lp > max_len or lr > max_len
     ]
-    return {
+    summary = {
         "file": report.path,
         "pairs": len(report.pairs),
         "distinct_prompts": len({p.prompt for p in report.pairs}),
@@ -157,8 +199,33 @@ def summarize(report: LoadReport, tokenizer: Tokenizer, max_len: int) -> dict:
         "tokens_seen_once": sum(1 for c in counts.values() if c == 1),
         "max_len": max_len,
         "fit_share": 1 - len(too_long) / len(report.pairs),
-        "too_long_lines": too_long,
+        "too_long_lines": too_long,  # a conversation's line once for each pair cut
     }
+    if is_conversation_file(report.path):
+        turns = _percentiles(report.turns)
+        summary["conversations"] = report.conversations
+        summary["turns"] = {k: turns[k] for k in ("p50", "p90", "max")}
+        summary["context_share"] = sum(bool(p.context) for p in report.pairs) / len(report.pairs)
+    return summary
+
+
+def tokens_per_pair(pairs: Sequence[Pair], text: TextConfig) -> dict[str, dict | str]:
+    """Prompt and reply tokens of each pair under each tokenizer (percentiles and mean), by
+    tokenizer name; for sentencepiece, a throwaway model learned from the pairs in memory (or
+    why none could be)."""
+    word = Tokenizer(lowercase=text.lowercase)
+    settings = dataclasses.replace(text, tokenizer="sentencepiece")
+    try:
+        pieces = train_tokenizer(settings, (t for p in pairs for t in (p.prompt, p.reply)))
+    except ChatbotError as exc:
+        return {"word": _lengths(pairs, word), "sentencepiece": str(exc)}
+    name = f"sentencepiece ({text.subword_model}, {len(pieces.pieces)} pieces)"
+    return {"word": _lengths(pairs, word), name: _lengths(pairs, pieces)}
+
+
+def _lengths(pairs: Sequence[Pair], tokenizer: TextTokenizer) -> dict[str, float]:
+    counts = [len(tokenizer.tokenize(p.prompt)) + len(tokenizer.tokenize(p.reply)) for p in pairs]
+    return {"mean": sum(counts) / len(counts), **_percentiles(counts)}
 
 
 def _percentiles(values: Sequence[int]) -> dict[str, int]:
@@ -171,6 +238,16 @@ def format_summary(s: dict, bad_lines: Sequence[tuple[int, str]] = ()) -> str:
     lines = [
         f"file            {s['file']}",
         f"pairs           {s['pairs']} ({s['distinct_prompts']} distinct prompts)",
+    ]
+    if "conversations" in s:  # chat JSONL
+        q = s["turns"]
+        lines += [
+            f"conversations   {s['conversations']}",
+            f"turns           p50 {q['p50']}  p90 {q['p90']}  max {q['max']} per conversation "
+            "(system turns left out)",
+            f"with context    {s['context_share']:.1%} of pairs (earlier turns before the prompt)",
+        ]
+    lines += [
         f"bad lines       {s['bad_lines']}",
         f"duplicates      {s['duplicates']} (dropped)",
         f"blank lines     {s['blank_lines']}",
@@ -180,14 +257,21 @@ def format_summary(s: dict, bad_lines: Sequence[tuple[int, str]] = ()) -> str:
         lines.append(
             f"{side + ' tokens':<16}p50 {q['p50']}  p90 {q['p90']}  p99 {q['p99']}  max {q['max']}"
         )
+    per_pair = s.get("tokens_per_pair", {})  # by tokenizer (tokens_per_pair)
+    width = max(map(len, per_pair), default=0)
+    for i, (name, q) in enumerate(per_pair.items()):
+        figures = q if isinstance(q, str) else (f"mean {q['mean']:.1f}  p50 {q['p50']}  p90 "
+                                                f"{q['p90']}  p99 {q['p99']}  max {q['max']}")
+        lines.append(f"{'' if i else 'tokens per pair':<16}{name:<{width}}  {figures}")
     lines += [
         f"vocabulary      {s['vocabulary']} distinct tokens ({s['tokens_seen_once']} seen once)",
         f"fit max_len={s['max_len']:<4}{s['fit_share']:.1%} of pairs"
         + (f" ({len(s['too_long_lines'])} truncated when training)" if s["too_long_lines"] else ""),
     ]
     if s["too_long_lines"]:
-        shown = ", ".join(map(str, s["too_long_lines"][:10]))
-        more = " ..." if len(s["too_long_lines"]) > 10 else ""
+        numbers = list(dict.fromkeys(s["too_long_lines"]))  # a conversation's pairs share one
+        shown = ", ".join(map(str, numbers[:10]))
+        more = " ..." if len(numbers) > 10 else ""
         lines.append(f"  longer lines  {shown}{more}")
     for number, reason in list(bad_lines)[:10]:
         lines.append(f"  {s['file']}:{number}: {reason}")

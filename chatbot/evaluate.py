@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from chatbot.bot import Bot, Reply
+from chatbot.context import context_tokens
 from chatbot.data import Pair
 from chatbot.errors import ChatbotError
 from chatbot.rerank import teacher_forced_rows
@@ -58,7 +59,8 @@ def teacher_forced(bot: Bot, pairs: Sequence[Pair], batch_size: int = 256) -> di
         raise ChatbotError(f"batch_size must be at least 1, received {batch_size}")
     tok, vocab, max_len = bot.tokenizer, bot.vocab, bot.config.data.max_len
     examples = [
-        (vocab.encode(tok.tokenize(p.prompt)[:max_len]),
+        (vocab.encode(context_tokens(_turns(_query(bot, p)), tok, max_len,
+                                     bot.context_turns)[0]),
          [*vocab.encode(tok.tokenize(p.reply)[:max_len]), vocab.eos_id])
         for p in pairs
     ]
@@ -132,6 +134,32 @@ def evaluate(bot: Bot, pairs: Sequence[Pair], training_pairs: bool = False,
     return metrics
 
 
+def context_comparison(bot: Bot, pairs: Sequence[Pair], batch_size: int = 256) -> dict:
+    """A context model (--context-turns N > 1) on conversation pairs, as it reads them and
+    with its context switched off (the prompt alone): answer rate (a reply equal to one of the
+    references), BLEU and chrF of each. Far apart, the model uses what came before the prompt."""
+    if bot.config.data.context_turns == 1:
+        raise ChatbotError("this model reads single turns (--context-turns 1): there is no "
+                           "context to switch off")
+    original = bot.decode.context
+    result = {}
+    try:
+        bot.configure(context=True)
+        references = _references(bot, pairs)  # the same questions and answers for both
+        queries = list(references)
+        for name, on in (("with_context", True), ("without_context", False)):
+            bot.configure(context=on)  # off: the bot reads each query's last turn only
+            replies = _replies(bot, queries, batch_size)
+            bleu, chrf = bleu_chrf([r.text for r in replies], [
+                [bot.tokenizer.detokenize(ref) for ref in references[q]] for q in queries])
+            answered = _answered(queries, replies, references)
+            result[name] = {"answer_rate": answered["answer_rate"], "prompts": len(queries),
+                            "bleu": bleu, "chrf": chrf}
+    finally:
+        bot.configure(context=original)
+    return result
+
+
 def variant_answer_rates(bot: Bot, pairs: Sequence[Pair], seed: int = VARIANT_SEED,
                          batch_size: int = 256) -> dict:
     """How often typing variants of the pairs' prompts (chatbot.variants) still get one of
@@ -142,8 +170,11 @@ def variant_answer_rates(bot: Bot, pairs: Sequence[Pair], seed: int = VARIANT_SE
     Returns {"seed", "all": {prompts, answered, answer_rate}, kind: {..., "missed_examples"}}.
     """
     references = _references(bot, pairs)
-    rows = [(kind, prompt, variant) for prompt in references
-            for kind, variant in typing_variants(prompt, prompt_rng(prompt, seed)).items()]
+    # A conversation's variants change its last turn, the one the user just typed.
+    rows = [(kind, query, variant if isinstance(query, str) else (*query[:-1], variant))
+            for query in references
+            for kind, variant in typing_variants(_last(query), prompt_rng(_last(query),
+                                                                          seed)).items()]
     replies = _replies(bot, [variant for _, _, variant in rows], batch_size)
     result: dict = {"seed": seed}
     totals = {"prompts": 0, "answered": 0}
@@ -155,7 +186,7 @@ def variant_answer_rates(bot: Bot, pairs: Sequence[Pair], seed: int = VARIANT_SE
         hits = [tuple(reply.tokens) in references[prompt] for prompt, _, reply in picked]
         result[kind] = {
             "prompts": len(picked), "answered": sum(hits), "answer_rate": sum(hits) / len(hits),
-            "missed_examples": [{"prompt": variant, "reply": reply.text}
+            "missed_examples": [{"prompt": _shown(variant), "reply": reply.text}
                                 for (_, variant, reply), hit in zip(picked, hits) if not hit][:3],
         }
         totals["prompts"] += len(picked)
@@ -164,13 +195,37 @@ def variant_answer_rates(bot: Bot, pairs: Sequence[Pair], seed: int = VARIANT_SE
     return result
 
 
-def _references(bot: Bot, pairs: Sequence[Pair]) -> dict[str, list[tuple[str, ...]]]:
-    """Each distinct prompt (in order of appearance) -> its distinct reference token tuples."""
+# What the bot is asked for a pair: its prompt, or with a context model (and the `context`
+# setting on) the last turns of its conversation, oldest first.
+Query = str | tuple[str, ...]
+
+
+def _query(bot: Bot, pair: Pair) -> Query:
+    turns = bot.context_turns
+    if turns == 1 or not pair.context:
+        return pair.prompt
+    return (*pair.context[-(turns - 1):], pair.prompt)
+
+
+def _turns(query: Query) -> list[str]:
+    return [query] if isinstance(query, str) else list(query)
+
+
+def _last(query: Query) -> str:
+    return query if isinstance(query, str) else query[-1]
+
+
+def _shown(query: Query) -> str:
+    return query if isinstance(query, str) else " | ".join(query)
+
+
+def _references(bot: Bot, pairs: Sequence[Pair]) -> dict[Query, list[tuple[str, ...]]]:
+    """Each distinct query (in order of appearance) -> its distinct reference token tuples."""
     tok, max_len = bot.tokenizer, bot.config.data.max_len
-    references: dict[str, dict[tuple[str, ...], None]] = {}
+    references: dict[Query, dict[tuple[str, ...], None]] = {}
     for p in pairs:
-        references.setdefault(p.prompt, {})[tuple(tok.tokenize(p.reply)[:max_len])] = None
-    return {prompt: list(refs) for prompt, refs in references.items()}
+        references.setdefault(_query(bot, p), {})[tuple(tok.tokenize(p.reply)[:max_len])] = None
+    return {query: list(refs) for query, refs in references.items()}
 
 
 def _replies(bot: Bot, prompts: Sequence[str], batch_size: int) -> list[Reply]:
@@ -187,7 +242,7 @@ def _answered(prompts: Sequence[str], replies: Sequence[Reply],
         hit = tuple(reply.tokens) in references[prompt]
         answered += hit
         if len(examples) < 5 and not hit:
-            examples.append({"prompt": prompt, "reply": reply.text})
+            examples.append({"prompt": _shown(prompt), "reply": reply.text})
     return {
         "prompts": len(prompts),
         "answered": answered,
@@ -292,6 +347,10 @@ def format_metrics(metrics: dict) -> str:
             continue
         if name == "variants" and isinstance(value, dict):
             rows += _variant_rows(value)
+        elif name == "context" and isinstance(value, dict):
+            rows += [(name.replace("_", " "), f"answer rate {v['answer_rate']:.1%} of "
+                      f"{v['prompts']} replies, BLEU {v['bleu']:.1f}, chrF {v['chrf']:.1f}")
+                     for name, v in value.items()]
         elif name == "answer_rate" and isinstance(value, dict):
             rows.append((name, f"{value['answer_rate']:.1%} ({value['answered']} of "
                                f"{value['prompts']} training prompts)"))

@@ -13,10 +13,12 @@ punctuation (the change people make most), and most copies get one of the other 
     contraction         one contraction expanded, or one expanded form contracted
     Chinese             punctuation in the other width; 吗/呢 dropped from a question
 
+    lead word           a discourse word first ("oh, ", "and ", "请告诉我"): LEAD_WORDS
+
 The evaluation (`chatbot eval --variants`, chatbot/variants.py) asks other variants, drawn with
-other seeds: the noise never puts a greeting or filler word first, so the evaluation's `filler`
-kind measures how far the learned robustness carries to a change the model never saw in
-training (it saw words inserted anywhere, never "hey," at the start).
+other seeds. Its `filler` kind puts a greeting or filler word first (variants.FILLERS: "hey, ",
+"so, ", "嗯，"); the noise's lead words are other words, never those, so that kind measures
+whether the model learned to read past a word before the question, not a list of words.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ from chatbot.variants import FINAL_MARKS, NEIGHBOURS, ZH_FINAL_MARKS, ZH_PARTICL
 from chatbot.variants import contraction as contract_or_expand
 
 NOISE_SEED_OFFSET = 7919  # noise seeds are train.seed + this, never the evaluation's variant seeds
+# Words people put before what they ask; none is one of the evaluation's variants.FILLERS.
+LEAD_WORDS = ("oh", "and", "but", "yo", "please", "say", "now", "right", "look", "alright",
+              "excuse me", "tell me", "one question")
+ZH_LEAD_WORDS = ("喂，", "好吧，", "对了，", "请告诉我", "我想知道")
 
 
 def noisy_copies(pairs: Sequence[Pair], copies: int, seed: int,
@@ -45,7 +51,7 @@ def noisy_copies(pairs: Sequence[Pair], copies: int, seed: int,
         raise ValueError(f"copies must be at least 0, received {copies}")
     rng = random.Random(seed + NOISE_SEED_OFFSET)
     pool = list(dict.fromkeys(words)) or ["the"]
-    return [Pair(noisy(pair.prompt, rng, pool), pair.reply, pair.line)
+    return [Pair(noisy(pair.prompt, rng, pool), pair.reply, pair.line, pair.context)
             for pair in pairs for _ in range(copies)]
 
 
@@ -109,6 +115,13 @@ def insert_word(text: str, rng: random.Random, words: Sequence[str]) -> str | No
     return " ".join(tokens)
 
 
+def lead_word(text: str, rng: random.Random, words: Sequence[str]) -> str | None:
+    if any(is_cjk(ch) for ch in text):
+        return rng.choice(ZH_LEAD_WORDS) + text
+    word = rng.choice(LEAD_WORDS)
+    return f"{word}{rng.choice((', ', ' '))}{text}"
+
+
 def contraction(text: str, rng: random.Random, words: Sequence[str]) -> str | None:
     return contract_or_expand(text, rng)
 
@@ -124,4 +137,4 @@ def chinese(text: str, rng: random.Random, words: Sequence[str]) -> str | None:
 
 
 CHANGES: tuple[Callable[[str, random.Random, Sequence[str]], str | None], ...] = (
-    final_punctuation, case, typo, drop_word, insert_word, contraction, chinese)
+    final_punctuation, case, typo, drop_word, insert_word, lead_word, contraction, chinese)

@@ -3,8 +3,10 @@
 Each run directory holds `history.csv` (one row per finished epoch, `epoch` 0-based, as
 keras.callbacks.CSVLogger writes it) and `config.json` (whose `train.monitor` chose the best
 checkpoint); chatbot.rundir reads both. `plot_runs` draws loss and masked accuracy against epoch
-(1-based, as training logs it) for every run, marking each run's best epoch. Uses matplotlib's
-Figure directly, never pyplot, so it works headless and imports no TensorFlow.
+(1-based, as training logs it) for every run, marking each run's best epoch. `plot_attention_map`
+draws where a model looked while it replied: one heatmap of reply over prompt tokens, or a grid
+of every layer's and head's self-attention. Uses matplotlib's Figure directly, never pyplot, so
+it works headless and imports no TensorFlow.
 """
 
 from __future__ import annotations
@@ -12,13 +14,18 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from chatbot.config import higher_is_better
 from chatbot.errors import ChatbotError
 from chatbot.rundir import CONFIG, HISTORY, atomic_write, read_history, read_json
+
+if TYPE_CHECKING:  # only for the annotation: plot imports nothing that decodes
+    from chatbot.bot import AttentionMap
 
 REQUIRED = ("epoch", "loss", "masked_accuracy")
 PANELS = (("loss", "loss"), ("masked_accuracy", "masked accuracy"))
@@ -165,8 +172,7 @@ def plot_attention(
     if getattr(weights, "shape", None) != (rows, cols):
         raise ChatbotError(f"attention weights of shape {getattr(weights, 'shape', None)} do "
                            f"not match {rows} reply tokens x {cols} prompt tokens")
-    font = cjk_font()
-    families = ["DejaVu Sans"] + ([font] if font else [])
+    families = _label_fonts()
     figure = Figure(figsize=(max(4, 0.5 * cols + 2), max(3, 0.4 * rows + 1.5)),
                     layout="constrained")
     ax = figure.subplots()
@@ -177,3 +183,65 @@ def plot_attention(
     ax.set_ylabel("reply token")
     figure.colorbar(image, ax=ax, label="attention weight")
     return _save_png(figure, Path(out_path))
+
+
+def plot_self_attention(weights, tokens: Sequence[str], out_path: str | Path) -> Path:
+    """A grid of heatmaps, one per layer (rows of the grid) and head (columns): every head's
+    weights (layers, heads, len(tokens), len(tokens)), a row per query token and a column per
+    key token, on one colour scale. Above the diagonal is left blank: a causal model's
+    queries never see later tokens. Tick labels (the tokens, CJK included, as in
+    `plot_attention`) sit on the left column and the bottom row, which every panel lines up with."""
+    count = len(tokens)
+    shape = getattr(weights, "shape", None)
+    if shape is None or len(shape) != 4 or shape[2:] != (count, count) or 0 in shape[:2]:
+        raise ChatbotError(f"self-attention weights of shape {shape} do not match (layers, "
+                           f"heads, {count}, {count}) for {count} tokens")
+    layers, heads = shape[:2]
+    families = _label_fonts()
+    # Small labels, ~0.09 in a token, so a panel of 40 tokens stays legible at 120 dpi; the
+    # figure (in inches) leaves room for titles, labels and the colour bar around panels that
+    # fill their cells ("auto" aspect: square ones would leave gaps) and come out near square.
+    side = max(1.6, 0.09 * count + 0.5)
+    figure = Figure(figsize=(heads * side + 2.0, layers * (side + 0.3) + 1.2),
+                    layout="constrained")
+    axes = figure.subplots(layers, heads, squeeze=False)
+    future = np.triu(np.ones((count, count), bool), k=1)
+    for layer in range(layers):
+        for head in range(heads):
+            ax = axes[layer, head]
+            # Masked cells are not drawn, so the upper triangle shows the white background.
+            image = ax.imshow(np.ma.masked_array(weights[layer, head], future), cmap="viridis",
+                              vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
+            ax.set_title(f"layer {layer + 1}, head {head + 1}", fontsize="small")
+            ax.tick_params(labelsize=6, length=2)
+            # The panels line up, so only the outer ones need ticks (which are slow to lay
+            # out by the thousand) and labels.
+            if layer == layers - 1:
+                ax.set_xticks(range(count), list(tokens), rotation=90, fontfamily=families)
+            else:
+                ax.set_xticks([])
+            if head == 0:
+                ax.set_yticks(range(count), list(tokens), fontfamily=families)
+            else:
+                ax.set_yticks([])
+    figure.supxlabel("key token (looked at)", fontsize="small")
+    figure.supylabel("query token (looking)", fontsize="small")
+    figure.suptitle(r"self-attention of every layer and head: softmax($QK^T/\sqrt{d_k}$)")
+    # The bar's share of the grid's width: Matplotlib's 0.15, or about 0.6 in in a wide grid.
+    figure.colorbar(image, ax=axes, label="attention weight",
+                    fraction=min(0.15, 0.6 / (heads * side)))
+    return _save_png(figure, Path(out_path))
+
+
+def plot_attention_map(amap: AttentionMap, out_path: str | Path) -> Path:
+    """The picture of a `chatbot.bot.AttentionMap`: the grid of every head's self-attention
+    (transformer), or the one heatmap of reply over prompt tokens (attention)."""
+    if amap.tokens:
+        return plot_self_attention(amap.weights, amap.tokens, out_path)
+    return plot_attention(amap.weights, amap.prompt, amap.reply, out_path)
+
+
+def _label_fonts() -> list[str]:
+    """Font families for token labels: the default, then a CJK font for Chinese glyphs."""
+    font = cjk_font()
+    return ["DejaVu Sans"] + ([font] if font else [])

@@ -1,7 +1,7 @@
 """From a TSV to the examples a model trains on, with a report of every change made on the way.
 
-    read_pairs -> split_pairs -> Vocabulary.build (unless given) -> encode_pairs
-                                                 -> noisy copies of the training prompts
+    read_pairs -> split_pairs -> tokenizer and Vocabulary (unless given) -> encode_pairs
+                                                         -> noisy copies of the training prompts
 
 The report counts what the data loses before training sees it: bad lines skipped, duplicate
 pairs dropped, sides truncated to max_len, and tokens read as <UNK> (too rare for the
@@ -17,10 +17,12 @@ from pathlib import Path
 from chatbot.batches import Example, encode_pairs
 from chatbot.config import RunConfig
 from chatbot.data import Pair, read_pairs, split_pairs
+from chatbot.errors import ChatbotError
 from chatbot.models import arch_module
 from chatbot.noise import noisy_copies
-from chatbot.text import Tokenizer
-from chatbot.vocab import Vocabulary
+from chatbot.subword import SubwordTokenizer
+from chatbot.text import TextTokenizer, Tokenizer, train_tokenizer
+from chatbot.vocab import SPECIALS, TURN, Vocabulary
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class Split:
     truncated: int  # sides (prompts or replies) longer than max_len, cut to it
     tokens: int  # tokens the model reads (after truncation), prompts and replies
     unknown: int  # of those, tokens not in the vocabulary: read as <UNK>
+    context_cut: int = 0  # contexts whose earlier turns were cut to fit (chatbot.context)
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,11 @@ class DataReport:
     train: Split
     validation: Split
     noisy: int = 0  # noisy copies of training prompts added (chatbot.noise)
+    # Plain text (chatbot.pretrain): `pairs` count windows of at most max_len tokens, and
+    # `truncated` the passages cut into several.
+    text: bool = False
+    conversations: int = 0  # chat JSONL: the conversations the pairs come from
+    context_turns: int = 1  # turns read before each reply (chatbot.context)
 
     def lines(self) -> list[str]:
         """What `chatbot train` prints: one line per kind of change, only those that happened."""
@@ -55,9 +63,23 @@ class DataReport:
         if self.duplicates:
             out.append(f"dropped {self.duplicates} duplicate pairs of {self.path} (exact "
                        "repeats of an earlier prompt and reply)")
-        out.append(f"{self.train.pairs} training pairs, {self.validation.pairs} validation "
-                   f"pairs, vocabulary {self.vocab_size} tokens")
-        if self.train.truncated or self.validation.truncated:
+        if self.text:
+            cut = self.train.truncated + self.validation.truncated
+            out.append(f"{self.train.pairs} training windows of text, {self.validation.pairs} "
+                       f"validation windows (at most {self.max_len} tokens each; {cut} long "
+                       f"passages cut into several), vocabulary {self.vocab_size} tokens")
+        else:
+            out.append(f"{self.train.pairs} training pairs, {self.validation.pairs} validation "
+                       f"pairs, vocabulary {self.vocab_size} tokens")
+        if self.conversations:
+            out.append(f"{self.conversations} conversations; each reply reads "
+                       + (f"up to {self.context_turns} turns (its prompt and the turns before "
+                          f"it, at most {self.context_turns * self.max_len} tokens)"
+                          if self.context_turns > 1 else "its prompt only (--context-turns 1)"))
+        if self.train.context_cut or self.validation.context_cut:
+            out.append(f"contexts cut to {self.context_turns * self.max_len} tokens (the oldest "
+                       f"turns first): {self._share('context_cut', 'replies')}")
+        if not self.text and (self.train.truncated or self.validation.truncated):
             out.append(f"truncated to {self.max_len} tokens: {self._share('truncated', 'sides')}")
         if self.noisy:
             out.append(f"added {self.noisy} noisy copies of the training prompts (typing noise, "
@@ -71,7 +93,7 @@ class DataReport:
         parts = []
         for name, split in (("training", self.train), ("validation", self.validation)):
             if split.pairs:
-                total = split.tokens if unit == "tokens" else 2 * split.pairs
+                total = {"tokens": split.tokens, "sides": 2 * split.pairs}.get(unit, split.pairs)
                 n = getattr(split, count)
                 parts.append(f"{n:,} of {total:,} {name} {unit} ({n / max(1, total):.1%})")
         return " and ".join(parts)
@@ -85,36 +107,63 @@ class Prepared:
     train_examples: list[Example]
     val_examples: list[Example]
     report: DataReport
+    tokenizer: TextTokenizer  # the run's (a sentencepiece model is saved in the run directory)
 
 
 def prepare_data(config: RunConfig, data_path: str | Path, vocab: Vocabulary | None = None,
-                 vocab_source: str | None = None) -> Prepared:
-    """Reads `data_path` as `config.data` says, splits it with `config.train.seed`, builds the
-    vocabulary from the training pairs (unless `vocab` is given: `vocab_source` then says
-    where it came from), and encodes both splits for `config.model.arch`."""
+                 vocab_source: str | None = None,
+                 tokenizer: TextTokenizer | None = None) -> Prepared:
+    """Reads `data_path` as `config.data` says, splits it with `config.train.seed`, makes the
+    tokenizer and the vocabulary from the training pairs, and encodes both splits for
+    `config.model.arch`. A given `vocab` comes with the `tokenizer` it was made with (None: the
+    word tokenizer) and `vocab_source`, which says where they came from."""
     loaded = read_pairs(data_path, config.data.on_bad_lines)
     train_pairs, val_pairs = split_pairs(loaded.pairs, config.data.val_fraction, config.train.seed)
-    tokenizer = Tokenizer(lowercase=config.text.lowercase)
     if vocab is None:
-        vocab = Vocabulary.build(
-            (tokenizer.tokenize(text) for p in train_pairs for text in (p.prompt, p.reply)),
-            min_count=config.data.min_count, max_size=config.data.max_vocab)
-        vocab_source = (f"built from the training pairs (min_count {config.data.min_count}, "
-                        f"max_vocab {config.data.max_vocab})")
+        # A turn that is only ever context (a conversation's opening assistant turn) counts too.
+        texts = [text for p in train_pairs for text in (*p.context, p.prompt, p.reply)]
+        tokenizer = train_tokenizer(config.text, texts)
+        vocab, vocab_source = build_vocabulary(tokenizer, texts, config, "the training pairs")
+    elif tokenizer is None:
+        if config.text.tokenizer != "word":
+            raise ValueError("a given vocabulary needs the tokenizer it was made with")
+        tokenizer = Tokenizer(lowercase=config.text.lowercase)
     encode = arch_module(config.model.arch).encode_example
-    max_len = config.data.max_len
+    max_len, turns = config.data.max_len, config.data.context_turns
+    if turns > 1 and vocab.turn_id is None:
+        raise ChatbotError(f"--context-turns {turns} needs a vocabulary with the turn separator "
+                           f"{TURN}; the vocabulary {vocab_source} has none (it was made for "
+                           "single turns): train from scratch, or keep --context-turns 1")
     splits, examples = [], []
     for pairs in (train_pairs, val_pairs):
-        encoded, truncated = encode_pairs(pairs, tokenizer, vocab, max_len, encode)
+        encoded, truncated, cut = encode_pairs(pairs, tokenizer, vocab, max_len, encode, turns)
         tokens = [t for p in pairs for text in (p.prompt, p.reply)
                   for t in tokenizer.tokenize(text)[:max_len]]
         splits.append(Split(len(pairs), truncated, len(tokens),
-                            sum(t not in vocab for t in tokens)))
+                            sum(t not in vocab for t in tokens), cut))
         examples.append(encoded)
     # Noise after the vocabulary: a typo is as new to the model in training as in the chat.
     words = [w for p in train_pairs for w in p.prompt.split() if w.isalpha()]
     noisy = noisy_copies(train_pairs, config.train.noise_copies, config.train.seed, words)
-    examples[0] += encode_pairs(noisy, tokenizer, vocab, max_len, encode)[0]
+    examples[0] += encode_pairs(noisy, tokenizer, vocab, max_len, encode, turns)[0]
     report = DataReport(str(data_path), loaded.bad_lines, loaded.duplicates, max_len, len(vocab),
-                        vocab_source or "given", *splits, noisy=len(noisy))
-    return Prepared(train_pairs, val_pairs, vocab, *examples, report)
+                        vocab_source or "given", *splits, noisy=len(noisy),
+                        conversations=loaded.conversations, context_turns=turns)
+    return Prepared(train_pairs, val_pairs, vocab, *examples, report, tokenizer)
+
+
+def build_vocabulary(tokenizer: TextTokenizer, texts: list[str], config: RunConfig,
+                     what: str) -> tuple[Vocabulary, str]:
+    """A new run's vocabulary, and where it came from: every piece of a sentencepiece model
+    (bytes included, so every input is in it), or the words of `texts` (`what` they are)."""
+    reserved = (TURN,) if config.data.context_turns > 1 else ()
+    if isinstance(tokenizer, SubwordTokenizer):
+        text = config.text
+        return (Vocabulary([*SPECIALS, *reserved, *tokenizer.pieces]),
+                f"of the sentencepiece model ({text.subword_model}, at most "
+                f"{text.subword_vocab} pieces) learned from {what}")
+    vocab = Vocabulary.build((tokenizer.tokenize(t) for t in texts),
+                             min_count=config.data.min_count, max_size=config.data.max_vocab,
+                             reserved=reserved)
+    return vocab, (f"built from {what} (min_count {config.data.min_count}, "
+                   f"max_vocab {config.data.max_vocab})")

@@ -50,9 +50,16 @@ def teacher_forced_rows(engine: Engine, prompts: Sequence[Sequence[int]],
     the summed log-probability of its targets and how many were the arg-max, (rows,) each.
 
     Each row's prompt is read once; then every row is fed its own targets token by token, and
-    rows whose targets have ended are fed <PAD> and no longer counted. `chatbot.evaluate`
-    scores pairs with it too, so replies are judged as training's accuracy judges them.
+    rows whose targets have ended are fed <PAD> and no longer counted. An engine that reads
+    whole sequences at once (the transformer's `teacher_forced`) does it in one pass instead.
+    `chatbot.evaluate` scores pairs with it too, so replies are judged as training's accuracy
+    judges them.
     """
+    one_pass = getattr(engine, "teacher_forced", None)  # see chatbot.models.base
+    if one_pass is not None:
+        scored = one_pass(prompts, targets)
+        if scored is not None:
+            return scored
     lengths = np.array([len(t) for t in targets])
     padded = np.zeros((len(targets), lengths.max()), dtype=np.int64)  # (batch, longest target)
     for row, t in enumerate(targets):

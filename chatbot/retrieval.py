@@ -69,11 +69,12 @@ class Memory:
                 self.index[gram].append((row, weight))
 
     @classmethod
-    def build(cls, pairs) -> Memory:
-        """From training pairs (anything with .prompt and .reply); one entry per prompt."""
+    def build(cls, pairs, key=lambda pair: pair.prompt) -> Memory:
+        """From training pairs (anything with .prompt and .reply); one entry per `key` (the
+        prompt, or a context model's turns: chatbot.context.context_key)."""
         grouped: dict[str, dict[str, None]] = {}
         for pair in pairs:
-            grouped.setdefault(pair.prompt, {})[pair.reply] = None
+            grouped.setdefault(key(pair), {})[pair.reply] = None
         return cls(list(grouped), [list(r) for r in grouped.values()])
 
     def _vector(self, counts: Counter) -> dict[str, float]:

@@ -4,6 +4,7 @@
     model.keras   the best epoch's model               history.csv   one row per finished epoch
     metrics.json  figures measured at the end          status.json   "training" or "finished"
     memory.json   the training pairs by prompt, for retrieval (runs from before it have none)
+    tokenizer.model  the sentencepiece model of a `--tokenizer sentencepiece` run (chatbot.subword)
     .backup/      while training: the last finished epoch (weights with optimizer state, and
                   the callbacks' state), so that a killed run continues where it was
 
@@ -40,6 +41,7 @@ HISTORY = "history.csv"
 METRICS = "metrics.json"
 STATUS = "status.json"
 MEMORY = "memory.json"  # the training pairs, for retrieval (chatbot.retrieval); optional
+TOKENIZER = "tokenizer.model"  # the sentencepiece model (chatbot.subword); word runs have none
 BACKUP = ".backup"  # the last finished epoch while training runs; removed when it ends
 _POINTER = "epoch.json"  # in BACKUP: which weights file holds the last finished epoch
 _LOCK = "lock"  # in BACKUP: held by the process that trains the run
@@ -79,6 +81,11 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         with open(tmp, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
     atomic_write(path, write)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Writes `data` through `atomic_write`."""
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def write_json(path: str | Path, value: Any) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,10 @@ class Candidate:
 
 
 LOOP_NGRAM = 3  # the n-gram size loop_guard counts
+# Called after every step of a search with the rows that emitted a token in it and those
+# tokens, <EOS> included, (rows,) each: a streaming server sends them as they come. It may
+# raise to stop the search (a client that went away).
+StepHook = Callable[[np.ndarray, np.ndarray], None]
 
 
 def _continuations(reply: Sequence[int], n: int) -> list[int]:
@@ -102,19 +106,22 @@ class Sampler:
         self.seed = seed
 
     def __call__(self, engine: Engine, prompts: Sequence[Sequence[int]], vocab: Vocabulary,
-                 nbest: int = 1) -> list[list[Candidate]]:
-        """Candidates for every prompt, best first, at most `nbest` each."""
+                 nbest: int = 1, on_step: StepHook | None = None) -> list[list[Candidate]]:
+        """Candidates for every prompt, best first, at most `nbest` each; `on_step` sees each
+        step's tokens as they are generated (not with beam search, whose hypotheses change
+        until the end)."""
         self.check_nbest(nbest)
         if not prompts:
             return []
         rng = np.random.default_rng(self.seed)  # per call: the same seed gives the same replies
-        return self.search(engine, prompts, vocab, nbest, rng)
+        return self.search(engine, prompts, vocab, nbest, rng, on_step)
 
     def check_nbest(self, nbest: int) -> None:
         _check("nbest", nbest, _is_int(nbest) and nbest >= 1, "an integer of at least 1")
 
     def search(self, engine: Engine, prompts: Sequence[Sequence[int]], vocab: Vocabulary,
-               nbest: int, rng: np.random.Generator) -> list[list[Candidate]]:
+               nbest: int, rng: np.random.Generator, on_step: StepHook | None = None
+               ) -> list[list[Candidate]]:
         """The batched loop: finished rows keep being fed <EOS>, but their reply is frozen."""
         logits, state = engine.start(prompts)  # (batch, vocab)
         batch = len(prompts)
@@ -131,6 +138,8 @@ class Sampler:
                     done[row] = True
                 else:
                     replies[row].append(int(tokens[row]))
+            if on_step is not None:
+                on_step(live, tokens[live])
             if done.all() or t + 1 == self.max_len:
                 break
             logits, state = engine.step(tokens, state)
@@ -254,7 +263,11 @@ class BeamSampler(Sampler):
                f"an integer between 1 and the beam width ({self.width}); raise the width")
 
     def search(self, engine: Engine, prompts: Sequence[Sequence[int]], vocab: Vocabulary,
-               nbest: int, rng: np.random.Generator) -> list[list[Candidate]]:
+               nbest: int, rng: np.random.Generator, on_step: StepHook | None = None
+               ) -> list[list[Candidate]]:
+        if on_step is not None:
+            raise ValueError("beam search cannot stream its tokens: its hypotheses change "
+                             "until the search ends")
         return [self._beam(engine, prompt, vocab)[:nbest] for prompt in prompts]
 
     def _beam(self, engine: Engine, prompt: Sequence[int], vocab: Vocabulary) -> list[Candidate]:

@@ -3,14 +3,26 @@
 No ASCII-only regexes: letters of every script are word characters, so "café", "naïve" and
 "Привет" stay whole, while each Chinese/Japanese/Korean ideograph is its own token, which is how
 `你好` becomes `你 好` without a word segmenter.
+
+The other tokenizer, subword pieces learned from the training text, is in chatbot/subword.py;
+`train_tokenizer` and `load_tokenizer` pick the one a run's TextConfig names.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from chatbot.config import TextConfig
+
+# "word": Tokenizer below; "sentencepiece": chatbot.subword.SubwordTokenizer.
+TOKENIZERS = ("word", "sentencepiece")
+SUBWORD_MODELS = ("unigram", "bpe")  # sentencepiece's algorithms: --subword-model NAME
 
 # Scripts written without spaces between words: each character is a token.
 _CJK = (
@@ -46,6 +58,24 @@ _ATTACH_RIGHT = set("([{¿¡$#@“‘«") | set("（《「『【")
 _CJK_PUNCT = set("，。！？；：、（）《》「」『』【】“”‘’…—")
 
 
+class TextTokenizer(Protocol):
+    """What every tokenizer offers: text to token strings and back."""
+
+    lowercase: bool
+
+    def tokenize(self, text: str) -> list[str]: ...
+
+    def detokenize(self, tokens: Sequence[str]) -> str: ...
+
+
+def normalize(text: str, lowercase: bool) -> str:
+    """Text as every tokenizer reads it."""
+    # NFC joins a letter and its combining accent, so "café" has one spelling. (Not NFKC: that
+    # would turn Chinese full-width punctuation "，" into ASCII ",".)
+    text = unicodedata.normalize("NFC", text)
+    return text.lower() if lowercase else text
+
+
 @dataclass(frozen=True)
 class Tokenizer:
     """Turns text into tokens and back. Its settings are saved with every model."""
@@ -53,12 +83,7 @@ class Tokenizer:
     lowercase: bool = True
 
     def tokenize(self, text: str) -> list[str]:
-        # NFC joins a letter and its combining accent, so "café" has one spelling. (Not NFKC:
-        # that would turn Chinese full-width punctuation "，" into ASCII ",".)
-        text = unicodedata.normalize("NFC", text)
-        if self.lowercase:
-            text = text.lower()
-        return [match.group(0) for match in _TOKEN.finditer(text)]
+        return [match.group(0) for match in _TOKEN.finditer(normalize(text, self.lowercase))]
 
     def detokenize(self, tokens: Sequence[str]) -> str:
         out: list[str] = []
@@ -90,3 +115,26 @@ def _joins(prev: str, tok: str) -> bool:
     if len(tok) > 1 and tok[0] in ".!?" and tok == tok[0] * len(tok):  # "...", "!!!"
         return True
     return (is_cjk(prev) or prev in _CJK_PUNCT) and (is_cjk(tok) or tok in _CJK_PUNCT)
+
+
+def train_tokenizer(config: TextConfig, texts: Iterable[str]) -> TextTokenizer:
+    """The tokenizer `config.tokenizer` names, for a new run: sentencepiece learns its pieces
+    from `texts` (the training prompts and replies); the word tokenizer needs none."""
+    if config.tokenizer == "sentencepiece":
+        from chatbot import subword  # (it imports this module)
+
+        return subword.train(texts, config)
+    return Tokenizer(lowercase=config.lowercase)
+
+
+def load_tokenizer(config: TextConfig, run_dir: str | Path | None = None) -> TextTokenizer:
+    """The tokenizer of a run whose settings are `config`: sentencepiece reads its model from
+    `run_dir`; the word tokenizer needs no file."""
+    if config.tokenizer == "sentencepiece":
+        from chatbot.rundir import TOKENIZER
+        from chatbot.subword import SubwordTokenizer
+
+        if run_dir is None:
+            raise ValueError("a sentencepiece tokenizer is read from its run directory")
+        return SubwordTokenizer.load(Path(run_dir) / TOKENIZER, config.lowercase)
+    return Tokenizer(lowercase=config.lowercase)

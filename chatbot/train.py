@@ -2,11 +2,12 @@
 
 Three ways to start, one way to train:
 
-    fresh      a new run: settings from `config`, a vocabulary built from the training pairs
+    fresh      a new run: settings from `config`, a tokenizer (sentencepiece learns its pieces)
+               and a vocabulary made from the training pairs
     resume     an interrupted run continues from its last finished epoch, exactly as if it had
                not stopped (same batches, optimizer state, early-stopping counters, best model)
-    init_from  fine-tune another run's model on new data: its vocabulary and the shape of its
-               model are kept, everything else comes from `config`
+    init_from  fine-tune another run's model on new data: its tokenizer, its vocabulary and the
+               shape of its model are kept, everything else comes from `config`
 
 The run directory (chatbot.rundir) says "training" from the start and "finished" once the
 model, history and metrics are all written; in between, `.backup/` holds the last finished
@@ -37,8 +38,10 @@ from chatbot.callbacks import (
     EpochReport,
     HistoryCSV,
     Monitor,
+    TimeBudget,
 )
 from chatbot.config import RunConfig
+from chatbot.context import context_key
 from chatbot.distribute import is_chief, make_strategy, refuse_together
 from chatbot.errors import ChatbotError
 from chatbot.evaluate import answer_rate, evaluate
@@ -46,6 +49,7 @@ from chatbot.loop import Loop
 from chatbot.models import arch_module
 from chatbot.models.common import compile_model
 from chatbot.prepare import Prepared, prepare_data
+from chatbot.pretrain import prepare_text
 from chatbot.retrieval import Memory
 from chatbot.rundir import (
     BACKUP,
@@ -55,9 +59,12 @@ from chatbot.rundir import (
     METRICS,
     MODEL,
     STATUS,
+    TOKENIZER,
     VOCAB,
     check_run_dir,
 )
+from chatbot.subword import SubwordTokenizer
+from chatbot.text import TextTokenizer, load_tokenizer
 from chatbot.vocab import Vocabulary
 from chatbot.weights import read_keras_weights
 
@@ -88,22 +95,31 @@ def train(
     started = time.perf_counter()
     out = Path(out_dir)
     if resume:
-        config, vocab, source = _resumed(out, data_path, log)
+        config, vocab, tokenizer, source = _resumed(out, data_path, log)
     elif init_from is not None:
-        config, vocab, source = _fine_tuned(Path(init_from), config, data_path, log)
+        config, vocab, tokenizer, source = _fine_tuned(Path(init_from), config, data_path, log)
     else:
-        config, vocab, source = _fresh(config, data_path)
+        config, vocab, tokenizer, source = _fresh(config, data_path)
     if epochs is not None:
         config.train.epochs = epochs
     if strategy is not None:  # a resumed run may continue on other devices
         config.train.strategy = strategy
+    if config.train.max_minutes and config.train.strategy == "multiworker":
+        raise ChatbotError("--max-minutes cannot stop several workers at the same epoch (each "
+                           "has its own clock); use --epochs with --strategy multiworker")
     # First TensorFlow work of the run: a strategy must be made before devices initialize.
     distribution = make_strategy(config.train.strategy)
 
-    data = prepare_data(config, config.data.path, vocab, source)
+    if config.data.text:  # chatbot pretrain: plain text, a language model
+        data = prepare_text(config, config.data.text, vocab, tokenizer)
+    else:
+        data = prepare_data(config, config.data.path, vocab, source, tokenizer)
     for line in data.report.lines():
         log(line)
     config.model.vocab_size = len(data.vocab)
+    fit_to_data = getattr(arch_module(config.model.arch), "fit_to_data", None)
+    if fit_to_data is not None:  # settings that follow from the data (transformer: positions)
+        fit_to_data(config)
     monitor = _monitor(config, has_val=bool(data.val_pairs), log=log)
 
     # With several workers, the chief alone writes the run directory; the others keep in step.
@@ -129,6 +145,7 @@ def train(
         model = _build_model(config, distribution, init_from)
         checkpoint = AtomicCheckpoint(out / MODEL, monitor)
         early_stop = EarlyStopping(monitor, config.train.patience)
+        budget = [TimeBudget(config.train.max_minutes)] if config.train.max_minutes else []
         backup = EpochBackup(out, stateful=[checkpoint, early_stop], then=[checkpoint.commit])
         with distribution.scope():  # optimizer variables, if restored, live on every device
             done = backup.restore(model) if resume else 0
@@ -141,9 +158,10 @@ def train(
         train_data, val_data = _batches(config, data, done)
         callbacks = [
             EpochReport(config, data.vocab, _probes(data, config), train_data.scored_tokens,
-                        len(data.train_examples), log),
+                        len(data.train_examples), log, data.tokenizer),
             HistoryCSV(out, keep=done),
             early_stop,
+            *budget,
             checkpoint,
             backup,  # last: it backs the epoch up, then lets the checkpoint write the model
         ] if chief else [early_stop]  # the same logs on every worker: all stop together
@@ -154,37 +172,49 @@ def train(
         if early_stop.stopped_epoch:
             log(f"stopped early after epoch {early_stop.stopped_epoch}: {monitor.name} has not "
                 f"improved for {config.train.patience} epochs")
+        elif budget and budget[0].stopped_epoch:
+            log(f"stopped after epoch {budget[0].stopped_epoch}: the time budget of "
+                f"{config.train.max_minutes:g} minutes is spent")
         if not chief:
             return TrainResult(out, done + len(history), 0, time.perf_counter() - started, {})
         return _finish(out, data, checkpoint, started, log)
 
 
-# --- the three ways to start: each returns (config, vocabulary or None, where it came from) ----
+# --- the three ways to start: each returns (config, vocabulary, tokenizer, where they came
+# from), the vocabulary and tokenizer None for a fresh run: prepare_data makes them -----------
 
 
-def _fresh(config: RunConfig | None, data_path) -> tuple[RunConfig, None, None]:
+def _fresh(config: RunConfig | None, data_path) -> tuple[RunConfig, None, None, None]:
     if config is None:
         raise ChatbotError("train() needs a config unless resuming")
+    config = copy.deepcopy(config)
+    if config.data.text:  # pretraining reads the text files it names
+        return config, None, None, None
     if not data_path:
         raise ChatbotError("no training data: pass --data FILE")
-    config = copy.deepcopy(config)
     config.data.path = str(data_path)
-    return config, None, None
+    return config, None, None, None
 
 
-def _resumed(out: Path, data_path, log: Log) -> tuple[RunConfig, Vocabulary, str]:
+def _resumed(out: Path, data_path, log: Log) -> tuple[RunConfig, Vocabulary, TextTokenizer, str]:
     rundir.check_resumable(out)
     config = RunConfig.load(out / CONFIG)
+    if config.data.text:
+        if data_path:
+            raise ChatbotError(f"{out} is a pretraining run on {', '.join(config.data.text)}; "
+                               "it resumes on that text: drop --data")
+        return config, Vocabulary.load(out / VOCAB), load_tokenizer(config.text, out), f"of {out}"
     if data_path and Path(data_path).resolve() != Path(config.data.path).resolve():
         log(f"resuming on {data_path}; the run started on {config.data.path}")
     config.data.path = str(data_path or config.data.path)
-    return config, Vocabulary.load(out / VOCAB), f"of {out}"
+    return config, Vocabulary.load(out / VOCAB), load_tokenizer(config.text, out), f"of {out}"
 
 
 def _fine_tuned(source: Path, config: RunConfig | None, data_path,
-                log: Log) -> tuple[RunConfig, Vocabulary, str]:
-    """The old run's vocabulary (and the settings that shape it: text, min_count, max_vocab)
-    and model shape (all of `model` but dropout); everything else from `config`."""
+                log: Log) -> tuple[RunConfig, Vocabulary, TextTokenizer, str]:
+    """The old run's tokenizer and vocabulary (and the settings that shape them: text,
+    min_count, max_vocab) and model shape (all of `model` but dropout); everything else from
+    `config`."""
     check_run_dir(source)
     read_keras_weights(source / MODEL)  # refuses hostile or damaged files before Keras sees them
     if not data_path:
@@ -195,10 +225,13 @@ def _fine_tuned(source: Path, config: RunConfig | None, data_path,
     new.data.min_count, new.data.max_vocab = old.data.min_count, old.data.max_vocab
     new.model = dataclasses.replace(old.model, dropout=new.model.dropout)
     new.data.path = str(data_path)
+    new.data.text = []  # a pretrained model is fine-tuned on pairs
     m = new.model
+    heads = f", {m.num_heads} heads" if m.arch == "transformer" else ""
     log(f"fine-tuning {source}: keeping its vocabulary and its model ({m.arch}, embedding "
-        f"{m.embedding_dim}, hidden {m.hidden_dim}, {m.num_layers} layer(s))")
-    return new, Vocabulary.load(source / VOCAB), f"of {source}"
+        f"{m.embedding_dim}, hidden {m.hidden_dim}, {m.num_layers} layer(s){heads})")
+    return (new, Vocabulary.load(source / VOCAB), load_tokenizer(old.text, source),
+            f"of {source}")
 
 
 def _monitor(config: RunConfig, has_val: bool, log: Log) -> Monitor:
@@ -235,7 +268,7 @@ def _prepare_run_dir(out: Path, overwrite: bool) -> None:
         # into gibberish), whenever the removal is interrupted.
         (out / STATUS).unlink(missing_ok=True)
         shutil.rmtree(out / BACKUP, ignore_errors=True)
-        for name in (MODEL, HISTORY, METRICS, MEMORY):
+        for name in (MODEL, HISTORY, METRICS, MEMORY, TOKENIZER):
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -243,9 +276,14 @@ def _prepare_run_dir(out: Path, overwrite: bool) -> None:
 def _start_run_dir(out: Path, config: RunConfig, data: Prepared) -> None:
     rundir.start_run(out)  # from now on the run counts as unfinished until it finishes
     config.save(out / CONFIG)
+    if isinstance(data.tokenizer, SubwordTokenizer):  # before vocab.json, which makes the
+        data.tokenizer.save(out / TOKENIZER)  # run resumable (rundir.run_state)
     data.vocab.save(out / VOCAB)
-    # The training pairs by prompt, for the replies' retrieval (chatbot.retrieval).
-    rundir.atomic_write_text(out / MEMORY, Memory.build(data.train_pairs).to_json())
+    if data.train_pairs:  # the training pairs by prompt, for retrieval (chatbot.retrieval)
+        turns = config.data.context_turns
+        memory = Memory.build(data.train_pairs,
+                              key=lambda p: context_key([*p.context, p.prompt], turns))
+        rundir.atomic_write_text(out / MEMORY, memory.to_json())
 
 
 def _finish(out: Path, data: Prepared, checkpoint: AtomicCheckpoint, started: float,
@@ -256,22 +294,33 @@ def _finish(out: Path, data: Prepared, checkpoint: AtomicCheckpoint, started: fl
                            "saved")
     bot = Bot.load(out)  # exactly what `chatbot chat` will load
     metrics = {"best_epoch": checkpoint.best_epoch, "monitor": checkpoint.monitor.name,
-               "best_value": checkpoint.best, "train": evaluate(bot, data.train_pairs, True)}
+               "best_value": checkpoint.best}
+    if not data.train_pairs:  # a pretraining run: its loss is what it learned
+        return _finished(out, metrics, started, checkpoint, log,
+                         f"a language model of {data.report.path}")
+    metrics["train"] = evaluate(bot, data.train_pairs, True)
     if bot.memory is not None:  # "train" is the bot as it chats; this, its model without memory
         bot.configure(retrieval=False)
         metrics["train_model_alone"] = {"answer_rate": answer_rate(bot, data.train_pairs)}
         bot.configure(retrieval=True)
     if data.val_pairs:
         metrics["validation"] = evaluate(bot, data.val_pairs)
+    answered = metrics["train"]["answer_rate"]
+    return _finished(out, metrics, started, checkpoint, log,
+                     f"answers {answered['answer_rate']:.1%} of {answered['prompts']} training "
+                     "prompts with one of their replies")
+
+
+def _finished(out: Path, metrics: dict, started: float, checkpoint: AtomicCheckpoint, log: Log,
+              summary: str) -> TrainResult:
+    """Writes metrics.json and marks the run finished."""
     seconds = time.perf_counter() - started
     metrics["train_seconds"] = round(seconds, 1)
     rundir.write_json(out / METRICS, metrics)
     epochs = len(rundir.read_history(out))
     rundir.finish_run(out, epochs=epochs, best_epoch=checkpoint.best_epoch)
-    answered = metrics["train"]["answer_rate"]
     log(f"best epoch {checkpoint.best_epoch} ({checkpoint.monitor.name} {checkpoint.best:.4f}); "
-        f"answers {answered['answer_rate']:.1%} of {answered['prompts']} training prompts with "
-        f"one of their replies; {seconds:.0f} s")
+        f"{summary}; {seconds:.0f} s")
     return TrainResult(out, epochs, checkpoint.best_epoch, seconds, metrics)
 
 

@@ -40,6 +40,7 @@ ZH_PARTICLES = ("吗", "呢")
 # A question with one of these asks "what/who/where/how/why/how many" and takes 呢, never 吗.
 ZH_QUESTION_WORDS = ("什么", "谁", "哪", "怎么", "为什么", "几", "多少")
 FILLERS = ("hi", "hey", "hello", "so", "well", "ok", "um")
+ZH_FILLERS = ("嗯，", "那么，", "请问")
 # Contracted and expanded forms, each written once; both directions are derived from it.
 CONTRACTIONS = {
     "i'm": "i am", "you're": "you are", "we're": "we are", "they're": "they are",
@@ -121,7 +122,7 @@ def contraction(text: str, rng: random.Random) -> str | None:
 
 def filler(text: str, rng: random.Random) -> str | None:
     if _is_chinese(text):
-        return rng.choice(("嗯，", "那么，", "请问")) + text
+        return rng.choice(ZH_FILLERS) + text
     word = rng.choice(FILLERS)
     first = text.split(" ", 1)[0]
     keep = first == "I" or first.startswith("I'") or first.isupper()  # "I", "I'm", "AI"

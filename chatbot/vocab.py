@@ -1,4 +1,8 @@
-"""Vocabulary: token <-> index, with <PAD>=0, <SOS>, <EOS>, <UNK>, <SEP>; saved as JSON."""
+"""Vocabulary: token <-> index, with <PAD>=0, <SOS>, <EOS>, <UNK>, <SEP>; saved as JSON.
+
+A context model's vocabulary (`--context-turns` above 1) also holds <TURN>, right after the
+specials: it separates the turns of a conversation in what the model reads (chatbot.context).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from chatbot.rundir import atomic_write_text, read_json
 
 PAD, SOS, EOS, UNK, SEP = "<PAD>", "<SOS>", "<EOS>", "<UNK>", "<SEP>"
 SPECIALS = (PAD, SOS, EOS, UNK, SEP)  # PAD must stay 0: Embedding(mask_zero=True) relies on it
+TURN = "<TURN>"  # between the turns of a context model's prompt; only in such a vocabulary
 
 
 class Vocabulary:
@@ -27,12 +32,15 @@ class Vocabulary:
         if len(self.index) != len(self.tokens):
             raise ChatbotError("a vocabulary must not list a token twice")
         self.pad_id, self.sos_id, self.eos_id, self.unk_id, self.sep_id = range(len(SPECIALS))
+        self.turn_id = self.index.get(TURN)  # None: not a context model's vocabulary
 
     @classmethod
     def build(
-        cls, sentences: Iterable[Sequence[str]], min_count: int = 1, max_size: int = 20000
+        cls, sentences: Iterable[Sequence[str]], min_count: int = 1, max_size: int = 20000,
+        reserved: Sequence[str] = (),
     ) -> Vocabulary:
-        """Specials first, then tokens by descending frequency (ties: first seen first)."""
+        """Specials first, then `reserved` (<TURN> for a context model), then tokens by
+        descending frequency (ties: first seen first)."""
         if min_count < 1:
             raise ChatbotError(f"min_count must be at least 1, received {min_count}")
         if max_size <= len(SPECIALS):
@@ -41,8 +49,9 @@ class Vocabulary:
         for tokens in sentences:
             counts.update(tokens)
         # Counter.most_common keeps insertion order among equal counts, so this is deterministic.
-        kept = [t for t, c in counts.most_common() if c >= min_count and t not in SPECIALS]
-        return cls(list(SPECIALS) + kept[: max_size - len(SPECIALS)])
+        head = [*SPECIALS, *reserved]
+        kept = [t for t, c in counts.most_common() if c >= min_count and t not in head]
+        return cls(head + kept[: max_size - len(head)])
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -60,7 +69,7 @@ class Vocabulary:
             i = int(i)
             if i == self.eos_id:
                 break
-            if i in (self.pad_id, self.sos_id, self.sep_id):
+            if i in (self.pad_id, self.sos_id, self.sep_id, self.turn_id):
                 continue
             out.append(self.tokens[i] if 0 <= i < len(self.tokens) else UNK)
         return out

@@ -28,8 +28,12 @@ from chatbot.models.base import LEGACY_LAYER_NAMES, Weights
 ALLOWED_LAYERS = {
     ("keras.layers", name) for name in (
         "InputLayer", "Embedding", "LSTM", "Dense", "Dropout", "Attention", "Concatenate",
+        "LayerNormalization", "MultiHeadAttention", "Add",
     )
-} | {("keras.src.ops.numpy", "NotEqual")}  # the mask Embedding(mask_zero=True) computes
+} | {
+    ("keras.src.ops.numpy", "NotEqual"),  # the mask Embedding(mask_zero=True) computes
+    ("chatbot.models.layers", "PositionEmbedding"),  # our own layers, and nothing else
+}
 
 
 def read_keras_weights(path: str | Path) -> Weights:

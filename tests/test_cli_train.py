@@ -97,6 +97,32 @@ def test_resume_of_a_finished_run_says_what_to_do_instead(tmp_path, data, capsys
            f"--init-from {run} --out NEW_DIR" in err
 
 
+def test_tokenizer_flags_set_the_text_settings(tmp_path, data, calls):
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--tokenizer",
+                 "sentencepiece", "--subword-vocab", "800", "--subword-model", "bpe"]) == 0
+    (call,) = calls
+    text = call["config"].text
+    assert (text.tokenizer, text.subword_vocab, text.subword_model) == ("sentencepiece", 800,
+                                                                        "bpe")
+
+
+def test_resume_refuses_another_tokenizer_by_name(tmp_path, data, capsys, calls):
+    run = started_run(tmp_path / "run", data)
+    err = error(capsys, ["train", "--resume", str(run), "--tokenizer", "sentencepiece",
+                         "--subword-model", "unigram"])
+    assert "--tokenizer sentencepiece (the run has word)" in err
+    assert "--subword-model" not in err  # it repeats the run's setting
+    assert calls == []
+
+
+def test_init_from_keeps_the_tokenizer(tmp_path, data, capsys, calls):
+    err = error(capsys, ["train", "--data", str(data), "--init-from", "models/old",
+                         "--tokenizer", "sentencepiece", "--subword-vocab", "800"])
+    assert "--init-from keeps the vocabulary and the model shape of models/old, so " \
+           "--tokenizer, --subword-vocab cannot apply" in err
+    assert calls == []
+
+
 @pytest.mark.parametrize("argv, says", [
     (["--overwrite", "--resume", "x"], "argument --resume: not allowed with argument --overwrite"),
     (["--if-needed", "--init-from", "x"], "argument --init-from: not allowed with argument "

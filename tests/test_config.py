@@ -23,11 +23,13 @@ from chatbot.data import BAD_LINE_CHOICES
 from chatbot.distribute import STRATEGIES
 from chatbot.errors import ChatbotError
 from chatbot.models import ARCHS
+from chatbot.text import SUBWORD_MODELS, TOKENIZERS
 
 
 def custom_config() -> RunConfig:
     return RunConfig(
-        text=TextConfig(lowercase=False),
+        text=TextConfig(lowercase=False, tokenizer="sentencepiece", subword_vocab=500,
+                        subword_model="bpe"),
         data=DataConfig(max_len=12, min_count=2, max_vocab=500, val_fraction=0.1,
                         on_bad_lines="skip"),
         model=ModelConfig(embedding_dim=16, hidden_dim=24, num_layers=2, dropout=0.25,
@@ -45,6 +47,7 @@ def custom_config() -> RunConfig:
 @pytest.mark.parametrize("name, choices", [
     ("data.on_bad_lines", BAD_LINE_CHOICES), ("train.optimizer", OPTIMIZERS),
     ("train.monitor", MONITORS), ("train.strategy", STRATEGIES),
+    ("text.tokenizer", TOKENIZERS), ("text.subword_model", SUBWORD_MODELS),
 ])
 def test_a_setting_outside_its_choices_is_refused_with_the_choices(name, choices):
     section, field = name.split(".")
@@ -65,7 +68,8 @@ def test_the_cli_offers_the_same_choices():
                if action.choices is not None}
     assert offered == {"preset": tuple(PRESETS), "arch": tuple(ARCHS),
                        "optimizer": OPTIMIZERS, "monitor": MONITORS, "strategy": STRATEGIES,
-                       "on_bad_lines": BAD_LINE_CHOICES}
+                       "on_bad_lines": BAD_LINE_CHOICES, "tokenizer": TOKENIZERS,
+                       "subword_model": SUBWORD_MODELS}
 
 
 # --- dict and file round trips --------------------------------------------------------------
@@ -75,6 +79,7 @@ def test_defaults():
     config = RunConfig()
     assert config.format_version == FORMAT_VERSION == 1
     assert config.text.lowercase is True
+    assert (config.text.tokenizer, config.text.subword_model) == ("word", "unigram")
     assert (config.data.max_len, config.data.val_fraction, config.data.on_bad_lines) == (
         40, 0.05, "error",
     )
@@ -85,7 +90,8 @@ def test_defaults():
 def test_to_dict_is_nested_plain_data():
     d = custom_config().to_dict()
     assert set(d) == {"text", "data", "model", "train", "decode", "format_version"}
-    assert d["text"] == {"lowercase": False}
+    assert d["text"] == {"lowercase": False, "tokenizer": "sentencepiece", "subword_vocab": 500,
+                         "subword_model": "bpe"}
     assert d["decode"]["max_reply_len"] == 17
     assert d["model"]["num_layers"] == 2
     assert d["format_version"] == FORMAT_VERSION
@@ -123,7 +129,7 @@ def test_format_version_must_be_a_positive_whole_number():
 @pytest.mark.parametrize("name, value", [
     ("model.hidden_dim", 0), ("model.num_layers", -1), ("model.embedding_dim", "64"),
     ("data.max_len", "forty"), ("data.val_fraction", 1.5), ("train.epochs", 2.5),
-    ("text.lowercase", "yes"), ("decode.seed", "x"),
+    ("text.lowercase", "yes"), ("decode.seed", "x"), ("text.subword_vocab", 0),
 ])
 def test_settings_of_the_wrong_type_or_range_are_refused_by_name(name, value):
     section, field = name.split(".")
@@ -301,4 +307,4 @@ def test_unknown_preset_lists_the_presets():
         preset("huge")
     message = str(info.value)
     assert message == f"unknown preset 'huge'; choose one of: {', '.join(PRESETS)}"
-    assert "default, article, tiny" in message
+    assert "default, article, transformer, tiny" in message

@@ -37,6 +37,7 @@ pytestmark = pytest.mark.parametrize("arch", sorted(ARCHS))
 
 def make_model(arch: str, num_layers: int = 1, seed: int = 0, **overrides):
     keras.utils.set_random_seed(seed)
+    overrides = {"max_positions": 16, **overrides}  # the transformer's; the others ignore it
     config = ModelConfig(arch=arch, embedding_dim=8, hidden_dim=16, num_layers=num_layers,
                          vocab_size=len(VOCAB), **overrides)
     model = arch_module(arch).build(config)
@@ -242,7 +243,8 @@ def test_loop_trains_on_batches_of_different_lengths_and_learns(arch):
     import tensorflow as tf
 
     keras.utils.set_random_seed(1)
-    config = ModelConfig(arch=arch, embedding_dim=16, hidden_dim=32, vocab_size=len(VOCAB))
+    config = ModelConfig(arch=arch, embedding_dim=16, hidden_dim=32, vocab_size=len(VOCAB),
+                         max_positions=16)
     model = arch_module(arch).build(config)
     compile_model(model, TrainConfig(learning_rate=1e-2))
     data = Batches([arch_module(arch).encode_example(p, r, VOCAB) for p, r in PAIRS],

@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.data import LoadReport, Pair, format_summary, read_pairs, split_pairs, summarize
+from chatbot.config import TextConfig
+from chatbot.data import (
+    LoadReport,
+    Pair,
+    format_summary,
+    read_pairs,
+    split_pairs,
+    summarize,
+    tokens_per_pair,
+)
 from chatbot.errors import ChatbotError
 from chatbot.text import Tokenizer
 
@@ -444,3 +453,28 @@ def test_format_summary_shows_at_most_ten_long_and_bad_lines(tmp_path):
     shown = [ln for ln in lines if ln.startswith(f"  {path}:")]
     assert shown == [f"  {path}:{n}: {ONE_COLUMN}" for n in range(13, 23)]
     assert lines[-1] == "  ... and 3 more bad lines"
+
+
+def test_tokens_per_pair_under_each_tokenizer(tmp_path):
+    path = write(tmp_path, "hello there\tgeneral kenobi\n你好\t你好！\n".encode())
+    report = read_pairs(path)
+    counts = tokens_per_pair(report.pairs, TextConfig())
+    # Words: 4 and 5 tokens (你, 好, 你, 好, ！); the pieces of a model learned from two pairs.
+    assert counts["word"] == {"mean": 4.5, "p50": 5, "p90": 5, "p99": 5, "max": 5}
+    (name,) = set(counts) - {"word"}
+    assert name.startswith("sentencepiece (unigram, ") and name.endswith(" pieces)")
+    s = summarize(report, Tokenizer(), 40)
+    s["tokens_per_pair"] = counts
+    lines = format_summary(s).splitlines()
+    assert f"tokens per pair word{' ' * (len(name) - 4)}  mean 4.5  p50 5  p90 5  p99 5  max 5" \
+        in lines
+    assert any(line.startswith(" " * 16 + name + "  mean ") for line in lines)
+
+
+def test_tokens_per_pair_says_why_sentencepiece_could_not_learn(tmp_path):
+    report = read_pairs(write(tmp_path, b"hello\tthere\n"))
+    counts = tokens_per_pair(report.pairs, TextConfig(subword_vocab=100))
+    assert counts["sentencepiece"].startswith("subword_vocab 100 is too small for this text")
+    s = summarize(report, Tokenizer(), 40)
+    s["tokens_per_pair"] = counts
+    assert f"{' ' * 16}sentencepiece  {counts['sentencepiece']}" in format_summary(s).splitlines()

@@ -169,7 +169,8 @@ class FakeEngine:
 
 def _fake_bot(max_len: int = 40):
     return SimpleNamespace(engine=FakeEngine(), vocab=VOCAB, tokenizer=Tokenizer(),
-                           config=SimpleNamespace(data=SimpleNamespace(max_len=max_len)))
+                           config=SimpleNamespace(data=SimpleNamespace(max_len=max_len)),
+                           context_turns=1)
 
 
 FAKE_PAIRS = [
@@ -233,7 +234,7 @@ def test_teacher_forced_agrees_with_keras_evaluate(tiny_run, pairs):
 
     bot = Bot.load(tiny_run)
     model = keras.saving.load_model(tiny_run / "model.keras")
-    examples, _ = encode_pairs(pairs, bot.tokenizer, bot.vocab, bot.config.data.max_len,
+    examples, _, _ = encode_pairs(pairs, bot.tokenizer, bot.vocab, bot.config.data.max_len,
                                lstm.encode_example)
     # One batch: Keras' loss is then the mean cross-entropy over all scored tokens.
     data = Batches(examples, batch_size=len(examples), shuffle=False).dataset()

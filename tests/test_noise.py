@@ -7,8 +7,8 @@ import random
 import pytest
 
 from chatbot.data import Pair
-from chatbot.noise import noisy, noisy_copies
-from chatbot.variants import FILLERS
+from chatbot.noise import LEAD_WORDS, ZH_LEAD_WORDS, noisy, noisy_copies
+from chatbot.variants import FILLERS, ZH_FILLERS
 
 PAIRS = [Pair(p, r, i) for i, (p, r) in enumerate([
     ("How are you?", "I am fine."), ("What is your name?", "Bot."), ("你好吗？", "我很好。"),
@@ -44,13 +44,19 @@ def test_chinese_keeps_its_characters():
         assert {"你", "好"} <= set(noisy("你好吗？", rng, WORDS))
 
 
-def test_fillers_at_the_start_are_left_to_the_evaluation():
-    # The evaluation's `filler` kind ("hey, how are you?") measures what training never showed.
+def test_the_evaluations_fillers_are_never_put_first():
+    # The evaluation's `filler` kind ("hey, how are you?") asks words that training never put
+    # before a prompt; training puts other words there (LEAD_WORDS).
     rng = random.Random(0)
+    leads = 0
     for _ in range(300):
-        for prompt in ("What is your name?", "I am here", "How are you?"):
+        for prompt in ("What is your name?", "I am here", "How are you?", "你好吗？"):
             out = noisy(prompt, rng, WORDS).lower()
-            assert not any(out.startswith(f"{f}, ") for f in FILLERS)
+            assert not any(out.startswith((f"{f} ", f"{f},")) for f in FILLERS)
+            assert not out.startswith(ZH_FILLERS)
+            leads += out.startswith(tuple(LEAD_WORDS) + ZH_LEAD_WORDS)
+    assert leads > 50  # they do get other lead words
+    assert not set(LEAD_WORDS) & set(FILLERS) and not set(ZH_LEAD_WORDS) & set(ZH_FILLERS)
 
 
 def test_half_of_the_copies_change_their_final_punctuation():

@@ -203,21 +203,61 @@ def test_imports_neither_tensorflow_nor_pyplot():
     assert result.stdout.strip() == "[]"
 
 
-def glyphs_drawn_as_boxes(tokens: list[str], out: Path) -> list[str]:
-    """plot_attention's warnings about characters its fonts lack (matplotlib draws boxes)."""
+def heatmap(tokens: list[str], out: Path) -> None:
+    plot.plot_attention(np.full((len(tokens), len(tokens)), 0.5), tokens, tokens, out)
+
+
+def grid(tokens: list[str], out: Path) -> None:
+    """Two layers of three heads of uniform causal self-attention."""
+    causal = np.tril(np.ones((len(tokens), len(tokens))))
+    weights = np.broadcast_to(causal / causal.sum(axis=1, keepdims=True), (2, 3, *causal.shape))
+    plot.plot_self_attention(weights, tokens, out)
+
+
+def glyphs_drawn_as_boxes(tokens: list[str], out: Path, draw=heatmap) -> list[str]:
+    """The warnings about characters its fonts lack (matplotlib draws boxes) when `draw`
+    labels a picture with `tokens`."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        plot.plot_attention(np.full((len(tokens), len(tokens)), 0.5), tokens, tokens, out)
+        draw(tokens, out)
     assert_png(out)
     return [str(w.message) for w in caught if "missing from font" in str(w.message)]
 
 
-def test_attention_heatmap_draws_chinese_with_a_cjk_font(tmp_path, monkeypatch):
+@pytest.mark.parametrize("draw", [heatmap, grid])
+def test_attention_pictures_draw_chinese_with_a_cjk_font(tmp_path, monkeypatch, draw):
     if plot.cjk_font() is None:
         pytest.skip("no CJK font installed, so Chinese tick labels cannot be checked; "
                     "install one (Debian/Ubuntu: apt install fonts-wqy-microhei, as .ci/run does)")
-    tokens = ["你", "好", "hello", "！"]
-    assert glyphs_drawn_as_boxes(tokens, tmp_path / "with_font.png") == []
+    tokens = ["<SOS>", "你", "好", "hello", "<SEP>", "！"]
+    assert glyphs_drawn_as_boxes(tokens, tmp_path / "with_font.png", draw) == []
     # The check can fail: without the CJK font the same labels are boxes, and matplotlib says so.
     monkeypatch.setattr(plot, "cjk_font", lambda: None)
-    assert len(glyphs_drawn_as_boxes(tokens, tmp_path / "without.png")) >= 3
+    assert len(glyphs_drawn_as_boxes(tokens, tmp_path / "without.png", draw)) >= 3
+
+
+def test_the_self_attention_grid_has_a_panel_per_layer_and_head(tmp_path, monkeypatch):
+    captured = capture_figure(monkeypatch)
+    tokens = ["<SOS>", "hi", "<SEP>", "yo"]
+    grid(tokens, tmp_path / "grid.png")
+    assert_png(tmp_path / "grid.png")
+    panels = [ax for ax in captured["figure"].axes if ax.get_title()]  # the colour bar has no title
+    assert [ax.get_title() for ax in panels] == [
+        f"layer {layer}, head {head}" for layer in (1, 2) for head in (1, 2, 3)]
+    # One colour scale; above the diagonal (later tokens) nothing is drawn.
+    for ax in panels:
+        image = ax.get_images()[0]
+        assert image.get_clim() == (0.0, 1.0)
+        assert image.get_array().mask[0, 1] and not image.get_array().mask[1, 0]
+    # Token labels on the bottom row and the left column only.
+    labels = [[t.get_text() for t in ax.get_xticklabels()] for ax in panels]
+    assert labels[3:] == [tokens] * 3 and labels[:3] == [[]] * 3
+    assert [[t.get_text() for t in ax.get_yticklabels()] for ax in panels[::3]] == [tokens] * 2
+
+
+def test_self_attention_of_the_wrong_shape_is_refused(tmp_path):
+    with pytest.raises(ChatbotError, match=r"\(layers, heads, 3, 3\) for 3 tokens"):
+        plot.plot_self_attention(np.ones((2, 2, 4, 4)), ["a", "b", "c"], tmp_path / "x.png")
+    with pytest.raises(ChatbotError, match="do not match"):
+        plot.plot_self_attention(np.ones((3, 3)), ["a", "b", "c"], tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()

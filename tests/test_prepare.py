@@ -7,6 +7,8 @@ import pytest
 
 from chatbot.config import RunConfig
 from chatbot.prepare import Split, prepare_data
+from chatbot.subword import SubwordTokenizer
+from chatbot.text import Tokenizer
 from chatbot.vocab import SPECIALS, Vocabulary
 
 ROWS = [
@@ -93,3 +95,30 @@ def test_noisy_copies_add_training_examples_but_no_vocabulary(tsv):
     assert ("added 6 noisy copies of the training prompts (typing noise, each with its "
             "prompt's reply)") in noisy.report.lines()
     assert noisy.report.train == plain.report.train  # the counts are of the real pairs
+
+
+def test_sentencepiece_vocabulary_is_every_piece_of_a_model_learned_from_training_pairs(tsv):
+    run = config(val_fraction=0.5)
+    run.text.tokenizer, run.text.subword_model = "sentencepiece", "bpe"
+    prepared = prepare_data(run, tsv)
+    tokenizer = prepared.tokenizer
+    assert isinstance(tokenizer, SubwordTokenizer)
+    # Every piece, bytes included: min_count (2 here) and max_vocab are for words only.
+    assert prepared.vocab.tokens == [*SPECIALS, *tokenizer.pieces]
+    learned = {t for p in prepared.train_pairs for side in (p.prompt, p.reply)
+               for t in tokenizer.tokenize(side)}
+    assert learned <= set(tokenizer.pieces)
+    # The validation pair's "d e f" were never seen: byte pieces, not <UNK>.
+    assert "<0x64>" in tokenizer.tokenize(prepared.val_pairs[0].prompt)
+    assert prepared.report.train.unknown == prepared.report.validation.unknown == 0
+    assert prepared.report.lines()[2] == (
+        f"2 training pairs, 1 validation pairs, vocabulary {len(prepared.vocab)} tokens")
+
+
+def test_a_given_vocabulary_keeps_its_tokenizer(tsv):
+    run = config()
+    prepared = prepare_data(run, tsv, Vocabulary([*SPECIALS, "a"]), "of models/old")
+    assert prepared.tokenizer == Tokenizer(lowercase=True)
+    run.text.tokenizer = "sentencepiece"
+    with pytest.raises(ValueError, match="needs the tokenizer it was made with"):
+        prepare_data(run, tsv, Vocabulary([*SPECIALS, "a"]), "of models/old")

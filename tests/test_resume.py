@@ -218,10 +218,11 @@ def test_a_run_stopped_early_then_killed_while_measuring_trains_no_more(tmp_path
     assert run_state(tmp_path / "run").state == "finished"
 
 
+@pytest.mark.parametrize("arch", ["lstm", "transformer"])  # transformer: attention dropout too
 def test_a_resumed_run_with_dropout_draws_the_masks_the_uninterrupted_run_drew(tmp_path,
-                                                                             monkeypatch):
+                                                                             monkeypatch, arch):
     data = synthetic_tsv(tmp_path / "pairs.tsv", n=40)
-    config = tiny_config(epochs=4)
+    config = tiny_config(epochs=4, arch=arch)
     config.model.dropout, config.data.val_fraction = 0.3, 0.2
     train(data, tmp_path / "straight", config, log=lambda _: None, verbose=0)
     back_up = EpochBackup.on_epoch_end

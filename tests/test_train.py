@@ -47,7 +47,7 @@ def test_run_directory_holds_what_chat_needs_and_nothing_else(tiny_run):
     assert metrics["train"]["masked_accuracy"] == 1.0 and metrics["train"]["bleu"] > 99
 
 
-ARCHS = ["lstm", "seq2seq", "attention"]
+ARCHS = ["lstm", "seq2seq", "attention", "transformer"]
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -60,7 +60,7 @@ def test_every_architecture_learns_its_training_pairs(tiny_runs, arch):
 
 def _keras_inputs(arch: str, vocab, prompt_ids: list[int], reply_ids: list[int]):
     """The full-pass model input for a prompt and the reply so far."""
-    if arch == "lstm":
+    if arch in ("lstm", "transformer"):  # one sequence: <SOS> prompt <SEP> reply
         return np.array([[vocab.sos_id, *prompt_ids, vocab.sep_id, *reply_ids]])
     return (np.array([prompt_ids]), np.array([[vocab.sos_id, *reply_ids]]))
 

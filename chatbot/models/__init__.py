@@ -15,6 +15,7 @@ ARCHS = {
     "lstm": "chatbot.models.lstm",
     "seq2seq": "chatbot.models.seq2seq",
     "attention": "chatbot.models.attention",
+    "transformer": "chatbot.models.transformer",
 }
 
 

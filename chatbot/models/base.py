@@ -12,7 +12,23 @@ An architecture is a module registered in `chatbot.models.ARCHS` that provides:
         every array its `model.keras` must hold (see `Weights`), so that a run directory whose
         files disagree is refused with a message before any reply;
     Engine(weights, config, vocab)
-        NumPy inference, with the `start`/`step` protocol of `Engine` below.
+        NumPy inference, with the `start`/`step` protocol of `Engine` below;
+
+and may provide
+
+    encode_text(ids, vocab) -> (inputs, target)
+        a decoder-only architecture's row of plain text, every token scored (chatbot.pretrain);
+
+    fit_to_data(config: RunConfig)
+        called when training starts, once the vocabulary is built: fills in or checks the
+        model settings that follow from the data (the transformer's max_positions).
+
+and its Engine may provide
+
+    teacher_forced(prompts, targets) -> (summed log-probabilities, arg-max hits) or None
+        what `chatbot.rerank.teacher_forced_rows` computes by feeding targets token by
+        token, in one pass (a decoder-only model reads whole sequences at once); None hands
+        a batch back to the token-by-token walk.
 
 `tests/test_contract.py` runs one suite over every registered architecture: build, save and
 reload, NumPy parity with Keras, batching, `select_state`, greedy = beam of width 1, and the
@@ -120,8 +136,11 @@ def check_weights(config: ModelConfig, vocab: Vocabulary,
     from chatbot.models import arch_module
 
     arch = config.arch
-    shapes = arch_module(arch).weight_shapes(dataclasses.replace(config, vocab_size=len(vocab)))
     retrain = "the run directory mixes files from different runs; retrain the model"
+    try:
+        shapes = arch_module(arch).weight_shapes(dataclasses.replace(config, vocab_size=len(vocab)))
+    except ChatbotError as exc:  # settings that describe no model of this architecture
+        raise ChatbotError(f"config.json: {exc}; {retrain}") from None
     if config.vocab_size and config.vocab_size != len(vocab):
         raise ChatbotError(
             f"vocab.json has {len(vocab)} tokens but config.json says the model.keras it was "

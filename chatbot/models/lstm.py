@@ -44,6 +44,15 @@ def encode_example(
     return (tokens,), target
 
 
+def encode_text(ids: Sequence[int], vocab: Vocabulary) -> tuple[tuple[list[int], ...], list[int]]:
+    """(inputs, target) for a window of plain text (chatbot.pretrain): every token scored.
+
+    tokens: <SOS> t1 .. tn
+    target:  t1   t2 .. <EOS>
+    """
+    return ([vocab.sos_id, *ids],), [*ids, vocab.eos_id]
+
+
 def build(config: ModelConfig):
     """The trainable Keras model: tokens (batch, time) -> next-token logits (batch, time, vocab)."""
     import keras  # imported here: chat decodes with NumPy and never needs TensorFlow

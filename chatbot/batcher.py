@@ -1,0 +1,187 @@
+"""Decoding off the event loop, for `chatbot serve`: a micro-batching queue and token streams.
+
+`Batcher` owns one worker thread. Each request hands it a Bot with the request's own settings
+(see chatbot.serve) and its prompts, and gets a Future. Whatever has queued up while the
+worker was busy is taken at once, grouped by decoding settings and decoded as one
+`Bot.reply_batch` call per group, so requests that arrive together are decoded together and
+the replies per second grow with concurrency. There is no timed wait for a batch to fill: a
+request alone is decoded the moment it arrives. (Under a steady load of k clients, the
+batches settle at about k / 2 requests: one half queues while the other's batch decodes, and
+waiting to merge them measured no faster.)
+
+Batching never changes a reply. Greedy and beam search give each row the reply it gets alone,
+and unseeded sampling is random anyway; seeded sampling draws every row of a batch from one
+generator, so a seeded sampling request is decoded on its own. A request whose Future was
+cancelled before its batch started (it timed out, or its client left) is skipped.
+
+`stream_rows` runs one sampler search in a thread of its own and yields its tokens to the
+event loop as they are generated (the sampler's `on_step` hook); closing the iterator stops
+the search at its next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import queue
+import threading
+from collections.abc import AsyncIterator, Hashable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import numpy as np
+
+from chatbot.bot import Bot, Prompt, Reply
+from chatbot.samplers import Sampler
+
+log = logging.getLogger("chatbot.serve")
+
+
+@dataclass
+class _Job:
+    bot: Bot
+    prompts: list[Prompt]
+    future: Future
+    key: Hashable
+
+
+def batch_key(bot: Bot) -> Hashable:
+    """Requests with equal keys may share a batch: equal settings, and not seeded sampling."""
+    decode = bot.decode
+    if decode.seed is not None and decode.strategy not in ("greedy", "beam"):
+        return object()  # its own batch
+    return dataclasses.astuple(decode)
+
+
+class Batcher:
+    """One worker thread decoding queued requests in batches of at most `max_rows` prompts."""
+
+    def __init__(self, max_rows: int = 64):
+        self.max_rows = max_rows
+        self.batches = 0  # batches decoded, and the prompts in them (for /health)
+        self.rows = 0
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="chatbot-decode", daemon=True)
+        self._thread.start()
+
+    def submit(self, bot: Bot, prompts: Sequence[Prompt]) -> Future[list[Reply]]:
+        """The replies to `prompts` with `bot`'s settings, as a Future."""
+        job = _Job(bot, list(prompts), Future(), batch_key(bot))
+        self._queue.put(job)
+        return job.future
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+    def _take(self) -> list[_Job] | None:
+        """What has queued up (see the module docstring); None once closed."""
+        job = self._queue.get()
+        if job is None:
+            return None
+        jobs = [job]
+        with contextlib.suppress(queue.Empty):
+            while True:  # everything that queued up while the last batch was decoded
+                job = self._queue.get_nowait()
+                if job is None:
+                    self._queue.put(None)  # close() after this batch
+                    break
+                jobs.append(job)
+        return jobs
+
+    def _run(self) -> None:
+        while (jobs := self._take()) is not None:
+            groups: dict[Hashable, list[_Job]] = {}
+            for job in jobs:
+                groups.setdefault(job.key, []).append(job)
+            for group in groups.values():
+                batch: list[_Job] = []
+                for job in group:
+                    if batch and sum(len(j.prompts) for j in batch) + len(job.prompts) > \
+                            self.max_rows:
+                        self._decode(batch)
+                        batch = []
+                    batch.append(job)
+                self._decode(batch)
+
+    def _decode(self, jobs: list[_Job]) -> None:
+        jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+        if not jobs:
+            return
+        try:
+            replies = jobs[0].bot.reply_batch([p for job in jobs for p in job.prompts])
+        except Exception as exc:  # a bug: keep it to the request that caused it
+            if len(jobs) > 1:
+                for job in jobs:
+                    self._retry(job)
+                return
+            log.exception("decoding failed")
+            jobs[0].future.set_exception(exc)
+            return
+        self.batches += 1
+        self.rows += len(replies)
+        start = 0
+        for job in jobs:
+            job.future.set_result(replies[start: start + len(job.prompts)])
+            start += len(job.prompts)
+
+    def _retry(self, job: _Job) -> None:
+        try:
+            job.future.set_result(job.bot.reply_batch(job.prompts))
+        except Exception as exc:
+            log.exception("decoding failed")
+            job.future.set_exception(exc)
+
+
+class _Stop(Exception):
+    """Raised in the sampler's step hook: the stream's consumer has gone."""
+
+
+_END = object()
+
+
+async def stream_rows(sampler: Sampler, bot: Bot, prompts: Sequence[Sequence[int]],
+                      deadline: float) -> AsyncIterator[tuple[int, int]]:
+    """(row, token id) for every token `sampler` generates for `prompts` (ids) with `bot`'s
+    engine, <EOS> included, as they come. TimeoutError past `deadline` (the event loop's
+    clock); leaving the loop early, or the consumer's cancellation, stops the search."""
+    loop = asyncio.get_running_loop()
+    tokens: asyncio.Queue = asyncio.Queue()
+    stop = threading.Event()
+
+    def put(item) -> None:
+        try:
+            loop.call_soon_threadsafe(tokens.put_nowait, item)
+        except RuntimeError:  # the event loop has closed: the server is stopping
+            stop.set()
+
+    def hook(rows: np.ndarray, ids: np.ndarray) -> None:
+        if stop.is_set():
+            raise _Stop
+        put(list(zip(rows.tolist(), ids.tolist())))
+
+    def run() -> None:
+        try:
+            sampler(bot.engine, prompts, bot.vocab, on_step=hook)
+        except _Stop:
+            return
+        except Exception as exc:
+            log.exception("decoding failed")
+            put(exc)
+            return
+        put(_END)
+
+    threading.Thread(target=run, name="chatbot-stream", daemon=True).start()
+    try:
+        while True:
+            item = await asyncio.wait_for(tokens.get(), max(0.0, deadline - loop.time()))
+            if item is _END:
+                return
+            if isinstance(item, Exception):
+                raise item
+            for pair in item:
+                yield pair
+    finally:
+        stop.set()

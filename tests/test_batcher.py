@@ -1,0 +1,84 @@
+"""The micro-batching queue of `chatbot serve`: what arrives together is decoded together,
+and batching never changes a reply."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import pytest
+
+from chatbot.batcher import Batcher
+from chatbot.bot import Bot
+from tests.conftest import TINY_PAIRS
+from tests.test_serve import SlowEngine
+
+pytestmark = pytest.mark.slow  # the tiny run trains once per session
+
+
+@pytest.fixture(scope="module")
+def bot(tiny_run) -> Bot:
+    return Bot.load(tiny_run)
+
+
+def configured(bot: Bot, **settings) -> Bot:
+    clone = copy.copy(bot)  # what chatbot.serve does for each request
+    clone.configure(**settings)
+    return clone
+
+
+def busy(batcher: Batcher, bot: Bot):
+    """Keeps the worker decoding (a slow reply, settings of its own) until it is released."""
+    slow = configured(bot, min_len=30, max_reply_len=30, retrieval=False)
+    slow.engine = SlowEngine(bot.engine, 0.01)
+    future = batcher.submit(slow, ["hello"])
+    while not future.running():
+        time.sleep(0.001)
+    return future
+
+
+def test_requests_that_queue_up_are_decoded_in_one_batch(bot):
+    batcher = Batcher()
+    try:
+        blocker = busy(batcher, bot)
+        prompts = [p for p, _ in TINY_PAIRS]
+        futures = [batcher.submit(configured(bot), [p]) for p in prompts]
+        two = batcher.submit(configured(bot), prompts[:2])  # a request of two rows
+        assert [f.result(timeout=30)[0].text for f in futures] == [r for _, r in TINY_PAIRS]
+        assert [r.text for r in two.result(timeout=30)] == [r for _, r in TINY_PAIRS[:2]]
+        blocker.result(timeout=30)
+        assert (batcher.batches, batcher.rows) == (2, 1 + len(prompts) + 2)
+    finally:
+        batcher.close()
+
+
+def test_different_settings_and_seeded_sampling_are_decoded_apart(bot):
+    batcher = Batcher()
+    try:
+        blocker = busy(batcher, bot)
+        beam = [batcher.submit(configured(bot, strategy="beam", beam_width=2), ["hello"])
+                for _ in range(2)]
+        seeded = [batcher.submit(configured(bot, strategy="random", temperature=2.0, seed=s),
+                                 ["what is your name?"]) for s in range(3)]
+        for f in [*beam, *seeded, blocker]:
+            f.result(timeout=30)
+        assert batcher.batches == 1 + 1 + 3  # the blocker, the two beams, each seeded one
+        for s, future in enumerate(seeded):  # as each seed gives alone
+            alone = configured(bot, strategy="random", temperature=2.0, seed=s)
+            assert future.result()[0].text == alone.reply("what is your name?").text
+    finally:
+        batcher.close()
+
+
+def test_a_cancelled_request_is_not_decoded(bot):
+    batcher = Batcher()
+    try:
+        blocker = busy(batcher, bot)
+        gone = batcher.submit(configured(bot), ["hello"])
+        assert gone.cancel()
+        kept = batcher.submit(configured(bot), ["你好"])
+        assert kept.result(timeout=30)[0].text == "你好！很高兴认识你。"
+        blocker.result(timeout=30)
+        assert batcher.rows == 2
+    finally:
+        batcher.close()

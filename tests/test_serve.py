@@ -1,0 +1,435 @@
+"""`chatbot serve`: the real server on a free localhost port, talked to with the official
+`openai` client and with raw HTTP (httpx), on the tiny trained run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from chatbot.bot import Bot
+from chatbot.limits import Limits
+from chatbot.serve import create_app
+from tests.conftest import TINY_PAIRS
+from tests.test_hardening_input import HOSTILE
+
+pytestmark = pytest.mark.slow  # the tiny run trains once per session; servers run threads
+
+KEY = "sk-test-key"
+LIMITS = Limits(max_body_bytes=4096, max_prompt_tokens=60, max_reply_tokens=50, timeout=20)
+
+
+class Server:
+    """uvicorn serving an app on a free port of 127.0.0.1, in a thread of this process."""
+
+    def __init__(self, app):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                       daemon=True)
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        for _ in range(500):
+            if self.server.started:
+                return self
+            time.sleep(0.01)
+        raise RuntimeError("the server did not start")
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def bot(tiny_run) -> Bot:
+    return Bot.load(tiny_run)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_run, bot):
+    with Server(create_app(bot, str(tiny_run), LIMITS, api_key=KEY)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    from openai import OpenAI
+
+    with OpenAI(base_url=f"{server.url}/v1", api_key=KEY, max_retries=0) as openai:
+        yield openai
+
+
+@pytest.fixture(scope="module")
+def http(server):
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEY}"},
+                      timeout=20) as session:
+        yield session
+
+
+def user(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+def bot_with(run: Path, **settings) -> Bot:
+    bot = Bot.load(run)
+    bot.configure(**settings)
+    return bot
+
+
+def sse(response: httpx.Response) -> list:
+    """The data of every server-sent event, JSON-decoded ("[DONE]" as it is)."""
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = response.text.split("\n\n")
+    assert events[-1] == ""  # every event ends with a blank line
+    assert all(e.startswith("data: ") for e in events[:-1])
+    return [e[6:] if e == "data: [DONE]" else json.loads(e[6:]) for e in events[:-1]]
+
+
+# --- the openai client ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("prompt, expected", TINY_PAIRS)
+def test_openai_client_gets_the_replies_of_bot_reply(client, bot, tiny_run, prompt, expected):
+    completion = client.chat.completions.create(model=str(tiny_run), messages=user(prompt))
+    assert completion.choices[0].message.content == bot.reply(prompt).text == expected
+    assert completion.choices[0].message.role == "assistant"
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.object == "chat.completion" and completion.id.startswith("chatcmpl-")
+    assert completion.model == str(tiny_run)
+    assert completion.usage.prompt_tokens == len(bot.prompt_tokens(prompt))
+    assert completion.usage.completion_tokens == len(bot.reply(prompt).tokens)
+    assert completion.usage.total_tokens == (completion.usage.prompt_tokens
+                                             + completion.usage.completion_tokens)
+
+
+@pytest.mark.parametrize("extra", [{}, {"retrieval": False}], ids=["chosen", "live"])
+def test_openai_client_streams_the_same_reply(client, tiny_run, extra):
+    for prompt, expected in TINY_PAIRS:
+        chunks = list(client.chat.completions.create(
+            model="any", messages=user(prompt), stream=True,
+            stream_options={"include_usage": True}, extra_body=extra))
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == bot_with(tiny_run, **extra).reply(prompt).text == expected
+        assert chunks[-1].usage.completion_tokens == len(Bot.load(tiny_run).reply(prompt).tokens)
+        assert len({c.id for c in chunks}) == 1
+
+
+def test_openai_client_lists_the_served_run(client, tiny_run):
+    assert [m.id for m in client.models.list()] == [str(tiny_run)]
+
+
+def test_a_conversation_is_answered_at_its_last_user_turn(client, bot):
+    messages = [{"role": "system", "content": "be brief"}, *user("hello"),
+                {"role": "assistant", "content": "hi there!"}, *user("how are you?")]
+    completion = client.chat.completions.create(model="m", messages=messages)
+    assert completion.choices[0].message.content == bot.reply(messages).text
+    assert completion.usage.prompt_tokens == len(bot.prompt_tokens(messages))
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+def test_sampling_settings_give_bot_replies_streamed_or_not(http, tiny_run):
+    body = {"messages": user("what is your name?"), "temperature": 1.8, "seed": 11, "n": 3,
+            "min_len": 3, "max_tokens": 12}
+    sampled = http.post("/v1/chat/completions", json=body).json()
+    texts = [c["message"]["content"] for c in sampled["choices"]]
+    expected = [bot_with(tiny_run, strategy="random", temperature=1.8, seed=11 + i, min_len=3,
+                         max_reply_len=12).reply("what is your name?").text for i in range(3)]
+    assert texts == expected
+    streamed = sse(http.post("/v1/chat/completions", json={**body, "stream": True}))
+    joined = ["".join(e["choices"][0]["delta"].get("content", "") for e in streamed[:-1]
+                      if e["choices"] and e["choices"][0]["index"] == i) for i in range(3)]
+    assert joined == expected
+
+
+def test_beam_n_best_and_greedy_copies(http, tiny_run):
+    beam = http.post("/v1/chat/completions",
+                     json={"messages": user("hello"), "beam": 3, "n": 2}).json()
+    expected = bot_with(tiny_run, strategy="beam", beam_width=3, nbest=2).reply("hello")
+    assert [c["message"]["content"] for c in beam["choices"]] == [
+        c.text for c in expected.candidates[:2]]
+    greedy = http.post("/v1/chat/completions", json={"messages": user("hello"), "n": 2}).json()
+    assert [c["message"]["content"] for c in greedy["choices"]] == ["hi there!"] * 2
+    assert greedy["usage"]["completion_tokens"] == 2 * len(["hi", "there", "!"])
+
+
+def test_max_tokens_and_stop_end_a_reply(http):
+    cut = http.post("/v1/chat/completions", json={"messages": user("how are you?"),
+                                                   "max_tokens": 2}).json()
+    assert cut["choices"][0]["finish_reason"] == "length"
+    assert cut["usage"]["completion_tokens"] == 2
+    assert cut["choices"][0]["message"]["content"] == "i am"
+    stopped = http.post("/v1/chat/completions", json={"messages": user("how are you?"),
+                                                       "stop": ["fine"]}).json()
+    assert stopped["choices"][0]["message"]["content"] == "i am "
+    assert stopped["choices"][0]["finish_reason"] == "stop"
+    for extra in ({}, {"retrieval": False}):
+        events = sse(http.post("/v1/chat/completions", json={
+            "messages": user("how are you?"), "stop": "fine", "stream": True, **extra}))
+        assert "".join(e["choices"][0]["delta"].get("content", "")
+                       for e in events[:-1]) == "i am "
+
+
+def test_one_requests_settings_never_reach_another(http, bot, tiny_run):
+    before = bot.decode
+
+    def ask(i: int) -> tuple[str, str, int]:
+        prompt, _ = TINY_PAIRS[i % len(TINY_PAIRS)]
+        hot = {"temperature": 2.0, "min_len": 6, "max_tokens": 8, "retrieval": False}
+        body = {"messages": user(prompt), **(hot if i % 2 else {})}
+        reply = http.post("/v1/chat/completions", json=body).json()
+        return prompt, reply["choices"][0]["message"]["content"], i % 2
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(ask, range(48)))
+    replies = dict(TINY_PAIRS)
+    assert all(text == replies[prompt] for prompt, text, hot in results if not hot)
+    assert bot.decode == before  # the served bot was never configured
+
+
+# --- server-sent events -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("extra", [{}, {"retrieval": False}], ids=["chosen", "live"])
+def test_sse_framing(http, extra):
+    events = sse(http.post("/v1/chat/completions", json={
+        "messages": user("你好"), "stream": True, "stream_options": {"include_usage": True},
+        **extra}))
+    assert events[-1] == "[DONE]"
+    chunks = events[:-1]
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+    assert len({c["id"] for c in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant"}
+    content = chunks[1:-2]
+    assert len(content) > 1 and all(
+        set(c["choices"][0]["delta"]) == {"content"} and c["choices"][0]["finish_reason"] is None
+        for c in content)  # one chunk per token
+    assert "".join(c["choices"][0]["delta"]["content"] for c in content) == "你好！很高兴认识你。"
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["prompt_tokens"] == 2
+    assert all(c["usage"] is None for c in chunks[:-1])
+    plain = sse(http.post("/v1/chat/completions", json={
+        "messages": user("你好"), "stream": True, **extra}))
+    assert plain[-1] == "[DONE]" and plain[-2]["choices"][0]["finish_reason"] == "stop"
+    assert "usage" not in plain[-2]
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+LONG = " ".join(["word"] * 70)  # over max_prompt_tokens, under max_body_bytes
+
+
+@pytest.mark.parametrize("body, status, param", [
+    (b"{oops", 400, None),
+    (b"{}", 400, "messages"),
+    (json.dumps({"messages": [{"role": "robot", "content": "hi"}]}).encode(), 400, "messages"),
+    (json.dumps({"messages": user("hi"), "temperature": 5}).encode(), 400, "temperature"),
+    (json.dumps({"messages": user("hi"), "max_tokens": 51}).encode(), 400, "max_tokens"),
+    (json.dumps({"messages": user("hi"), "n": 9}).encode(), 400, "n"),
+    (json.dumps({"messages": user("hi"), "beam": "wide"}).encode(), 400, "beam"),
+    (json.dumps({"messages": user(LONG)}).encode(), 400, "messages"),
+    (json.dumps({"messages": user("x" * 5000)}).encode(), 413, None),
+])
+def test_bad_requests_get_openai_style_errors(http, body, status, param):
+    response = http.post("/v1/chat/completions", content=body,
+                         headers={"Content-Type": "application/json"})
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["param"] == param and error["message"]
+    assert "Traceback" not in response.text
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_messages_get_a_reply_or_an_error_never_a_failure(http, name):
+    for stream in (False, True):
+        response = http.post("/v1/chat/completions",
+                             json={"messages": user(HOSTILE[name]), "stream": stream})
+        assert response.status_code in (200, 400, 413), response.text
+        if response.status_code != 200:
+            assert response.json()["error"]["message"]
+        elif stream:
+            assert sse(response)[-1] == "[DONE]"
+        else:
+            assert response.json()["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def test_an_oversized_body_without_a_length_is_413(http):
+    chunks = (b"x" * 1024 for _ in range(8))  # chunked: no Content-Length
+    response = http.post("/v1/chat/completions", content=chunks)
+    assert response.status_code == 413
+
+
+def test_the_api_key_is_required(server, http):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
+        response = httpx.post(f"{server.url}/v1/chat/completions", headers=headers,
+                              json={"messages": user("hello")})
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "invalid_api_key"
+    assert httpx.get(f"{server.url}/v1/models").status_code == 401
+    assert httpx.get(f"{server.url}/health").json()["status"] == "ok"  # no key needed
+
+
+def test_unknown_routes_and_methods(http):
+    assert http.get("/v1/nothing").status_code == 404
+    response = http.get("/v1/chat/completions")
+    assert response.status_code == 405 and response.json()["error"]["message"]
+
+
+def test_the_openai_client_raises_on_errors(client):
+    import openai
+
+    with pytest.raises(openai.BadRequestError, match="temperature"):
+        client.chat.completions.create(model="m", messages=user("hi"), temperature=3)
+
+
+class SlowEngine:
+    """The tiny run's engine, `delay` seconds slower per step; counts its steps."""
+
+    def __init__(self, engine, delay: float):
+        self.engine, self.delay, self.steps = engine, delay, 0
+
+    def start(self, prompts):
+        return self.engine.start(prompts)
+
+    def step(self, tokens, state):
+        self.steps += 1
+        time.sleep(self.delay)
+        return self.engine.step(tokens, state)
+
+
+@pytest.fixture
+def slow_server(tiny_run):
+    """Starts servers of the tiny run with an engine 20 ms slower per step, and `limits`."""
+    running = []
+
+    def start(**limits) -> tuple[Server, SlowEngine]:
+        bot = Bot.load(tiny_run)
+        bot.engine = SlowEngine(bot.engine, 0.02)
+        running.append(Server(create_app(bot, "slow", Limits(**limits))).__enter__())
+        return running[-1], bot.engine
+
+    yield start
+    for server in running:
+        server.__exit__()
+
+
+LONG_REPLY = {"messages": user("hello"), "min_len": 40, "max_tokens": 40, "retrieval": False}
+
+
+def test_a_request_past_the_timeout_gets_504_or_an_error_event(slow_server):
+    server, _ = slow_server(timeout=0.4)
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        response = http.post("/v1/chat/completions", json=LONG_REPLY)  # 40 steps, 0.8 s
+        assert response.status_code == 504
+        assert response.json()["error"]["type"] == "timeout_error"
+        events = sse(http.post("/v1/chat/completions", json={**LONG_REPLY, "stream": True}))
+        assert events[0]["choices"][0]["delta"] == {"role": "assistant"}
+        assert events[-1]["error"]["type"] == "timeout_error"  # and no [DONE]
+
+
+def test_requests_over_the_concurrency_limit_get_429(slow_server):
+    server, _ = slow_server(max_concurrent=1)
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        with http.stream("POST", "/v1/chat/completions",
+                         json={**LONG_REPLY, "stream": True}) as holding:
+            lines = holding.iter_lines()
+            next(lines)  # the one request allowed is in progress
+            busy = http.post("/v1/chat/completions", json=LONG_REPLY)
+            assert busy.status_code == 429, (busy.text, list(lines))
+            assert busy.json()["error"]["type"] == "rate_limit_error"
+        assert http.get("/health").json()["status"] == "ok"
+
+
+def test_a_client_that_disconnects_stops_its_decoding(slow_server):
+    server, engine = slow_server()
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        with http.stream("POST", "/v1/chat/completions",
+                         json={**LONG_REPLY, "stream": True}) as response:
+            lines = response.iter_lines()
+            while "content" not in next(lines):  # the first token has come
+                pass
+        time.sleep(0.2)
+        stopped_at = engine.steps
+        time.sleep(0.3)
+        assert engine.steps == stopped_at < 20  # of the 40 it would have taken
+        assert http.get("/health").json()["in_flight"] == 0
+
+
+# --- load -------------------------------------------------------------------------------------
+
+def test_concurrent_clients_each_get_their_own_reply(server, http):
+    clients, requests = 8, 20
+    replies = dict(TINY_PAIRS)
+
+    def client_run(c: int) -> list[tuple[str, str, int]]:
+        out = []
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEY}"},
+                          timeout=30) as session:
+            for r in range(requests):
+                prompt = TINY_PAIRS[(c + r) % len(TINY_PAIRS)][0]
+                response = session.post("/v1/chat/completions", json={"messages": user(prompt)})
+                text = response.json()["choices"][0]["message"]["content"] \
+                    if response.status_code == 200 else response.text
+                out.append((prompt, text, response.status_code))
+        return out
+
+    before = http.get("/health").json()
+    with ThreadPoolExecutor(clients) as pool:
+        results = [r for rs in pool.map(client_run, range(clients)) for r in rs]
+    assert len(results) == clients * requests
+    assert [r for r in results if r[2] != 200] == []
+    assert all(text == replies[prompt] for prompt, text, _ in results)
+    after = http.get("/health").json()
+    assert after["batched_replies"] - before["batched_replies"] == clients * requests
+    assert after["in_flight"] == 0
+
+
+# --- the command ------------------------------------------------------------------------------
+
+def test_chatbot_serve_starts_without_tensorflow_on_localhost(tiny_run):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chatbot.cli", "serve", "--model", str(tiny_run), "--port", "0",
+         "--api-key", "k", "--beam", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = process.stdout.readline()
+        assert line.startswith(f"serving {tiny_run} at http://127.0.0.1:"), line
+        url = line.split(" at ")[1].split("/v1")[0]
+        assert httpx.get(f"{url}/health").json()["status"] == "ok"
+        reply = httpx.post(f"{url}/v1/chat/completions", headers={"Authorization": "Bearer k"},
+                           json={"messages": user("hello")}).json()
+        assert reply["choices"][0]["message"]["content"] == "hi there!"
+        maps = Path(f"/proc/{process.pid}/maps")
+        if maps.exists():
+            assert "tensorflow" not in maps.read_text()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=10)
+    assert process.returncode == 0, process.stderr.read()
+
+
+def test_a_port_in_use_is_a_message(tiny_run):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "chatbot.cli", "serve", "--model", str(tiny_run),
+             "--port", str(port)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1 port {port}" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,149 @@
+"""The transformer's own promises, beyond the contract every architecture keeps
+(tests/test_contract.py): its key/value cache changes no reply, long prompts and long replies
+meet max_positions without an index error, and max_positions follows the data."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+from chatbot.config import ModelConfig, RunConfig
+from chatbot.errors import ChatbotError
+from chatbot.models import transformer
+from chatbot.samplers import get_sampler
+from chatbot.vocab import SPECIALS, Vocabulary
+from chatbot.weights import model_weights
+
+VOCAB = Vocabulary(list(SPECIALS) + [f"w{i}" for i in range(40)])
+WORDS = range(len(SPECIALS), len(VOCAB))
+
+
+def engines(max_positions: int = 24, num_layers: int = 2, seed: int = 3):
+    """(cached, uncached) engines of one randomly initialized transformer."""
+    keras.utils.set_random_seed(seed)
+    config = ModelConfig(arch="transformer", embedding_dim=16, hidden_dim=32,
+                         num_layers=num_layers, num_heads=4, max_positions=max_positions,
+                         vocab_size=len(VOCAB))
+    weights = model_weights(transformer.build(config))
+    # Larger weights than the initial ones, so that the logits are far from uniform and
+    # replies differ from prompt to prompt.
+    weights = {layer: {path: a * 3 for path, a in group.items()}
+               for layer, group in weights.items()}
+    return (transformer.Engine(weights, config, VOCAB),
+            transformer.UncachedEngine(weights, config, VOCAB))
+
+
+def prompts(n: int, seed: int = 0) -> list[list[int]]:
+    rng = np.random.default_rng(seed)
+    return [[int(t) for t in rng.choice(WORDS, size=rng.integers(0, 9))] for _ in range(n)]
+
+
+@pytest.mark.parametrize("strategy, options", [
+    ("greedy", {}), ("beam", {"width": 4}), ("top_k", {"k": 5, "seed": 11}),
+])
+def test_cached_decoding_gives_exactly_the_replies_of_uncached_decoding(strategy, options):
+    cached, uncached = engines()
+    sampler = get_sampler(strategy, max_len=15, **options)
+    asked = prompts(12)
+    found = {name: sampler(engine, asked, VOCAB, nbest=1)
+             for name, engine in (("cached", cached), ("uncached", uncached))}
+    replies = [[c.tokens for c in cands] for cands in found["cached"]]
+    assert replies == [[c.tokens for c in cands] for cands in found["uncached"]]
+    assert len({tuple(r[0]) for r in replies}) > 3, "replies should differ between prompts"
+
+
+def test_a_step_equals_the_whole_sequence_at_once():
+    cached, _ = engines()
+    prompt, reply = [7, 8, 9, 10, 11], [12, 13, 14, 15]
+    logits, state = cached.start([prompt, [20]])  # a batch: the rows' positions differ
+    rows = [logits[0]]
+    for token in reply:
+        logits, state = cached.step(np.array([token, 21]), state)
+        rows.append(logits[0])
+    ids = np.array([[VOCAB.sos_id, *prompt, VOCAB.sep_id, *reply]])
+    whole = cached.logits(ids)[0, len(prompt) + 1:]
+    np.testing.assert_allclose(np.stack(rows), whole, atol=1e-5)
+
+
+def test_one_pass_scoring_equals_the_token_by_token_walk():
+    from chatbot import rerank
+
+    cached, _ = engines()
+    asked = prompts(10, seed=4)
+    rng = np.random.default_rng(5)
+    targets = [[*map(int, rng.choice(WORDS, size=rng.integers(0, 7))), VOCAB.eos_id]
+               for _ in asked]
+
+    class Walk:  # the same engine without its one-pass scoring
+        start, step = cached.start, cached.step
+
+    one = rerank.teacher_forced_rows(cached, asked, targets)
+    walked = rerank.teacher_forced_rows(Walk(), asked, targets)
+    np.testing.assert_allclose(one[0], walked[0], rtol=1e-5)
+    np.testing.assert_array_equal(one[1], walked[1])
+    # A sequence past max_positions is handed back to the walk, which ends it with <EOS>.
+    assert cached.teacher_forced([[7] * 20], [[8] * 10 + [VOCAB.eos_id]]) is None
+    total, _ = rerank.teacher_forced_rows(cached, [[7] * 20], [[8] * 10 + [VOCAB.eos_id]])
+    assert total[0] == -np.inf  # a reply that cannot fit is impossible, as in generation
+
+
+def test_a_prompt_longer_than_max_positions_keeps_its_end():
+    cached, uncached = engines(max_positions=10)
+    long = list(range(5, 5 + 30))
+    kept = cached.sequences([long])[0]
+    assert kept == [VOCAB.sos_id, *long[-7:], VOCAB.sep_id] and len(kept) == 9
+    logits, _ = cached.start([long])
+    np.testing.assert_allclose(logits, cached.start([long[-7:]])[0])
+    assert np.isfinite(logits).all()
+
+
+def test_a_reply_ends_at_max_positions_without_an_index_error():
+    cached, uncached = engines(max_positions=10)
+    sampler = get_sampler("greedy", max_len=30, allow_unk=True)
+    for engine in (cached, uncached):
+        logits, state = engine.start([[5, 6, 7]])  # positions 0-4 used, 5-9 left
+        for _ in range(5):
+            logits, state = engine.step(np.array([9]), state)
+            assert np.isfinite(logits).all()  # the token after position 9 is still predicted
+        logits, state = engine.step(np.array([9]), state)  # but it has no position of its own
+        assert logits.argmax(-1).tolist() == [VOCAB.eos_id]
+        assert np.isneginf(np.delete(logits[0], VOCAB.eos_id)).all()
+        (candidate,) = sampler(engine, [[5, 6, 7]], VOCAB, nbest=1)[0]
+        assert len(candidate.tokens) <= 6  # at most 6 tokens, then <EOS>
+
+
+def test_forward_refuses_a_sequence_longer_than_max_positions():
+    cached, _ = engines(max_positions=10)
+    with pytest.raises(ChatbotError, match="longer than this model's max_positions"):
+        cached.forward(np.ones((1, 11), dtype=np.int64))
+
+
+def test_attention_weights_are_causal_and_sum_to_one():
+    cached, _ = engines()
+    ids = np.array([[1, 7, 8, 4, 9, 0, 0]])  # padded at the end
+    _, attentions = cached.forward(ids, record=True)
+    assert len(attentions) == 2 and attentions[0].shape == (1, 4, 7, 7)
+    for weights in attentions:
+        np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)
+        assert not np.triu(weights[0, :, :5, :5], k=1).any()  # nothing looks ahead
+        assert not weights[0, :, :5, 5:].any()  # nor at padding
+
+
+def test_max_positions_follows_max_len_or_is_refused_when_too_small():
+    config = RunConfig()
+    config.model.arch, config.data.max_len = "transformer", 20
+    transformer.fit_to_data(config)
+    assert config.model.max_positions == 42
+    small = dataclasses.replace(config.model, max_positions=30)
+    with pytest.raises(ChatbotError, match="max_positions 30 cannot hold.*max_len 20"):
+        transformer.fit_to_data(dataclasses.replace(config, model=small))
+
+
+def test_a_width_that_heads_cannot_share_is_refused():
+    config = ModelConfig(arch="transformer", embedding_dim=10, num_heads=4, max_positions=8,
+                         vocab_size=20)
+    with pytest.raises(ChatbotError, match="multiple of num_heads"):
+        transformer.build(config)
