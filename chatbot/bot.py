@@ -62,6 +62,8 @@ class Reply:
     candidates: list[Candidate]  # best first; more than one with beam search and nbest > 1,
     # or when the memory added known replies
     matches: list[Match] = dataclasses.field(default_factory=list)  # similar known prompts
+    read: list[str] = dataclasses.field(default_factory=list)  # the tokens the model read:
+    # the prompt, with its context for a context model (chatbot.context)
 
     @property
     def source(self) -> str:
@@ -166,7 +168,6 @@ class Bot:
         and the best is the reply. Otherwise candidates keep the sampler's order and scores.
         """
         turns = [self.turns(p) for p in prompts]
-        texts = [context_key(t, self.context_turns) for t in turns]  # what retrieval compares
         tokenized = [self.prompt_tokens(t) for t in turns]
         rows = [i for i, toks in enumerate(tokenized) if toks]
         prompts = {i: self.vocab.encode(tokenized[i]) for i in rows}
@@ -175,7 +176,7 @@ class Bot:
             nbest=self.decode.nbest if self.decode.strategy == "beam" else 1,
         ) if rows else []
         candidates = {i: [self._candidate(c) for c in cands] for i, cands in zip(rows, found)}
-        matches = {i: self._matches(texts[i]) for i in rows}
+        matches = {i: self.matches(turns[i]) for i in rows}
         reranked = [i for i in rows if matches[i] or self.decode.mmi]
         if reranked:
             pools = [self._pool(candidates[i], matches[i]) for i in reranked]
@@ -186,17 +187,19 @@ class Bot:
             cands = candidates.get(i, [])
             best = cands[0] if cands else Candidate("", [], 0.0, 0.0)
             replies.append(Reply(best.text, best.tokens, self.vocab.unknown(toks), cands,
-                                 matches.get(i, [])))
+                                 matches.get(i, []), toks))
         return replies
 
-    def _matches(self, text: str) -> list[Match]:
+    def matches(self, turns: Sequence[str]) -> list[Match]:
+        """The known prompts whose replies join the candidates for a prompt's `turns` (oldest
+        first), best first; [] when retrieval does not apply to the current settings."""
         # Sampling asks for variety: a known reply with its bonus would win nearly every time.
         if not (self.decode.retrieval and self.memory) or self.decode.strategy not in RERANKED:
             return []
         if self.context_turns != self.config.data.context_turns:
             return []  # context off: the memory's keys hold turns the bot is not reading
-        return self.memory.search(text, self.decode.retrieval_k,
-                                  self.decode.retrieval_min_similarity)
+        return self.memory.search(context_key(turns, self.context_turns),
+                                  self.decode.retrieval_k, self.decode.retrieval_min_similarity)
 
     def _pool(self, generated: list[Candidate], matches: list[Match]
               ) -> dict[tuple[str, ...], tuple[Candidate, float]]:

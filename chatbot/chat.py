@@ -92,7 +92,6 @@ class Repl:
         self.bot, self.write = bot, write
         self.last: tuple[list[Message], Reply] | None = None
         self.messages: list[Message] = []  # the conversation so far
-        self.read: list[str] = []  # the tokens the model read for the last reply
         self.commands = {"/help": self.help, "/set": self.set, "/show": self.show,
                          "/nbest": self.nbest, "/why": self.why, "/attention": self.attention,
                          "/history": self.history, "/reset": self.reset, "/save": self.save}
@@ -124,7 +123,6 @@ class Repl:
         asked = [*self.messages, Message("user", " ".join(text.split()))]
         reply = self.bot.reply(asked)
         self.last = (asked, reply)
-        self.read = self.bot.prompt_tokens(asked)  # what the model read, for /history
         # A turn the bot could not answer stays out: the next prompt starts from the last reply.
         if reply.text:
             self.messages = [*asked, Message("assistant", reply.text)]
@@ -150,7 +148,7 @@ class Repl:
                    f"the model reads the last {turns} turns before each reply; it read for "
                    "its last reply:")
         if self.last is not None:
-            self.write("  " + " ".join(map(printable, self.read)))
+            self.write("  " + " ".join(map(printable, self.last[1].read)))
 
     def reset(self) -> None:
         self.messages, self.last = [], None

@@ -52,7 +52,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from chatbot.batcher import Batcher, stream_rows
-from chatbot.bot import RERANKED, Bot, make_sampler
+from chatbot.bot import Bot, make_sampler
 from chatbot.completions import (
     DETERMINISTIC,
     ApiError,
@@ -67,7 +67,6 @@ from chatbot.completions import (
     response,
     usage,
 )
-from chatbot.context import context_key
 from chatbot.errors import ChatbotError
 from chatbot.limits import DEFAULT_LIMITS, Limits
 
@@ -111,13 +110,9 @@ class Service:
     def streams_live(self, bot: Bot, turns: list[str]) -> bool:
         """Whether the reply is what the sampler generates, token by token, as it comes: no
         beam search, no MMI reranking, and no known prompt for retrieval to add replies of."""
-        decode = bot.decode
-        if decode.strategy == "beam" or decode.mmi > 0:
+        if bot.decode.strategy == "beam" or bot.decode.mmi > 0:
             return False
-        if decode.strategy not in RERANKED or not decode.retrieval or bot.memory is None:
-            return True
-        return not bot.memory.search(context_key(turns, bot.context_turns),
-                                     decode.retrieval_k, decode.retrieval_min_similarity)
+        return not bot.matches(turns)  # Bot's own rule for when retrieval adds replies
 
     async def replies(self, completion: Completion, deadline: float) -> list[list[str]]:
         """Every choice's reply tokens, through the batcher."""
