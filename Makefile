@@ -25,15 +25,21 @@ $(DATA): | $(BIN)/chatbot
 # one that was interrupted (Ctrl-C, kill, power cut), and does nothing once training finished.
 # The run directory, not a file target, says which (chatbot/rundir.py): make never takes a half
 # run for a finished one, nor deletes anything on Ctrl-C. `make retrain` starts over.
+# The default corpus takes 4 to 12 minutes to train here, depending on how busy the machine is:
+# the epoch that ends past TRAIN_MINUTES is the last (the best model so far is kept), so that
+# `make train` ends within 10 minutes. TRAIN_MINUTES=0 trains until early stopping.
+TRAIN_MINUTES ?= 8
 train: | $(DATA)
-	$(BIN)/chatbot train --data $(DATA) --out $(MODEL) --if-needed $(TRAIN_FLAGS)
+	$(BIN)/chatbot train --data $(DATA) --out $(MODEL) --if-needed --max-minutes $(TRAIN_MINUTES) \
+	    $(TRAIN_FLAGS)
 
 # For targets that name the model file: `make train` runs first, every time (it is phony), so the
 # file is never taken as done while its run is unfinished.
 $(MODEL)/model.keras: train
 
 retrain: | $(DATA)
-	$(BIN)/chatbot train --data $(DATA) --out $(MODEL) --overwrite $(TRAIN_FLAGS)
+	$(BIN)/chatbot train --data $(DATA) --out $(MODEL) --overwrite --max-minutes $(TRAIN_MINUTES) \
+	    $(TRAIN_FLAGS)
 
 chat: train
 	$(BIN)/chatbot chat --model $(MODEL)

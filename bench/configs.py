@@ -2,7 +2,10 @@
 
 Each starts from the run's saved decoding settings (its config.json) and changes a few:
 
-    model    the model alone: no retrieval, no MMI reranking
+    model    the model alone: no retrieval, no MMI reranking (the speller still reads a typo
+             as the known word one slip away: it looks at the vocabulary, not the pairs)
+    model_no_spelling
+             the model alone with the speller off too: what the model itself survives
     hybrid   the saved settings with retrieval on: known replies of similar training prompts
              join the model's candidates, the model's scores decide (chatbot/bot.py)
     beam     the model alone with beam search, its n-best kept (the control for mmi)
@@ -17,15 +20,17 @@ from typing import Any
 from chatbot.bot import Bot
 from chatbot.config import DecodeConfig
 
-KNOWN = ("model", "hybrid")  # what the known-prompt answer rates and latencies compare
-UNSEEN = ("model", "hybrid", "beam", "mmi")  # what the unseen-prompt figures compare
+# What the known-prompt answer rates and latencies compare, and the unseen-prompt figures.
+KNOWN = ("model", "model_no_spelling", "hybrid")
+UNSEEN = ("model", "hybrid", "beam", "mmi")
 
 
 def configurations(mmi: float, beam: int) -> dict[str, dict[str, Any]]:
     """{name: DecodeConfig changes to the saved settings}."""
     alone = {"retrieval": False, "mmi": 0.0}
     beam_search = {**alone, "strategy": "beam", "beam_width": beam, "nbest": beam}
-    return {"model": alone, "hybrid": {"retrieval": True}, "beam": beam_search,
+    return {"model": alone, "model_no_spelling": {**alone, "spelling": False},
+            "hybrid": {"retrieval": True}, "beam": beam_search,
             "mmi": {**beam_search, "mmi": mmi}}
 
 

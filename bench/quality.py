@@ -301,7 +301,7 @@ def run_settings(model: str, bot: Bot, saved: DecodeConfig, configs: dict[str, d
     return {"run": {**model_settings(Path(model), bot), **memory_settings(bot, train),
                     "data_recorded": bot.config.data.path,
                     "known_prompts": len({p.prompt for p in train})},
-            "decode": {name: use(bot, saved, configs[name]) for name in UNSEEN},
+            "decode": {name: use(bot, saved, configs[name]) for name in (*KNOWN, *UNSEEN)},
             "seeds": {"variants": VARIANT_SEED, "latency_sample": SAMPLE_SEED}}
 
 

@@ -11,8 +11,9 @@ waiting to merge them measured no faster.)
 
 Batching never changes a reply. Greedy and beam search give each row the reply it gets alone,
 and unseeded sampling is random anyway; seeded sampling draws every row of a batch from one
-generator, so a seeded sampling request is decoded on its own. A request whose Future was
-cancelled before its batch started (it timed out, or its client left) is skipped.
+generator, so a seeded sampling request is decoded on its own. A request abandoned before its
+batch started (it timed out, or its client left: `Ticket.abandon`) is skipped; a batch whose
+requests are all abandoned stops at its next decoding step.
 
 `stream_rows` runs one sampler search in a thread of its own and yields its tokens to the
 event loop as they are generated (the sampler's `on_step` hook); closing the iterator stops
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import dataclasses
 import logging
 import queue
@@ -33,17 +35,50 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chatbot.bot import Bot, Prompt, Reply
+from chatbot.bot import Bot, Prompt
 from chatbot.samplers import Sampler
 
 log = logging.getLogger("chatbot.serve")
+
+
+class Ticket(Future):
+    """The Future of a request's replies, which its caller may abandon even once it runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.abandoned = threading.Event()
+
+    def abandon(self) -> None:
+        """Nobody waits for these replies any more (a timeout, a client gone)."""
+        self.abandoned.set()
+        self.cancel()  # not decoded at all if its batch has not started
+
+
+class _Stop(Exception):
+    """Raised in a decoding step: nobody waits for what is being decoded any more."""
+
+
+class _Stoppable:
+    """An engine that raises _Stop at its next step once `stopped()` is true; every other
+    attribute is the wrapped engine's (so Bot and the samplers use it as they would it)."""
+
+    def __init__(self, engine, stopped):
+        self._engine, self._stopped = engine, stopped
+
+    def step(self, tokens, state):
+        if self._stopped():
+            raise _Stop
+        return self._engine.step(tokens, state)
+
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)
 
 
 @dataclass
 class _Job:
     bot: Bot
     prompts: list[Prompt]
-    future: Future
+    future: Ticket
     key: Hashable
 
 
@@ -62,13 +97,14 @@ class Batcher:
         self.max_rows = max_rows
         self.batches = 0  # batches decoded, and the prompts in them (for /health)
         self.rows = 0
+        self.stopped = 0  # batches stopped because every request in them was abandoned
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="chatbot-decode", daemon=True)
         self._thread.start()
 
-    def submit(self, bot: Bot, prompts: Sequence[Prompt]) -> Future[list[Reply]]:
-        """The replies to `prompts` with `bot`'s settings, as a Future."""
-        job = _Job(bot, list(prompts), Future(), batch_key(bot))
+    def submit(self, bot: Bot, prompts: Sequence[Prompt]) -> Ticket:
+        """The replies to `prompts` with `bot`'s settings, as a Future (list[Reply])."""
+        job = _Job(bot, list(prompts), Ticket(), batch_key(bot))
         self._queue.put(job)
         return job.future
 
@@ -110,8 +146,16 @@ class Batcher:
         jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]
         if not jobs:
             return
+        bot = copy.copy(jobs[0].bot)  # (a shallow copy: the engine's weights are shared)
+        bot.engine = _Stoppable(bot.engine,
+                                lambda: all(job.future.abandoned.is_set() for job in jobs))
         try:
-            replies = jobs[0].bot.reply_batch([p for job in jobs for p in job.prompts])
+            replies = bot.reply_batch([p for job in jobs for p in job.prompts])
+        except _Stop:
+            self.stopped += 1
+            for job in jobs:
+                job.future.set_exception(asyncio.CancelledError())
+            return
         except Exception as exc:  # a bug: keep it to the request that caused it
             if len(jobs) > 1:
                 for job in jobs:
@@ -133,10 +177,6 @@ class Batcher:
         except Exception as exc:
             log.exception("decoding failed")
             job.future.set_exception(exc)
-
-
-class _Stop(Exception):
-    """Raised in the sampler's step hook: the stream's consumer has gone."""
 
 
 _END = object()

@@ -33,7 +33,8 @@ from chatbot.rerank import mmi_scores
 from chatbot.retrieval import Match, Memory
 from chatbot.rundir import CONFIG, MEMORY, MODEL, VOCAB, check_run_dir
 from chatbot.samplers import Sampler, get_sampler
-from chatbot.text import TextTokenizer, load_tokenizer
+from chatbot.spelling import Speller
+from chatbot.text import TextTokenizer, Tokenizer, load_tokenizer
 from chatbot.vocab import EOS, SEP, SOS, TURN, Vocabulary
 from chatbot.weights import read_keras_weights
 
@@ -64,6 +65,8 @@ class Reply:
     matches: list[Match] = dataclasses.field(default_factory=list)  # similar known prompts
     read: list[str] = dataclasses.field(default_factory=list)  # the tokens the model read:
     # the prompt, with its context for a context model (chatbot.context)
+    corrected: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # unknown
+    # words read as the known word one typo away, (typed, read as): the `spelling` setting
 
     @property
     def source(self) -> str:
@@ -116,6 +119,8 @@ class Bot:
         self.tokenizer = tokenizer
         self.engine: Engine = arch_module(config.model.arch).Engine(weights, config.model, vocab)
         self.memory = memory  # the training pairs, for retrieval; None: generation only
+        # Only words can be unknown: a sentencepiece model spells any typo with its pieces.
+        self.speller = Speller(vocab.tokens) if isinstance(tokenizer, Tokenizer) else None
         self.decode = dataclasses.replace(config.decode)
         self._sampler = make_sampler(self.decode)
 
@@ -168,7 +173,8 @@ class Bot:
         and the best is the reply. Otherwise candidates keep the sampler's order and scores.
         """
         turns = [self.turns(p) for p in prompts]
-        tokenized = [self.prompt_tokens(t) for t in turns]
+        read = [self._read(t) for t in turns]
+        tokenized = [toks for toks, _ in read]
         rows = [i for i, toks in enumerate(tokenized) if toks]
         prompts = {i: self.vocab.encode(tokenized[i]) for i in rows}
         found = self._sampler(
@@ -187,7 +193,7 @@ class Bot:
             cands = candidates.get(i, [])
             best = cands[0] if cands else Candidate("", [], 0.0, 0.0)
             replies.append(Reply(best.text, best.tokens, self.vocab.unknown(toks), cands,
-                                 matches.get(i, []), toks))
+                                 matches.get(i, []), toks, read[i][1]))
         return replies
 
     def matches(self, turns: Sequence[str]) -> list[Match]:
@@ -264,9 +270,15 @@ class Bot:
     def prompt_tokens(self, prompt: Prompt) -> list[str]:
         """The tokens the model reads for a prompt, as in training: truncated to max_len, and
         for a context model joined with the turns before it (chatbot.context)."""
-        turns = self.turns(prompt)
-        return context_tokens(turns, self.tokenizer, self.config.data.max_len,
-                              self.context_turns)[0]
+        return self._read(self.turns(prompt))[0]
+
+    def _read(self, turns: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+        """prompt_tokens of `turns`, and the unknown words the speller corrected in them."""
+        tokens = context_tokens(turns, self.tokenizer, self.config.data.max_len,
+                                self.context_turns)[0]
+        if self.speller is None or not self.decode.spelling:
+            return tokens, []
+        return self.speller.correct(tokens)
 
     def attention(self, text: str, reply_tokens: Sequence[str]) -> AttentionMap:
         """Where the model looked while it wrote `reply_tokens` for `text`: each reply token
@@ -360,6 +372,7 @@ _SETTINGS = {
     "similarity": ("retrieval_min_similarity", float),
     "retrieval_weight": ("retrieval_weight", float),
     "context": ("context", bool),
+    "spelling": ("spelling", bool),
 }
 SETTING_NAMES = tuple(_SETTINGS)
 
@@ -385,6 +398,9 @@ def parse_setting(name: str, value: str, current: DecodeConfig) -> dict:
         raise ChatbotError(f"{name} expects {expected[kind]}, received {value!r}") from None
     changes: dict = {field: parsed}
     if name == "beam":  # `/set beam 1` means greedy
+        if parsed < 1:
+            raise ChatbotError(f"beam expects a whole number of at least 1 (1 is greedy), "
+                               f"received {value!r}")
         changes["strategy"] = "beam" if parsed > 1 else "greedy"
     elif name in ("top_k", "top_p"):
         changes["strategy"] = name

@@ -284,7 +284,8 @@ class EpochReport(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         seconds = time.perf_counter() - self.started
-        self.log(f"  {self.pairs / seconds:,.0f} pairs/s, {self.tokens / seconds:,.0f} "
+        unit = "windows" if self.config.data.text else "pairs"  # pretraining reads windows
+        self.log(f"  {self.pairs / seconds:,.0f} {unit}/s, {self.tokens / seconds:,.0f} "
                  "scored tokens/s (validation included)")
         if self.probes:
             bot = Bot(self.config, self.vocab, model_weights(self.model),

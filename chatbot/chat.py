@@ -41,6 +41,11 @@ def printable(token: str) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in token)
 
 
+def corrections(reply: Reply) -> str:
+    """The speller's corrections of a reply's prompt: "'waht' as 'what', 'nmae' as 'name'"."""
+    return ", ".join(f"{printable(typed)!r} as {read!r}" for typed, read in reply.corrected)
+
+
 def describe(bot: Bot) -> str:
     d = bot.decode
     detail = {
@@ -56,7 +61,7 @@ def describe(bot: Bot) -> str:
             f"mmi {d.mmi}, retrieval {'on' if d.retrieval else 'off'} (k {d.retrieval_k}, "
             f"similarity {d.retrieval_min_similarity}, weight {d.retrieval_weight}); context "
             f"{bot.context_turns} turn{'s' if bot.context_turns > 1 else ''}"
-            + ("" if d.context else " (off)"))
+            + ("" if d.context else " (off)") + f"; spelling {'on' if d.spelling else 'off'}")
 
 
 def explain(reply: Reply, bot: Bot) -> list[str]:
@@ -126,6 +131,8 @@ class Repl:
         # A turn the bot could not answer stays out: the next prompt starts from the last reply.
         if reply.text:
             self.messages = [*asked, Message("assistant", reply.text)]
+        if reply.corrected:
+            self.write(f"(read {corrections(reply)})")
         if reply.unknown:
             self.write(f"(not in my vocabulary: {', '.join(map(printable, reply.unknown))})")
         self.write(f"bot> {reply.text}" if reply.text else "bot> (no reply)")

@@ -16,6 +16,7 @@ from chatbot.corpora import FORMATS as CHATTERBOT_FORMATS
 from chatbot.data import BAD_LINE_CHOICES
 from chatbot.distribute import STRATEGIES
 from chatbot.errors import ChatbotError
+from chatbot.export import FORMATS as EXPORT_FORMATS
 from chatbot.models import ARCHS
 from chatbot.text import SUBWORD_MODELS, TOKENIZERS
 
@@ -184,6 +185,18 @@ def build_parser() -> argparse.ArgumentParser:
                            help=f"{text} (default %(default)s)")
     _decode_options(serve)
     serve.set_defaults(func=cmd_serve)
+
+    exporter = sub.add_parser("export", help="write the model as a TensorFlow SavedModel that "
+                                             "TensorFlow Serving can serve")
+    exporter.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
+    exporter.add_argument("--format", choices=EXPORT_FORMATS, default=EXPORT_FORMATS[0],
+                          help="what to write (default %(default)s)")
+    exporter.add_argument("-o", "--out", required=True,
+                          help="directory to write; the SavedModel goes in its subdirectory 1/, "
+                               "the numbered version TensorFlow Serving loads")
+    exporter.add_argument("--overwrite", action="store_true",
+                          help="replace an earlier export in --out")
+    exporter.set_defaults(func=cmd_export)
     return parser
 
 
@@ -203,6 +216,8 @@ DECODE_FLAGS = [
      "compete (greedy and beam)"),
     ("--context", "context", str, "on or off: a context model reads the conversation's "
      "earlier turns (off: the prompt alone)"),
+    ("--spelling", "spelling", str, "on or off: read an unknown word as the known word one "
+     "typo away (word tokenizer)"),
 ]
 
 
@@ -487,7 +502,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_reply(args: argparse.Namespace) -> int:
-    from chatbot.chat import printable
+    from chatbot.chat import corrections, printable
 
     bot = _load_bot(args)
     if args.conversation and args.text:
@@ -495,6 +510,8 @@ def cmd_reply(args: argparse.Namespace) -> int:
                            "text with it")
     if args.text:
         reply = bot.reply(" ".join(args.text))
+        if reply.corrected:
+            print(f"(read {corrections(reply)})", file=sys.stderr)
         if reply.unknown:
             print(f"(not in the vocabulary: {', '.join(map(printable, reply.unknown))})",
                   file=sys.stderr)
@@ -624,6 +641,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     limits = Limits(**{name: getattr(args, name) for _, name, *_ in LIMIT_FLAGS})
     serve(_load_bot(args), args.model, args.host, args.port, args.api_key or None, limits)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from chatbot.export import export
+
+    exported = export(args.model, args.out, args.format, args.overwrite)
+    print(f"wrote {exported.path} ({exported.size / 1e6:.1f} MB, {exported.seconds:.1f} s); "
+          f"signatures: {', '.join(exported.signatures)}")
+    for note in exported.notes:
+        print(f"note: {note}")
+    print("serve it with TensorFlow Serving (see the README):\n  docker run -p 8501:8501 "
+          f"--mount type=bind,source={Path(args.out).resolve()},target=/models/chatbot "
+          "-e MODEL_NAME=chatbot -t tensorflow/serving")
     return 0
 
 

@@ -110,6 +110,8 @@ class DecodeConfig:
     retrieval_min_similarity: float = 0.4  # n-gram cosine similarity a known prompt needs
     retrieval_weight: float = 5.0  # bonus of a known reply per unit of similarity, in nats/token
     context: bool = True  # a context model reads its conversation's earlier turns; off: the prompt
+    spelling: bool = True  # word tokenizer: an unknown word is read as the known word one typo
+    # away (chatbot/spelling.py)
 
 
 @dataclass

@@ -2,10 +2,11 @@
 
 A model that has only seen "How are you?" reads "how are you" as a different sentence. Trained
 on a few noisy copies of every prompt, each paired with the prompt's own reply, it learns that
-such changes do not change the answer. Half of the copies lose or change their final
-punctuation (the change people make most), and most copies get one of the other changes:
+such changes do not change the answer. The copies of a prompt end in each of its final
+punctuation forms in turn (the change people make most), and most copies get one of the
+other changes too:
 
-    final punctuation   dropped, or replaced by another mark (ASCII or full-width)
+    final punctuation   as written, dropped, or another mark (ASCII, or full-width too)
     case                the whole prompt lower- or upper-cased
     typo                one letter of a longer word dropped, doubled, swapped or mistyped
     word dropped        one word of four or more left out
@@ -43,6 +44,10 @@ def noisy_copies(pairs: Sequence[Pair], copies: int, seed: int,
                  words: Sequence[str] = ()) -> list[Pair]:
     """`copies` noisy versions of every pair's prompt, each with the pair's reply.
 
+    The copies of a prompt take its final-punctuation forms in turn (`final_forms`, in an
+    order shuffled per prompt), so that a few copies cover them all: four copies of "How are
+    you?" end in "?", nothing, "." and "!", one each. Independent draws would give one prompt
+    "!" twice and another never, and a model that never saw "How are you!" can only guess.
     `words` are the words the insertion may use (e.g. the training prompts' words). A copy that
     comes out equal to its prompt (nothing applied) is kept: it weighs the original a little
     more, which does no harm.
@@ -51,31 +56,42 @@ def noisy_copies(pairs: Sequence[Pair], copies: int, seed: int,
         raise ValueError(f"copies must be at least 0, received {copies}")
     rng = random.Random(seed + NOISE_SEED_OFFSET)
     pool = list(dict.fromkeys(words)) or ["the"]
-    return [Pair(noisy(pair.prompt, rng, pool), pair.reply, pair.line, pair.context)
-            for pair in pairs for _ in range(copies)]
+    out = []
+    for pair in pairs:
+        forms = final_forms(pair.prompt)
+        rng.shuffle(forms)
+        out += [Pair(noisy(pair.prompt, rng, pool, forms[i % len(forms)]), pair.reply,
+                     pair.line, pair.context) for i in range(copies)]
+    return out
 
 
-def noisy(text: str, rng: random.Random, words: Sequence[str]) -> str:
-    """`text` with, half of the time, its final punctuation changed, and (unless that was
-    the only change, one time in four) one of the other changes that alter it."""
-    if rng.random() < 0.5:
-        text = final_punctuation(text, rng, words) or text
-        if rng.random() < 0.25:
-            return text  # the final punctuation alone
-    for change in rng.sample(CHANGES[1:], k=len(CHANGES) - 1):
+def final_forms(text: str) -> list[str | None]:
+    """The ways `text` can end: None (as written), "" (its final marks dropped, if it has
+    any), or another final mark (Chinese text: the full-width ones too)."""
+    stripped = text.rstrip()
+    body = stripped.rstrip("".join(FINAL_MARKS + ZH_FINAL_MARKS))
+    marks = ZH_FINAL_MARKS + FINAL_MARKS if any(is_cjk(ch) for ch in body) else FINAL_MARKS
+    current = stripped[len(body):]
+    return [None, *([""] if current else []), *(m for m in marks if m != current)]
+
+
+def noisy(text: str, rng: random.Random, words: Sequence[str],
+          final: str | None | bool = True) -> str:
+    """`text` ending in `final` (one of `final_forms`; True: one drawn at random) and, unless
+    that alone changed it and one time in four, one of the other changes that alter it."""
+    if final is True:
+        final = rng.choice(final_forms(text))
+    body = text.rstrip().rstrip("".join(FINAL_MARKS + ZH_FINAL_MARKS))
+    if final is not None and body.strip():
+        changed = body + final
+        if changed != text and rng.random() < 0.25:
+            return changed  # the final punctuation alone
+        text = changed
+    for change in rng.sample(CHANGES, k=len(CHANGES)):
         changed = change(text, rng, words) if (words or change is not insert_word) else None
         if changed and changed.strip() and changed != text:
             return changed
     return text
-
-
-def final_punctuation(text: str, rng: random.Random, words: Sequence[str]) -> str | None:
-    stripped = text.rstrip()
-    body = stripped.rstrip("".join(FINAL_MARKS + ZH_FINAL_MARKS))
-    marks = ZH_FINAL_MARKS + FINAL_MARKS if any(is_cjk(ch) for ch in body) else FINAL_MARKS
-    stripped_final = stripped[len(body):]
-    choices = [m for m in marks if m != stripped_final] + [""] * len(marks)  # dropped: half
-    return body + rng.choice(choices)
 
 
 def case(text: str, rng: random.Random, words: Sequence[str]) -> str | None:
@@ -111,7 +127,8 @@ def insert_word(text: str, rng: random.Random, words: Sequence[str]) -> str | No
     if any(is_cjk(ch) for ch in text):
         return None
     tokens = text.split()
-    tokens.insert(rng.randrange(len(tokens) + 1), rng.choice(words))
+    # Before a word, never after the last: the prompt keeps its final punctuation.
+    tokens.insert(rng.randrange(len(tokens)), rng.choice(words))
     return " ".join(tokens)
 
 
@@ -136,5 +153,6 @@ def chinese(text: str, rng: random.Random, words: Sequence[str]) -> str | None:
     return "".join(ZH_WIDTH.get(ch) or half.get(ch, ch) for ch in text)
 
 
+# The changes besides the final punctuation; a copy gets at most one of them.
 CHANGES: tuple[Callable[[str, random.Random, Sequence[str]], str | None], ...] = (
-    final_punctuation, case, typo, drop_word, insert_word, lead_word, contraction, chinese)
+    case, typo, drop_word, insert_word, lead_word, contraction, chinese)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 
 
@@ -18,7 +20,8 @@ def lstm_step(
     prompt's projections can be computed in one matmul before the loop over time.
     """
     z = x_proj + h @ recurrent + bias  # (batch, 4 * units)
-    i, f, g, o = np.split(z, 4, axis=-1)
+    units = z.shape[-1] // 4  # (slices, not np.split: a step is small, and split's overhead shows)
+    i, f, g, o = z[:, :units], z[:, units: 2 * units], z[:, 2 * units: 3 * units], z[:, 3 * units:]
     c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
     h = sigmoid(o) * np.tanh(c)
     return h, c
@@ -33,20 +36,25 @@ def pad_batch(seqs) -> np.ndarray:
 
 
 def lstm_layers(
-    x: np.ndarray, real: np.ndarray, layers, hidden: int
+    x: np.ndarray, real: np.ndarray, layers, hidden: int,
+    initial: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
     """Stacked Keras LSTMs over a post-padded batch, as Keras runs them with a mask.
 
     x: (batch, time, in) inputs; real: (batch, time) True at real tokens (padding steps carry
-    the state, as Keras' mask does); layers: [(kernel, recurrent, bias), ...].
+    the state, as Keras' mask does); layers: [(kernel, recurrent, bias), ...]; initial: every
+    layer's (h, c) to start from, (batch, hidden) each (None: zeros).
     Returns the top layer's outputs (batch, time, hidden) and every layer's final (h, c).
     """
     batch, length = real.shape
     keep = real[..., None]  # (batch, time, 1)
     finals = []
-    for kernel, recurrent, bias in layers:
-        h = np.zeros((batch, hidden), dtype=np.float32)
-        c = np.zeros_like(h)
+    for layer, (kernel, recurrent, bias) in enumerate(layers):
+        if initial is None:
+            h = np.zeros((batch, hidden), dtype=np.float32)
+            c = np.zeros_like(h)
+        else:
+            h, c = initial[layer]
         xk = x @ kernel  # all input projections at once: (batch, time, 4 * hidden)
         outputs = np.empty((batch, length, hidden), dtype=np.float32)
         for t in range(length):
@@ -62,6 +70,42 @@ def lstm_layers(
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+SCORED_CHUNK = 512  # positions whose logits target_scores holds at once
+
+
+def target_scores(hidden: np.ndarray, starts: Sequence[int],
+                  targets: Sequence[Sequence[int]], logits: Callable[[np.ndarray], np.ndarray]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of a teacher-forced pass, the summed log-probability of its targets and how
+    many were the arg-max, (rows,) each: what feeding the targets token by token gives.
+
+    hidden: (rows, time, width), the model's outputs over each row's whole sequence; row i's
+    output at time starts[i] + j predicts targets[i][j]. `logits` maps (n, width) outputs to
+    (n, vocab): the output layer runs at the scored positions only, in one matmul.
+    """
+    lengths = [len(t) for t in targets]
+    rows = np.repeat(np.arange(len(targets)), lengths)
+    cols = np.concatenate([np.arange(s, s + n) for s, n in zip(starts, lengths)])
+    wanted = np.concatenate([np.asarray(t, dtype=np.int64) for t in targets])
+    picked = np.empty(len(wanted))
+    best = np.empty(len(wanted), dtype=np.int64)
+    # In chunks of positions: (positions, vocab) logits of a whole batch would be hundreds of
+    # MiB, and a server's memory keeps what its largest batch once needed.
+    for start in range(0, len(wanted), SCORED_CHUNK):
+        part = slice(start, start + SCORED_CHUNK)
+        scores = logits(hidden[rows[part], cols[part]])  # (positions, vocab), float32
+        # Only each position's own target needs its log-probability: its logit minus the
+        # log-sum-exp of its row, the exponentials in float32 (a float64 log-softmax of every
+        # row cost more than the output layer itself), summed in float64.
+        top = scores.max(axis=-1, keepdims=True)
+        log_sum = np.log(np.exp(scores - top).sum(axis=-1, dtype=np.float64)) + top[:, 0]
+        picked[part] = scores[np.arange(len(scores)), wanted[part]] - log_sum
+        best[part] = scores.argmax(axis=-1)
+    total = np.bincount(rows, weights=picked, minlength=len(targets))
+    hits = np.bincount(rows, weights=best == wanted, minlength=len(targets)).astype(np.int64)
+    return total, hits
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:

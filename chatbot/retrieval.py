@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from chatbot.errors import ChatbotError
 
 NGRAMS = (2, 3, 4)  # character n-gram lengths
@@ -62,11 +64,13 @@ class Memory:
         total = len(self.prompts)
         # Smoothed IDF, as scikit-learn's TfidfVectorizer: n-grams in every prompt still count.
         self.idf = {gram: math.log((1 + total) / (1 + df)) + 1 for gram, df in documents.items()}
-        self.index: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        postings: dict[str, list[tuple[int, float]]] = defaultdict(list)
         for row, c in enumerate(counts):
-            vector = self._vector(c)
-            for gram, weight in vector.items():
-                self.index[gram].append((row, weight))
+            for gram, weight in self._vector(c).items():
+                postings[gram].append((row, weight))
+        # gram -> (rows, weights): a search adds up whole arrays instead of looping in Python
+        self.index = {gram: (np.array([r for r, _ in p], dtype=np.int64),
+                             np.array([w for _, w in p])) for gram, p in postings.items()}
 
     @classmethod
     def build(cls, pairs, key=lambda pair: pair.prompt) -> Memory:
@@ -92,13 +96,17 @@ class Memory:
     def search(self, text: str, k: int = 3, min_similarity: float = 0.0) -> list[Match]:
         """The `k` known prompts most similar to `text`, best first, at or above the minimum."""
         query = self._vector(ngrams(text))
-        scores: dict[int, float] = defaultdict(float)
-        for gram, weight in query.items():
-            for row, w in self.index.get(gram, ()):
-                scores[row] += weight * w
-        best = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:k]
-        return [Match(self.prompts[row], min(1.0, s), self.replies[row])
-                for row, s in best if s >= min_similarity]
+        found = [(self.index[gram], weight) for gram, weight in query.items()
+                 if gram in self.index]
+        if not found:
+            return []
+        rows = np.concatenate([rows for (rows, _), _ in found])
+        products = np.concatenate([weights * weight for (_, weights), weight in found])
+        scores = np.bincount(rows, weights=products, minlength=len(self.prompts))
+        candidates = np.unique(rows)  # the prompts that share an n-gram with the text
+        best = candidates[np.lexsort((candidates, -scores[candidates]))][:k]  # ties: first row
+        return [Match(self.prompts[row], min(1.0, float(scores[row])), self.replies[row])
+                for row in best.tolist() if scores[row] >= min_similarity]
 
     # --- the run directory's memory.json ---------------------------------------------------------
 

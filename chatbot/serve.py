@@ -5,9 +5,11 @@
          -d '{"messages": [{"role": "user", "content": "hello"}]}'
 
 Routes: `POST /v1/chat/completions` (chatbot.completions reads the request), `GET /v1/models`
-(the served run directory) and `GET /health` (ready: the model is loaded before the server
-listens). Decoding is NumPy (`Bot.load`), so the server imports no TensorFlow and starts as
-fast as `chatbot chat`. It decodes with one BLAS thread (see `serve`).
+(the served run directory), `GET /health` (ready: the model is loaded before the server
+listens), and `GET /` with `GET /web/...`: a chat page (chatbot/web/, static HTML, CSS and JS
+that stream replies from /v1/chat/completions; no build step, nothing from other hosts).
+Decoding is NumPy (`Bot.load`), so the server imports no TensorFlow and starts as fast as
+`chatbot chat`. It decodes with one BLAS thread (see `serve`).
 
 Each request's settings are its own. The served Bot is never configured after start-up: a
 request gets a shallow copy of it, configured with the request's settings, which shares the
@@ -24,14 +26,16 @@ can change the reply after it is generated (no beam search, no MMI, and no retri
 this prompt), tokens are sent as the sampler generates them, from a thread of their own
 (batcher.stream_rows), and the text is exactly `Bot.reply`'s. Otherwise (the default for a run
 with a memory of its training pairs, when the prompt resembles a known one) the reply is chosen
-first, as `Bot.reply` chooses it, and then sent token by token. A client that disconnects
-stops its decoding at the next step, or drops its place in the queue.
+first, as `Bot.reply` chooses it, and then sent token by token. A client that disconnects,
+streaming or not, and a request past its timeout, stop their decoding at its next step (a
+batch runs on while another request in it still waits), or drop their place in the queue.
 
 Errors are OpenAI-style JSON, never a traceback: 400 for a bad request, 401 for a wrong or
-missing key (with --api-key; /health needs none), 404 and 405 for unknown routes, 413 for a
-body over the limit, 429 when `max_concurrent` requests are already in progress (no queue
-beyond the batcher's: the client retries, as OpenAI clients do), 504 past the timeout (a
-stream that has started ends with an error event instead), 500 for a bug (logged here).
+missing key (with --api-key, on /v1/ only: /health and the page need none), 404 and 405 for
+unknown routes, 413 for a body over the limit, 429 when `max_concurrent` requests are already
+in progress (no queue beyond the batcher's: the client retries, as OpenAI clients do), 504 past
+the timeout (a stream that has started ends with an error event instead), 500 for a bug
+(logged here).
 """
 
 from __future__ import annotations
@@ -42,14 +46,16 @@ import copy
 import dataclasses
 import hmac
 import logging
+from asyncio import FIRST_COMPLETED
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from chatbot.batcher import Batcher, stream_rows
 from chatbot.bot import Bot, make_sampler
@@ -72,6 +78,7 @@ from chatbot.limits import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger("chatbot.serve")
 COMPLETIONS = "/v1/chat/completions"
+WEB = Path(__file__).parent / "web"  # the chat page's files, package data (pyproject.toml)
 
 
 class Service:
@@ -114,18 +121,29 @@ class Service:
             return False
         return not bot.matches(turns)  # Bot's own rule for when retrieval adds replies
 
-    async def replies(self, completion: Completion, deadline: float) -> list[list[str]]:
-        """Every choice's reply tokens, through the batcher."""
+    async def replies(self, completion: Completion, deadline: float,
+                      request: Request | None = None) -> list[list[str]]:
+        """Every choice's reply tokens, through the batcher. TimeoutError past `deadline`;
+        ClientGone when `request`'s client disconnects first. Either way the decoding stops:
+        not started if it had not, else at its next step once no one else shares its batch."""
         loop = asyncio.get_running_loop()
-        futures = [self.batcher.submit(self.bot_for(completion, seed),
+        tickets = [self.batcher.submit(self.bot_for(completion, seed),
                                        [completion.messages] * rows)
                    for seed, rows in completion.decodings()]
+        waiting = asyncio.gather(*map(asyncio.wrap_future, tickets))
+        gone = asyncio.ensure_future(_disconnected(request)) if request else None
         try:
-            replies = [r for f in futures for r in await asyncio.wait_for(
-                asyncio.wrap_future(f), max(0.0, deadline - loop.time()))]
+            await asyncio.wait([w for w in (waiting, gone) if w], return_when=FIRST_COMPLETED,
+                               timeout=max(0.0, deadline - loop.time()))
+            if not waiting.done():
+                raise ClientGone if gone and gone.done() else asyncio.TimeoutError
+            replies = [r for rows in waiting.result() for r in rows]
         finally:
-            for f in futures:
-                f.cancel()  # a timeout or a client gone: no longer decoded if not started
+            for ticket in tickets:
+                ticket.abandon()  # (nothing happens to one already decoded)
+            for task in (waiting, gone):
+                if task:
+                    task.cancel()
         if completion.decode.strategy not in DETERMINISTIC:
             return [r.tokens for r in replies]  # a row per choice
         best = replies[0]  # n > 1: beam search's n best, or n copies of the greedy reply
@@ -152,7 +170,9 @@ async def chat_completions(request: Request) -> Response:
         return StreamingResponse(events, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
     try:
-        replies = await service.replies(completion, deadline)
+        replies = await service.replies(completion, deadline, request)
+    except ClientGone:
+        return Response(status_code=499)  # nobody reads it: nginx's "client closed request"
     except asyncio.TimeoutError:
         raise ApiError(f"no reply within {service.limits.timeout:g} s (--timeout)",
                        status=504) from None
@@ -237,6 +257,17 @@ async def _stream(service: Service, bot: Bot, completion: Completion, turns: lis
     yield event("[DONE]")
 
 
+class ClientGone(Exception):
+    """The client of a non-streamed request disconnected before its reply was ready."""
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns once `request`'s client has disconnected. Its body has been read, so the next
+    ASGI message is the disconnect (uvicorn sends it when the connection closes)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 async def _body(request: Request, limit: int) -> bytes:
     """The request body; 413 past `limit` bytes (read no further than that)."""
     length = request.headers.get("content-length", "")
@@ -266,6 +297,10 @@ async def health(request: Request) -> Response:
                          "in_flight": service.in_flight,
                          "batches": batcher.batches if batcher else 0,
                          "batched_replies": batcher.rows if batcher else 0})
+
+
+async def page(request: Request) -> Response:
+    return FileResponse(WEB / "index.html")
 
 
 class Guard:
@@ -335,7 +370,10 @@ def create_app(bot: Bot, model: str, limits: Limits = DEFAULT_LIMITS,
 
     app = Starlette(routes=[Route(COMPLETIONS, chat_completions, methods=["POST"]),
                             Route("/v1/models", models, methods=["GET"]),
-                            Route("/health", health, methods=["GET"])],
+                            Route("/health", health, methods=["GET"]),
+                            # static, so outside /v1/: the Guard asks no key for them
+                            Route("/", page, methods=["GET"]),
+                            Mount("/web", StaticFiles(directory=WEB), name="web")],
                     exception_handlers={ApiError: _api_error, ChatbotError: _api_error,
                                         HTTPException: _api_error, Exception: _api_error},
                     lifespan=lifespan)
@@ -375,7 +413,7 @@ def serve(bot: Bot, model: str, host: str = "127.0.0.1", port: int = 8000,
                                            timeout_graceful_shutdown=3))
     where = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     print(f"serving {model} at {where}/v1 (POST /v1/chat/completions, GET /v1/models, "
-          f"GET /health); Ctrl-C stops", flush=True)
+          f"GET /health), a chat page at {where}/; Ctrl-C stops", flush=True)
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn shuts down, then raises the Ctrl-C it caught again

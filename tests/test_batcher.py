@@ -82,3 +82,42 @@ def test_a_cancelled_request_is_not_decoded(bot):
         assert batcher.rows == 2
     finally:
         batcher.close()
+
+
+def test_a_running_batch_stops_once_every_request_in_it_is_abandoned(bot):
+    batcher = Batcher()
+    try:
+        slow = configured(bot, min_len=30, max_reply_len=30, retrieval=False)
+        slow.engine = engine = SlowEngine(bot.engine, 0.01)
+        ticket = batcher.submit(slow, ["hello"])
+        while engine.steps < 3:  # decoding has started
+            time.sleep(0.001)
+        ticket.abandon()  # the request timed out, or its client left
+        deadline = time.monotonic() + 10
+        while batcher.stopped == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert batcher.stopped == 1
+        steps = engine.steps
+        time.sleep(0.1)
+        assert engine.steps == steps < 29  # stopped at its next step, far from the end
+        assert batcher.submit(configured(bot), ["你好"]).result(timeout=30)[0].text == \
+            "你好！很高兴认识你。"  # and the worker goes on
+    finally:
+        batcher.close()
+
+
+def test_a_batch_with_one_request_still_waited_for_runs_to_the_end(bot):
+    batcher = Batcher()
+    try:
+        blocker = busy(batcher, bot)
+        settings = dict(min_len=5, max_reply_len=5, retrieval=False)
+        gone = batcher.submit(configured(bot, **settings), ["hello"])
+        kept = batcher.submit(configured(bot, **settings), ["hello"])
+        blocker.result(timeout=30)
+        while not kept.running():  # the two share the batch after the blocker's
+            time.sleep(0.001)
+        gone.abandon()
+        assert len(kept.result(timeout=30)[0].tokens) == 5
+        assert batcher.stopped == 0
+    finally:
+        batcher.close()

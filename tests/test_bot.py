@@ -26,6 +26,12 @@ def test_parse_setting(name, value, expected):
     assert parse_setting(name, value, DecodeConfig()) == expected
 
 
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_a_beam_below_one_is_refused(value):
+    with pytest.raises(ChatbotError, match="beam expects a whole number of at least 1"):
+        parse_setting("beam", value, DecodeConfig())
+
+
 def test_temperature_keeps_a_sampling_strategy():
     assert parse_setting("temperature", "2", DecodeConfig(strategy="top_p")) == {"temperature": 2.0}
 

@@ -13,7 +13,8 @@ import pytest
 from tests.conftest import write_tsv
 
 COMMANDS = [[], ["data"], ["data", "import-chatterbot"], ["data", "check"], ["train"],
-            ["chat"], ["reply"], ["plot"], ["eval"], ["attention"]]
+            ["chat"], ["reply"], ["plot"], ["eval"], ["attention"], ["serve"], ["export"],
+            ["pretrain"]]
 
 
 def run(*args: str, stdin: bytes = b"", cwd: Path | None = None) -> subprocess.CompletedProcess:

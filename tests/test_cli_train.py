@@ -15,6 +15,7 @@ from chatbot import rundir
 from chatbot.cli import main
 from chatbot.config import preset
 from chatbot.vocab import SPECIALS, Vocabulary
+from tests.conftest import TINY_RUN_EPOCHS
 
 
 @pytest.fixture
@@ -223,7 +224,8 @@ def test_reply_from_an_unfinished_run_warns_and_says_how_to_finish(tiny_run, tmp
     captured = capsys.readouterr()
     assert captured.out == "hi there!\n"
     assert captured.err == (
-        f"chatbot: warning: {run}: training was interrupted after 0 of 150 epochs; this is its "
+        f"chatbot: warning: {run}: training was interrupted after 0 of {TINY_RUN_EPOCHS} "
+        "epochs; this is its "
         f"best model so far. To finish it: 'chatbot train --resume {run}'\n")
     rundir.finish_run(run)
     assert main(["reply", "--model", str(run), "hello"]) == 0

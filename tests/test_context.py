@@ -184,7 +184,7 @@ def test_the_repl_carries_the_conversation_and_saves_it(context_run, tmp_path):
     assert [m.content for m in repl.messages][:1] == ["toby."]
     assert len(repl.messages) == 2
     repl.handle("/set context off")
-    assert said[-1].endswith("context 1 turn (off)")
+    assert said[-1].endswith("context 1 turn (off); spelling on")
     repl.handle("i have a fish.")
     repl.handle("/history")
     assert said[-1] == "  i have a fish ."  # what it read then, the prompt alone

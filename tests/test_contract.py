@@ -197,6 +197,29 @@ def test_select_state_reorders_the_rows(arch):
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("chunk", [2, 512])  # positions scored at once (numpy_ops)
+def test_scoring_whole_replies_equals_stepping_through_them(arch, chunk, monkeypatch):
+    """`rerank.teacher_forced_rows` (what reranking and evaluation score replies with) gives,
+    batched, each row's summed log-probability and arg-max hits of stepping through it alone;
+    through the engine's one-pass `teacher_forced` when it has one, else token by token."""
+    from chatbot import numpy_ops
+    from chatbot.numpy_ops import log_softmax
+    from chatbot.rerank import teacher_forced_rows
+
+    monkeypatch.setattr(numpy_ops, "SCORED_CHUNK", chunk)
+    model, config = make_model(arch, num_layers=2)
+    engine = engine_of(arch, model, config)
+    rng = np.random.default_rng(3)
+    prompts = [[*map(int, rng.integers(7, len(VOCAB), size=n))] for n in (0, 1, 4, 6, 3)]
+    targets = [[*map(int, rng.integers(7, len(VOCAB), size=n)), EOS] for n in (3, 0, 5, 1, 2)]
+    total, hits = teacher_forced_rows(engine, prompts, targets)
+    for row, (prompt, target) in enumerate(zip(prompts, targets)):
+        logprobs = log_softmax(engine_logits(engine, prompt, target[:-1]).astype(np.float64))
+        picked = logprobs[np.arange(len(target)), target]
+        assert total[row] == pytest.approx(picked.sum(), rel=1e-5)
+        assert hits[row] == (logprobs.argmax(axis=-1) == target).sum()
+
+
 def test_greedy_equals_a_beam_of_width_one(arch):
     model, config = make_model(arch, seed=3)
     engine = engine_of(arch, model, config)

@@ -140,20 +140,6 @@ def train_args(tmp_path, epochs: int) -> list[str]:
             "--val-fraction", "0", "--epochs", str(epochs)]
 
 
-@pytest.mark.slow
-def test_multiworker_as_two_local_processes_trains_one_usable_run(tmp_path):
-    chief, other = finish(start_workers(*train_args(tmp_path, 60)))
-    assert "training on 2 devices (multiworker)" in chief
-    assert "worker 1: training with the chief" in other and "Epoch" not in other
-    history = pd.read_csv(tmp_path / "run" / "history.csv")
-    assert len(history) == 60 and history["loss"].iloc[-1] < history["loss"].iloc[0] / 3
-    config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["train"]["strategy"] == "multiworker"
-    assert Bot.load(tmp_path / "run").reply("hello").text  # the single run directory answers
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.tsv", "run"]
-    assert not (tmp_path / "run" / ".backup").exists()
-
-
 def outcomes(workers: list[subprocess.Popen], timeout: float) -> list[tuple[int, str]]:
     """Every worker's exit code and standard error; kills them all if one takes too long."""
     try:
@@ -190,7 +176,7 @@ def test_without_a_cluster_the_check_runs_here_and_raises_here():
 
 
 @pytest.mark.slow
-def test_killed_multiworker_run_resumes_on_both_workers(tmp_path):
+def test_multiworker_as_two_local_processes_resumes_a_kill_and_trains_one_usable_run(tmp_path):
     history_csv = tmp_path / "run" / "history.csv"
     workers = start_workers(*train_args(tmp_path, 60))
     deadline = time.monotonic() + 300
@@ -199,7 +185,9 @@ def test_killed_multiworker_run_resumes_on_both_workers(tmp_path):
         time.sleep(0.05)
     for worker in workers:
         worker.kill()  # kill -9, both
-        worker.wait()
+    chief, other = (worker.communicate()[0].decode() for worker in workers)
+    assert "training on 2 devices (multiworker)" in chief
+    assert "worker 1: training with the chief" in other and "Epoch" not in other
     done = len(pd.read_csv(history_csv))
     assert 3 <= done < 60 and (tmp_path / "run" / ".backup").is_dir()
 
@@ -208,7 +196,10 @@ def test_killed_multiworker_run_resumes_on_both_workers(tmp_path):
     history = pd.read_csv(history_csv)
     assert list(history["epoch"]) == list(range(60))  # every epoch once, none lost
     assert history["loss"].iloc[-1] < history["loss"].iloc[0] / 3
-    assert Bot.load(tmp_path / "run").reply("hello").text
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["train"]["strategy"] == "multiworker"
+    assert Bot.load(tmp_path / "run").reply("hello").text  # the single run directory answers
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.tsv", "run"]
     assert not (tmp_path / "run" / ".backup").exists()
 
 

@@ -155,12 +155,14 @@ class KerasReplicaUpdates(Loop):
 
 def two_devices_against_one() -> None:
     """Run in a process of its own (the CPU must be split before TensorFlow starts): trains
-    every architecture 4 steps on one device and on two, from the same weights over the same
+    the architectures 4 steps on one device and on two, from the same weights over the same
     global batches, and prints as JSON what test_two_devices_update_as_one_device_does checks.
     """
     mirrored, one = make_strategy("mirrored"), tf.distribute.get_strategy()
     figures = {}
-    for arch in ARCHS:
+    # seq2seq is left out: its layers are a subset of attention's (two inputs, two LSTMs), and
+    # the loop treats every model alike; each architecture costs this test a quarter.
+    for arch in ("lstm", "attention", "transformer"):
         data = global_batches(arch)
         split = [mirrored.experimental_distribute_values_from_function(
             lambda context, b=b: halves(b)[context.replica_id_in_sync_group]) for b in data]

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from chatbot.data import Pair
-from chatbot.noise import LEAD_WORDS, ZH_LEAD_WORDS, noisy, noisy_copies
+from chatbot.noise import LEAD_WORDS, ZH_LEAD_WORDS, final_forms, noisy, noisy_copies
 from chatbot.variants import FILLERS, ZH_FILLERS
 
 PAIRS = [Pair(p, r, i) for i, (p, r) in enumerate([
@@ -59,10 +59,29 @@ def test_the_evaluations_fillers_are_never_put_first():
     assert not set(LEAD_WORDS) & set(FILLERS) and not set(ZH_LEAD_WORDS) & set(ZH_FILLERS)
 
 
-def test_half_of_the_copies_change_their_final_punctuation():
+def ending(text: str) -> str:
+    body = text.rstrip().rstrip("?.!？。！")
+    return text.rstrip()[len(body):]
+
+
+@pytest.mark.parametrize("prompt, endings", [
+    ("How are you?", {"?", "", ".", "!"}),  # as written, dropped, or another mark
+    ("Tell me a joke", {"", "?", ".", "!"}),
+    ("你好吗？", {"？", "", "。", "！", "?", ".", "!"}),  # full-width marks too
+])
+def test_the_copies_of_a_prompt_cover_its_final_punctuation(prompt, endings):
+    assert {f if f is not None else ending(prompt) for f in final_forms(prompt)} == endings
+    width = str.maketrans("？。！", "?.!")  # the `chinese` change may flip a mark's width
+    for seed in range(5):
+        copies = noisy_copies([Pair(prompt, "r", 1)], len(endings), seed=seed, words=WORDS)
+        assert {ending(c.prompt).translate(width) for c in copies} == \
+            {e.translate(width) for e in endings}
+
+
+def test_most_copies_get_another_change_than_their_final_punctuation():
     copies = noisy_copies([PAIRS[0]] * 400, 1, seed=3, words=WORDS)
-    changed = sum(not c.prompt.rstrip().endswith("?") for c in copies)
-    assert 0.35 < changed / len(copies) < 0.7
+    other = sum(c.prompt.rstrip("?.!") != PAIRS[0].prompt.rstrip("?") for c in copies)
+    assert 0.7 < other / len(copies) < 0.95
 
 
 def test_short_prompts_keep_all_their_words():

@@ -82,7 +82,9 @@ def test_pretrain_then_fine_tune_keeps_the_tokenizer_and_learns(tmp_path, capsys
              "--seed", "3"]
     assert main(["pretrain", "--text", str(text), "--out", str(lm), "--epochs", "20",
                  "--learning-rate", "3e-3", *small]) == 0
-    assert "train --init-from" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "train --init-from" in printed
+    assert " windows/s, " in printed and " pairs/s" not in printed  # text, not pairs
     config = RunConfig.load(lm / CONFIG)
     assert config.model.arch == "transformer" and config.data.text == [str(text)]
     # It learned the text: after "<SOS> rex has a" comes "dog", for every owner.

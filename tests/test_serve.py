@@ -9,49 +9,24 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from chatbot.bot import Bot
 from chatbot.limits import Limits
 from chatbot.serve import create_app
 from tests.conftest import TINY_PAIRS
+from tests.serving import Server, SlowEngine, bot_with
 from tests.test_hardening_input import HOSTILE
 
 pytestmark = pytest.mark.slow  # the tiny run trains once per session; servers run threads
 
 KEY = "sk-test-key"
 LIMITS = Limits(max_body_bytes=4096, max_prompt_tokens=60, max_reply_tokens=50, timeout=20)
-
-
-class Server:
-    """uvicorn serving an app on a free port of 127.0.0.1, in a thread of this process."""
-
-    def __init__(self, app):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
-                                       daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        for _ in range(500):
-            if self.server.started:
-                return self
-            time.sleep(0.01)
-        raise RuntimeError("the server did not start")
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +57,6 @@ def http(server):
 
 def user(text: str) -> list[dict]:
     return [{"role": "user", "content": text}]
-
-
-def bot_with(run: Path, **settings) -> Bot:
-    bot = Bot.load(run)
-    bot.configure(**settings)
-    return bot
 
 
 def sse(response: httpx.Response) -> list:
@@ -295,21 +264,6 @@ def test_the_openai_client_raises_on_errors(client):
         client.chat.completions.create(model="m", messages=user("hi"), temperature=3)
 
 
-class SlowEngine:
-    """The tiny run's engine, `delay` seconds slower per step; counts its steps."""
-
-    def __init__(self, engine, delay: float):
-        self.engine, self.delay, self.steps = engine, delay, 0
-
-    def start(self, prompts):
-        return self.engine.start(prompts)
-
-    def step(self, tokens, state):
-        self.steps += 1
-        time.sleep(self.delay)
-        return self.engine.step(tokens, state)
-
-
 @pytest.fixture
 def slow_server(tiny_run):
     """Starts servers of the tiny run with an engine 20 ms slower per step, and `limits`."""
@@ -330,11 +284,14 @@ LONG_REPLY = {"messages": user("hello"), "min_len": 40, "max_tokens": 40, "retri
 
 
 def test_a_request_past_the_timeout_gets_504_or_an_error_event(slow_server):
-    server, _ = slow_server(timeout=0.4)
+    server, engine = slow_server(timeout=0.4)
     with httpx.Client(base_url=server.url, timeout=10) as http:
         response = http.post("/v1/chat/completions", json=LONG_REPLY)  # 40 steps, 0.8 s
         assert response.status_code == 504
         assert response.json()["error"]["type"] == "timeout_error"
+        stopped_at = engine.steps
+        time.sleep(0.3)
+        assert engine.steps <= stopped_at + 1 < 30  # its decoding stopped too
         events = sse(http.post("/v1/chat/completions", json={**LONG_REPLY, "stream": True}))
         assert events[0]["choices"][0]["delta"] == {"role": "assistant"}
         assert events[-1]["error"]["type"] == "timeout_error"  # and no [DONE]
@@ -365,6 +322,19 @@ def test_a_client_that_disconnects_stops_its_decoding(slow_server):
         stopped_at = engine.steps
         time.sleep(0.3)
         assert engine.steps == stopped_at < 20  # of the 40 it would have taken
+        assert http.get("/health").json()["in_flight"] == 0
+
+
+def test_a_client_that_leaves_a_non_streamed_request_stops_its_decoding(slow_server):
+    server, engine = slow_server()
+    with httpx.Client(base_url=server.url, timeout=0.3) as http:
+        with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes the connection
+            http.post("/v1/chat/completions", json=LONG_REPLY)  # 40 steps, 0.8 s
+    time.sleep(0.2)
+    stopped_at = engine.steps
+    time.sleep(0.3)
+    assert engine.steps == stopped_at < 30  # of the 40 it would have taken
+    with httpx.Client(base_url=server.url, timeout=10) as http:
         assert http.get("/health").json()["in_flight"] == 0
 
 

@@ -16,7 +16,7 @@ from chatbot.models.common import MaskedAccuracy  # noqa: F401  (registers it fo
 from chatbot.prepare import prepare_data
 from chatbot.rundir import check_run_dir
 from chatbot.train import train
-from tests.conftest import TINY_PAIRS, tiny_config, write_tsv
+from tests.conftest import TINY_PAIRS, TINY_RUN_EPOCHS, tiny_config, write_tsv
 
 pytestmark = pytest.mark.slow
 
@@ -34,11 +34,12 @@ def test_run_directory_holds_what_chat_needs_and_nothing_else(tiny_run):
     assert names == ["config.json", "history.csv", "memory.json", "metrics.json", "model.keras",
                      "status.json", "vocab.json"]
     status = json.loads((tiny_run / "status.json").read_text())
-    assert status == {"state": "finished", "epochs": 150, "best_epoch": status["best_epoch"]}
+    assert status == {"state": "finished", "epochs": TINY_RUN_EPOCHS,
+                      "best_epoch": status["best_epoch"]}
     assert status["best_epoch"] == json.loads((tiny_run / "metrics.json").read_text())[
-        "best_epoch"] > 100
+        "best_epoch"] > TINY_RUN_EPOCHS * 2 // 3
     history = pd.read_csv(tiny_run / "history.csv")
-    assert list(history["epoch"]) == list(range(150))
+    assert list(history["epoch"]) == list(range(TINY_RUN_EPOCHS))
     assert {"loss", "masked_accuracy"} <= set(history.columns)
     assert history["loss"].iloc[-1] < history["loss"].iloc[0] / 10
     metrics = json.loads((tiny_run / "metrics.json").read_text())

@@ -27,7 +27,7 @@ from chatbot.models.base import (
     embedding_shapes,
     lstm_shapes,
 )
-from chatbot.numpy_ops import lstm_layers, lstm_step, pad_batch
+from chatbot.numpy_ops import lstm_layers, lstm_step, pad_batch, target_scores
 from chatbot.vocab import Vocabulary
 
 
@@ -101,9 +101,12 @@ class Engine:
 
     def start(self, prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, list]:
         """Reads `<SOS> prompt <SEP>` for each prompt; returns first-token logits and state."""
-        ids = pad_batch([[self.vocab.sos_id, *p, self.vocab.sep_id] for p in prompts])
-        _, state = lstm_layers(self.embedding[ids], ids != 0, self.lstms, self.hidden)
+        state = self._read(prompts)
         return self._logits(state), state
+
+    def _read(self, prompts: Sequence[Sequence[int]]) -> list:
+        ids = pad_batch([[self.vocab.sos_id, *p, self.vocab.sep_id] for p in prompts])
+        return lstm_layers(self.embedding[ids], ids != 0, self.lstms, self.hidden)[1]
 
     def step(self, tokens: np.ndarray, state: list) -> tuple[np.ndarray, list]:
         """Feeds one token per row; returns next-token logits (batch, vocab) and the new state."""
@@ -114,6 +117,25 @@ class Engine:
             new_state.append((h, c))
             x = h
         return self._logits(new_state), new_state
+
+    def teacher_forced(self, prompts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """What `chatbot.rerank.teacher_forced_rows` computes token by token, with the output
+        layer run once, at the target positions only (one large matmul instead of one per
+        step). Each distinct prompt is read once (reranking scores many replies to one
+        prompt); its rows then go on from its state over `target[:-1]` together."""
+        distinct: dict[tuple[int, ...], int] = {}
+        which = [distinct.setdefault(tuple(p), len(distinct)) for p in prompts]
+        state = [(h[which], c[which]) for h, c in self._read(list(distinct))]  # (rows, hidden)
+        first = state[-1][0][:, None]  # the <SEP> outputs, which predict target[0]
+        ids = pad_batch([t[:-1] for t in targets])  # (rows, longest - 1); () if all are 1
+        if ids.shape[1]:
+            rest, _ = lstm_layers(self.embedding[ids], ids != 0, self.lstms, self.hidden, state)
+            hidden = np.concatenate([first, rest], axis=1)  # (rows, longest, hidden)
+        else:
+            hidden = first
+        return target_scores(hidden, [0] * len(targets), targets,
+                             lambda h: h @ self.out_kernel + self.out_bias)
 
     def _logits(self, state: list) -> np.ndarray:
         return state[-1][0] @ self.out_kernel + self.out_bias  # (batch, vocab)

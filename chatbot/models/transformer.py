@@ -43,7 +43,7 @@ from chatbot.models.base import (
     embedding_shapes,
 )
 from chatbot.models.lstm import encode_example, encode_text
-from chatbot.numpy_ops import layer_norm, log_softmax, pad_batch, softmax
+from chatbot.numpy_ops import layer_norm, pad_batch, softmax, target_scores
 from chatbot.vocab import Vocabulary
 
 __all__ = ["Engine", "build", "encode_example", "encode_text", "fit_to_data", "weight_shapes"]
@@ -279,17 +279,7 @@ class Engine:
         if max(map(len, seqs)) > self.max_positions:
             return None
         hidden, _ = self.forward(pad_batch(seqs))
-        lengths = [len(t) for t in targets]
-        rows = np.repeat(np.arange(len(seqs)), lengths)
-        cols = np.concatenate([np.arange(len(h) - 1, len(h) - 1 + n)
-                               for h, n in zip(heads, lengths)])
-        wanted = np.concatenate([np.asarray(t, dtype=np.int64) for t in targets])
-        logprobs = log_softmax(self._logits(hidden[rows, cols]).astype(np.float64))
-        picked = logprobs[np.arange(len(wanted)), wanted]
-        total = np.bincount(rows, weights=picked, minlength=len(seqs))
-        hits = np.bincount(rows, weights=logprobs.argmax(axis=-1) == wanted,
-                           minlength=len(seqs)).astype(np.int64)
-        return total, hits
+        return target_scores(hidden, [len(h) - 1 for h in heads], targets, self._logits)
 
     def logits(self, ids: np.ndarray) -> np.ndarray:
         """Next-token logits at every position of post-padded ids: (batch, time, vocab)."""
