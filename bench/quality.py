@@ -301,7 +301,8 @@ def run_settings(model: str, bot: Bot, saved: DecodeConfig, configs: dict[str, d
     return {"run": {**model_settings(Path(model), bot), **memory_settings(bot, train),
                     "data_recorded": bot.config.data.path,
                     "known_prompts": len({p.prompt for p in train})},
-            "decode": {name: use(bot, saved, configs[name]) for name in (*KNOWN, *UNSEEN)},
+            "decode": {name: use(bot, saved, configs[name])
+                       for name in dict.fromkeys((*KNOWN, *UNSEEN))},  # each once
             "seeds": {"variants": VARIANT_SEED, "latency_sample": SAMPLE_SEED}}
 
 

@@ -68,11 +68,16 @@ def noisy_copies(pairs: Sequence[Pair], copies: int, seed: int,
 def final_forms(text: str) -> list[str | None]:
     """The ways `text` can end: None (as written), "" (its final marks dropped, if it has
     any), or another final mark (Chinese text: the full-width ones too)."""
+    body, current = split_final(text)
+    marks = ZH_FINAL_MARKS + FINAL_MARKS if any(is_cjk(ch) for ch in body) else FINAL_MARKS
+    return [None, *([""] if current else []), *(m for m in marks if m != current)]
+
+
+def split_final(text: str) -> tuple[str, str]:
+    """(`text` without its final marks, those marks): "How are you?" -> ("How are you", "?")."""
     stripped = text.rstrip()
     body = stripped.rstrip("".join(FINAL_MARKS + ZH_FINAL_MARKS))
-    marks = ZH_FINAL_MARKS + FINAL_MARKS if any(is_cjk(ch) for ch in body) else FINAL_MARKS
-    current = stripped[len(body):]
-    return [None, *([""] if current else []), *(m for m in marks if m != current)]
+    return body, stripped[len(body):]
 
 
 def noisy(text: str, rng: random.Random, words: Sequence[str],
@@ -81,7 +86,7 @@ def noisy(text: str, rng: random.Random, words: Sequence[str],
     that alone changed it and one time in four, one of the other changes that alter it."""
     if final is True:
         final = rng.choice(final_forms(text))
-    body = text.rstrip().rstrip("".join(FINAL_MARKS + ZH_FINAL_MARKS))
+    body = split_final(text)[0]
     if final is not None and body.strip():
         changed = body + final
         if changed != text and rng.random() < 0.25:
