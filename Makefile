@@ -47,11 +47,18 @@ chat: train
 plot: train
 	$(BIN)/chatbot plot $(MODEL) -o $(MODEL)/curves.png
 
+# The tests run in TEST_WORKERS processes (pytest-xdist; TEST_WORKERS=0 runs them in this one),
+# two for the two cores `make test` must finish on within 10 minutes. worksteal: a process that
+# runs out of tests takes some of the other's, so that both end together. A plain
+# `pytest tests/...` runs in one process, as usual.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
+
 test: $(BIN)/chatbot
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 test-fast: $(BIN)/chatbot
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # Benchmarks print and save their figures as JSON under bench/; they are not tests.
 bench: bench-decode bench-train bench-quality

@@ -29,10 +29,10 @@ from chatbot.dialogue import Message, parse_messages
 from chatbot.errors import ChatbotError
 from chatbot.models import ARCHS, arch_module
 from chatbot.models.base import Engine, Weights, check_weights
-from chatbot.rerank import mmi_scores
+from chatbot.rerank import mmi_scores, reply_scores
 from chatbot.retrieval import Match, Memory
 from chatbot.rundir import CONFIG, MEMORY, MODEL, VOCAB, check_run_dir
-from chatbot.samplers import Sampler, get_sampler
+from chatbot.samplers import GreedySampler, Sampler, get_sampler
 from chatbot.spelling import Speller
 from chatbot.text import TextTokenizer, Tokenizer, load_tokenizer
 from chatbot.vocab import EOS, SEP, SOS, TURN, Vocabulary
@@ -171,23 +171,17 @@ class Bot:
                       whose reply it is (0 for a reply of none)
 
         and the best is the reply. Otherwise candidates keep the sampler's order and scores.
+        Greedy search is skipped for a prompt when one of its known replies is what it would
+        write (speculative decoding: see _drafts); the replies are the same.
         """
         turns = [self.turns(p) for p in prompts]
         read = [self._read(t) for t in turns]
         tokenized = [toks for toks, _ in read]
         rows = [i for i, toks in enumerate(tokenized) if toks]
         prompts = {i: self.vocab.encode(tokenized[i]) for i in rows}
-        found = self._sampler(
-            self.engine, [prompts[i] for i in rows], self.vocab,
-            nbest=self.decode.nbest if self.decode.strategy == "beam" else 1,
-        ) if rows else []
-        candidates = {i: [self._candidate(c) for c in cands] for i, cands in zip(rows, found)}
         matches = {i: self.matches(turns[i]) for i in rows}
-        reranked = [i for i in rows if matches[i] or self.decode.mmi]
-        if reranked:
-            pools = [self._pool(candidates[i], matches[i]) for i in reranked]
-            for i, ranked in zip(reranked, self._rank(pools, [prompts[i] for i in reranked])):
-                candidates[i] = ranked
+        known = {i: self._known(matches[i]) for i in rows if matches[i]}
+        candidates = self._generate(rows, prompts, known)
         replies = []
         for i, toks in enumerate(tokenized):
             cands = candidates.get(i, [])
@@ -195,6 +189,55 @@ class Bot:
             replies.append(Reply(best.text, best.tokens, self.vocab.unknown(toks), cands,
                                  matches.get(i, []), toks, read[i][1]))
         return replies
+
+    def _generate(self, rows: list[int], prompts: dict[int, list[int]],
+                  known: dict[int, dict]) -> dict[int, list[Candidate]]:
+        """Each row's candidates: the sampler's (or the known reply it would write), then, with
+        known replies or MMI, the pool ranked by the model's scores (see reply_batch)."""
+        scored: dict[int, dict] = {}  # row -> {reply tokens: log p(reply | prompt)}
+        generated: dict[int, list[Candidate]] = {}
+        if known and not self.decode.mmi and isinstance(self._sampler, GreedySampler):
+            scored, generated = self._drafts(rows, prompts, known)
+        searched = [i for i in rows if i not in generated]
+        found = self._sampler(
+            self.engine, [prompts[i] for i in searched], self.vocab,
+            nbest=self.decode.nbest if self.decode.strategy == "beam" else 1,
+        ) if searched else []
+        generated |= {i: [self._candidate(c) for c in cands] for i, cands in zip(searched, found)}
+        reranked = [i for i in rows if i in known or self.decode.mmi]
+        if reranked:
+            pools = [self._pool(generated[i], known.get(i, {})) for i in reranked]
+            generated |= dict(zip(reranked, self._rank(
+                pools, [prompts[i] for i in reranked], [scored.get(i, {}) for i in reranked])))
+        return generated
+
+    def _drafts(self, rows: list[int], prompts: dict[int, list[int]], known: dict[int, dict]
+                ) -> tuple[dict[int, dict], dict[int, list[Candidate]]]:
+        """Greedy decoding checked against the known replies as drafts (speculative decoding).
+
+        Reranking needs the model's score of every known reply anyway; the teacher-forced
+        pass that gives it also tells, at each position, whether the reply's token was the
+        model's most probable one of those a search may write. A known reply for which it
+        always was, <EOS> included, and which no rule of the search bans
+        (GreedySampler.writes) is the greedy reply: that row needs no search. (The scores come
+        from one batched pass, the search's from steps: they agree to float32 rounding, which
+        could only matter where two tokens tie.) Returns the scores, {row: {reply tokens:
+        log p}}, and those rows' generated candidates."""
+        batch = [(i, key) for i in rows if i in known for key in known[i]
+                 if not self.vocab.unknown(key)]  # the known replies _pool keeps
+        if not batch:
+            return {}, {}
+        ids = [self.vocab.encode(key) for _, key in batch]
+        logprobs, best = reply_scores(self.engine, [prompts[i] for i, _ in batch], ids,
+                                      self.vocab.eos_id, never=self._sampler.never(self.vocab))
+        scored: dict[int, dict] = {}
+        generated: dict[int, list[Candidate]] = {}
+        for (i, key), reply, logprob, hits in zip(batch, ids, logprobs.tolist(), best.tolist()):
+            scored.setdefault(i, {})[key] = logprob
+            if hits == len(reply) + 1 and self._sampler.writes(reply, self.vocab):
+                generated[i] = [Candidate(self.tokenizer.detokenize(list(key)), list(key),
+                                          logprob, logprob)]
+        return scored, generated
 
     def matches(self, turns: Sequence[str]) -> list[Match]:
         """The known prompts whose replies join the candidates for a prompt's `turns` (oldest
@@ -207,38 +250,53 @@ class Bot:
         return self.memory.search(context_key(turns, self.context_turns),
                                   self.decode.retrieval_k, self.decode.retrieval_min_similarity)
 
-    def _pool(self, generated: list[Candidate], matches: list[Match]
-              ) -> dict[tuple[str, ...], tuple[Candidate, float]]:
-        """The generated candidates and the known replies of `matches`, each distinct reply once,
-        with the similarity of its best known prompt (0 for a reply no known prompt has)."""
-        # An empty reply is no answer: it competes only when there is nothing else.
-        pool = {tuple(c.tokens): (c, 0.0) for c in generated if c.tokens or not matches}
-        for match in matches:  # best match first: a reply shared by several keeps the best
+    def _known(self, matches: list[Match]) -> dict[tuple[str, ...], Match]:
+        """The distinct replies of `matches` (tokens, cut to max_reply_len), each with the best
+        match that has it (matches come best first)."""
+        known: dict[tuple[str, ...], Match] = {}
+        for match in matches:
             for text in match.replies:
-                tokens = self.tokenizer.tokenize(text)[: self.decode.max_reply_len]
-                key = tuple(tokens)
-                if key not in pool and self.vocab.unknown(tokens):
-                    continue  # a reply the model cannot write (min_count or max_vocab dropped it)
-                known, similarity = pool.get(key, (None, 0.0))
-                if similarity < match.similarity:  # generated too: the source stays "model"
-                    pool[key] = (dataclasses.replace(known, match=match) if known else Candidate(
-                        self.tokenizer.detokenize(tokens), tokens, 0.0, 0.0, "memory", match),
-                        match.similarity)
+                known.setdefault(tuple(self.tokenizer.tokenize(text)[: self.decode.max_reply_len]),
+                                 match)
+        return known
+
+    def _pool(self, generated: list[Candidate], known: dict[tuple[str, ...], Match]
+              ) -> dict[tuple[str, ...], tuple[Candidate, float]]:
+        """The generated candidates and the `known` replies, each distinct reply once, with the
+        similarity of its best known prompt (0 for a reply no known prompt has)."""
+        # An empty reply is no answer: it competes only when there is nothing else.
+        pool = {tuple(c.tokens): (c, 0.0) for c in generated if c.tokens or not known}
+        for key, match in known.items():
+            if key not in pool and self.vocab.unknown(key):
+                continue  # a reply the model cannot write (min_count or max_vocab dropped it)
+            candidate, similarity = pool.get(key, (None, 0.0))
+            if similarity < match.similarity:  # generated too: the source stays "model"
+                pool[key] = (dataclasses.replace(candidate, match=match) if candidate else
+                             Candidate(self.tokenizer.detokenize(list(key)), list(key), 0.0, 0.0,
+                                       "memory", match), match.similarity)
         return pool
 
-    def _rank(self, pools: list[dict], prompts: list[list[int]]) -> list[list[Candidate]]:
+    def _rank(self, pools: list[dict], prompts: list[list[int]], scored: list[dict]
+              ) -> list[list[Candidate]]:
         """Every pool's candidates scored by the model (see reply_batch), best first; all
-        pools' rows in one batched pass."""
-        rows = [(p, key) for p, pool in enumerate(pools) for key in pool]
+        pools' rows not yet `scored` ({reply tokens: log p}, without MMI) in one batched pass."""
+        rows = [(p, key) for p, pool in enumerate(pools) for key in pool if key not in scored[p]]
         logprobs, scores = mmi_scores(self.engine, [prompts[p] for p, _ in rows],
                                       [self.vocab.encode(key) for _, key in rows],
-                                      self.vocab.eos_id, self.decode.mmi)
-        ranked: list[list[Candidate]] = [[] for _ in pools]
+                                      self.vocab.eos_id, self.decode.mmi) if rows else ([], [])
+        found = [{key: (logprob, logprob / (len(key) + 1)) for key, logprob in known.items()}
+                 for known in scored]  # mmi_scores' score without MMI: per scored token
         for (p, key), logprob, score in zip(rows, logprobs, scores):
-            candidate, similarity = pools[p][key]
-            ranked[p].append(dataclasses.replace(candidate, logprob=float(logprob), score=float(
-                score + self.decode.retrieval_weight * similarity)))
-        return [sorted(r, key=lambda c: c.score, reverse=True) for r in ranked]
+            found[p][key] = (float(logprob), float(score))
+        return [self._ranked(pool, [found[p][key] for key in pool]) for p, pool in enumerate(pools)]
+
+    def _ranked(self, pool: dict, scores: list[tuple[float, float]]) -> list[Candidate]:
+        """A pool's candidates with the model's (log-probability, score) of each, in the
+        pool's order, and the retrieval bonus: best first."""
+        ranked = [dataclasses.replace(candidate, logprob=logprob,
+                                      score=score + self.decode.retrieval_weight * similarity)
+                  for (candidate, similarity), (logprob, score) in zip(pool.values(), scores)]
+        return sorted(ranked, key=lambda c: c.score, reverse=True)
 
     @property
     def context_turns(self) -> int:

@@ -300,6 +300,10 @@ def choice_text(tokens: Sequence[str], detokenize: Callable[[Sequence[str]], str
                 stop: Sequence[str] = ()) -> ChoiceText:
     """A whole reply's ChoiceText (a non-streamed choice)."""
     text = ChoiceText(detokenize, stop)
+    if not text.stop:  # nothing to cut: the whole text at once, not one prefix per token
+        text.tokens = list(tokens)
+        text.finish()
+        return text
     for token in tokens:
         text.push(token)
         if text.stopped:

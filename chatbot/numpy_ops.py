@@ -47,24 +47,31 @@ def lstm_layers(
     Returns the top layer's outputs (batch, time, hidden) and every layer's final (h, c).
     """
     batch, length = real.shape
-    keep = real[..., None]  # (batch, time, 1)
+    lengths = real.sum(axis=1)
+    if not (real == (np.arange(length) < lengths[:, None])).all():
+        raise ValueError("lstm_layers takes post-padded rows: real tokens first, then padding")
+    # Longest rows first, so that the rows still running at step t are the first few: a step
+    # computes those only (a matmul over fewer rows, down to one row's cheaper product).
+    order = np.argsort(-lengths, kind="stable")
+    running = (lengths[order][None, :] > np.arange(length)[:, None]).sum(axis=1)  # (time,)
+    x = x[order]
     finals = []
     for layer, (kernel, recurrent, bias) in enumerate(layers):
         if initial is None:
             h = np.zeros((batch, hidden), dtype=np.float32)
             c = np.zeros_like(h)
         else:
-            h, c = initial[layer]
+            h, c = (np.array(s[order], dtype=np.float32) for s in initial[layer])
         xk = x @ kernel  # all input projections at once: (batch, time, 4 * hidden)
         outputs = np.empty((batch, length, hidden), dtype=np.float32)
         for t in range(length):
-            h_new, c_new = lstm_step(xk[:, t], h, c, recurrent, bias)
-            h = np.where(keep[:, t], h_new, h)
-            c = np.where(keep[:, t], c_new, c)
+            n = running[t]
+            h[:n], c[:n] = lstm_step(xk[:n, t], h[:n], c[:n], recurrent, bias)
             outputs[:, t] = h
         finals.append((h, c))
         x = outputs
-    return x, finals
+    back = np.argsort(order)  # the rows in their given order again
+    return x[back], [(h[back], c[back]) for h, c in finals]
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -76,14 +83,15 @@ SCORED_CHUNK = 512  # positions whose logits target_scores holds at once
 
 
 def target_scores(hidden: np.ndarray, starts: Sequence[int],
-                  targets: Sequence[Sequence[int]], logits: Callable[[np.ndarray], np.ndarray]
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  targets: Sequence[Sequence[int]], logits: Callable[[np.ndarray], np.ndarray],
+                  never: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray]:
     """Per row of a teacher-forced pass, the summed log-probability of its targets and how
     many were the arg-max, (rows,) each: what feeding the targets token by token gives.
 
     hidden: (rows, time, width), the model's outputs over each row's whole sequence; row i's
     output at time starts[i] + j predicts targets[i][j]. `logits` maps (n, width) outputs to
-    (n, vocab): the output layer runs at the scored positions only, in one matmul.
+    (n, vocab): the output layer runs at the scored positions only, in one matmul. Tokens in
+    `never` (ids a search never writes) do not count as the arg-max.
     """
     lengths = [len(t) for t in targets]
     rows = np.repeat(np.arange(len(targets)), lengths)
@@ -102,6 +110,8 @@ def target_scores(hidden: np.ndarray, starts: Sequence[int],
         top = scores.max(axis=-1, keepdims=True)
         log_sum = np.log(np.exp(scores - top).sum(axis=-1, dtype=np.float64)) + top[:, 0]
         picked[part] = scores[np.arange(len(scores)), wanted[part]] - log_sum
+        if len(never):
+            scores[:, never] = -np.inf  # (after the log-sum-exp: they keep their mass)
         best[part] = scores.argmax(axis=-1)
     total = np.bincount(rows, weights=picked, minlength=len(targets))
     hits = np.bincount(rows, weights=best == wanted, minlength=len(targets)).astype(np.int64)

@@ -27,27 +27,39 @@ from chatbot.numpy_ops import log_softmax
 def reply_logprobs(engine: Engine, prompts: Sequence[Sequence[int]],
                    replies: Sequence[Sequence[int]], eos_id: int,
                    batch_size: int = 256) -> np.ndarray:
-    """log p(replies[i] + <EOS> | prompts[i]) of each row, summed over its tokens: (rows,).
+    """log p(replies[i] + <EOS> | prompts[i]) of each row, summed over its tokens: (rows,)."""
+    return reply_scores(engine, prompts, replies, eos_id, batch_size)[0]
 
-    Rows go through the engine in batches: each batch reads its prompts once, then its replies
-    are fed token by token (teacher forcing) and each row's own next token is looked up.
+
+def reply_scores(engine: Engine, prompts: Sequence[Sequence[int]],
+                 replies: Sequence[Sequence[int]], eos_id: int, batch_size: int = 256,
+                 never: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, log p(replies[i] + <EOS> | prompts[i]) summed over its tokens, and how many of
+    them (the <EOS> included) were the model's most probable, of the tokens not in `never`:
+    (rows,) each.
+
+    Rows go through the engine in batches (see teacher_forced_rows).
     """
     if len(prompts) != len(replies):
         raise ValueError(f"{len(prompts)} prompts but {len(replies)} replies")
     # Rows of similar reply length together: fewer steps fed to rows that have ended.
     order = sorted(range(len(replies)), key=lambda i: len(replies[i]))
     total = np.zeros(len(replies))
+    hits = np.zeros(len(replies), dtype=np.int64)
     for start in range(0, len(order), batch_size):
         rows = order[start: start + batch_size]
-        total[rows] = teacher_forced_rows(engine, [prompts[i] for i in rows],
-                                          [[*replies[i], eos_id] for i in rows])[0]
-    return total
+        total[rows], hits[rows] = teacher_forced_rows(engine, [prompts[i] for i in rows],
+                                                      [[*replies[i], eos_id] for i in rows],
+                                                      never)
+    return total, hits
 
 
 def teacher_forced_rows(engine: Engine, prompts: Sequence[Sequence[int]],
-                        targets: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+                        targets: Sequence[Sequence[int]], never: Sequence[int] = ()
+                        ) -> tuple[np.ndarray, np.ndarray]:
     """One batch through the engine with the true targets fed back (teacher forcing): per row,
-    the summed log-probability of its targets and how many were the arg-max, (rows,) each.
+    the summed log-probability of its targets and how many were the arg-max (of the tokens
+    not in `never`), (rows,) each.
 
     Each row's prompt is read once; then every row is fed its own targets token by token, and
     rows whose targets have ended are fed <PAD> and no longer counted. An engine that reads
@@ -57,7 +69,7 @@ def teacher_forced_rows(engine: Engine, prompts: Sequence[Sequence[int]],
     """
     one_pass = getattr(engine, "teacher_forced", None)  # see chatbot.models.base
     if one_pass is not None:
-        scored = one_pass(prompts, targets)
+        scored = one_pass(prompts, targets, never)
         if scored is not None:
             return scored
     lengths = np.array([len(t) for t in targets])
@@ -71,6 +83,7 @@ def teacher_forced_rows(engine: Engine, prompts: Sequence[Sequence[int]],
         live = lengths > t
         logprobs = log_softmax(np.asarray(logits, dtype=np.float64))
         total += np.where(live, logprobs[rows, padded[:, t]], 0.0)
+        logprobs[:, list(never)] = -np.inf  # (after its own entry was summed)
         hits += live & (logprobs.argmax(axis=-1) == padded[:, t])
         if t + 1 < padded.shape[1]:
             logits, state = engine.step(padded[:, t], state)  # ended rows read <PAD>, ignored

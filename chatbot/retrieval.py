@@ -103,7 +103,8 @@ class Memory:
         rows = np.concatenate([rows for (rows, _), _ in found])
         products = np.concatenate([weights * weight for (_, weights), weight in found])
         scores = np.bincount(rows, weights=products, minlength=len(self.prompts))
-        candidates = np.unique(rows)  # the prompts that share an n-gram with the text
+        # The prompts that share an n-gram with the text: every weight is positive.
+        candidates = np.flatnonzero(scores)
         best = candidates[np.lexsort((candidates, -scores[candidates]))][:k]  # ties: first row
         return [Match(self.prompts[row], min(1.0, float(scores[row])), self.replies[row])
                 for row in best.tolist() if scores[row] >= min_similarity]

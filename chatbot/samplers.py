@@ -152,10 +152,7 @@ class Sampler:
         `replies` holds each row's reply so far, for min_len and the n-gram rule.
         """
         logits = np.array(logits, dtype=np.float64)  # a copy: (rows, vocab)
-        banned = [vocab.pad_id, vocab.sos_id, vocab.sep_id]
-        if not self.allow_unk:
-            banned.append(vocab.unk_id)
-        logits[:, banned] = -np.inf
+        logits[:, self.never(vocab)] = -np.inf
         lengths = np.array([len(reply) for reply in replies])
         logits[lengths < self.min_len, vocab.eos_id] = -np.inf
         if self.no_repeat_ngram or self.loop_guard:
@@ -164,6 +161,11 @@ class Sampler:
         # With a tiny vocabulary everything can be banned: end the reply rather than crash.
         logits[np.isneginf(logits).all(axis=-1), vocab.eos_id] = 0.0
         return log_softmax(logits / self.temperature)
+
+    def never(self, vocab: Vocabulary) -> list[int]:
+        """The tokens never emitted: <PAD>, <SOS>, <SEP>, and <UNK> unless allowed."""
+        return [vocab.pad_id, vocab.sos_id, vocab.sep_id,
+                *(() if self.allow_unk else (vocab.unk_id,))]
 
     def repeats(self, reply: Sequence[int]) -> list[int]:
         """Tokens that would complete an n-gram already in `reply` (n = no_repeat_ngram)."""
@@ -191,6 +193,24 @@ class GreedySampler(Sampler):
 
     def next_tokens(self, logprobs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return logprobs.argmax(axis=-1)
+
+    def writes(self, draft: Sequence[int], vocab: Vocabulary) -> bool:
+        """Whether this search writes exactly `draft` (ids) from a model whose most probable
+        token that it may write (not in `never`), at each position of `draft` and at the
+        <EOS> after it, is that token (the first one when several tie): whether no rule of
+        the search bans any of them.
+
+        Such a draft is the greedy reply without a search: speculative decoding, in which
+        chatbot.bot takes the replies of known prompts as the drafts. The rules only ever
+        remove tokens, so the model's favourite, when allowed, stays the favourite.
+        """
+        ended = len(draft) < self.max_len  # else the search stops at max_len, before <EOS>
+        if len(draft) > self.max_len or (ended and len(draft) < self.min_len):
+            return False
+        banned = set(self.never(vocab))
+        ids = [*draft, vocab.eos_id] if ended else list(draft)
+        return not any(token in banned or token in self.repeats(ids[:t])
+                       or token in self.loops(ids[:t]) for t, token in enumerate(ids))
 
 
 class RandomSampler(Sampler):

@@ -99,7 +99,9 @@ class Service:
         """A Bot with the request's settings that shares everything else with the served one
         (see the module docstring)."""
         bot = copy.copy(self.bot)
-        bot.configure(**dataclasses.asdict(dataclasses.replace(completion.decode, seed=seed)))
+        decode = dataclasses.replace(completion.decode, seed=seed)
+        if decode != bot.decode:  # (most requests keep the run's settings)
+            bot.configure(**{f.name: getattr(decode, f.name) for f in dataclasses.fields(decode)})
         return bot
 
     def check_prompt(self, bot: Bot, completion: Completion) -> list[str]:
@@ -122,14 +124,16 @@ class Service:
         return not bot.matches(turns)  # Bot's own rule for when retrieval adds replies
 
     async def replies(self, completion: Completion, deadline: float,
-                      request: Request | None = None) -> list[list[str]]:
+                      request: Request | None = None, bot: Bot | None = None
+                      ) -> list[list[str]]:
         """Every choice's reply tokens, through the batcher. TimeoutError past `deadline`;
         ClientGone when `request`'s client disconnects first. Either way the decoding stops:
-        not started if it had not, else at its next step once no one else shares its batch."""
+        not started if it had not, else at its next step once no one else shares its batch.
+        `bot`, the request's (bot_for), decodes the choices of its own seed."""
         loop = asyncio.get_running_loop()
-        tickets = [self.batcher.submit(self.bot_for(completion, seed),
-                                       [completion.messages] * rows)
-                   for seed, rows in completion.decodings()]
+        tickets = [self.batcher.submit(
+            bot if bot and bot.decode.seed == seed else self.bot_for(completion, seed),
+            [completion.messages] * rows) for seed, rows in completion.decodings()]
         waiting = asyncio.gather(*map(asyncio.wrap_future, tickets))
         gone = asyncio.ensure_future(_disconnected(request)) if request else None
         try:
@@ -170,7 +174,7 @@ async def chat_completions(request: Request) -> Response:
         return StreamingResponse(events, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
     try:
-        replies = await service.replies(completion, deadline, request)
+        replies = await service.replies(completion, deadline, request, bot)
     except ClientGone:
         return Response(status_code=499)  # nobody reads it: nginx's "client closed request"
     except asyncio.TimeoutError:
@@ -233,7 +237,8 @@ async def _stream(service: Service, bot: Bot, completion: Completion, turns: lis
                             break  # every row stopped: stop the search
                 first += rows
         else:
-            for index, tokens in enumerate(await service.replies(completion, deadline)):
+            for index, tokens in enumerate(await service.replies(completion, deadline,
+                                                                 bot=bot)):
                 for token in tokens:
                     delta = texts[index].push(token)
                     if delta:

@@ -1,4 +1,8 @@
-"""Shared fixtures: a tiny model trained once per session on a handful of pairs."""
+"""Shared fixtures: a tiny model trained once per session on a handful of pairs.
+
+`make test` runs the tests in two processes (pytest-xdist), each with session fixtures of its
+own: what takes a while to build is built once for both, by `shared`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import fcntl  # noqa: E402
+import shutil  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -26,9 +33,47 @@ def write_tsv(path: Path, pairs=TINY_PAIRS) -> Path:
     return path
 
 
+def shared(tmp_path_factory, folder: str, builds: dict[str, Callable[[Path], object]]
+           ) -> dict[str, Path]:
+    """`build(path)` once per test session for each `name: build` of `builds`, in `folder`;
+    the paths by name.
+
+    Under pytest-xdist each worker process would build its own: here the first worker to need
+    one builds it in the folder all workers share (the parent of their own temporary folders),
+    under a file lock, while the others build the rest or wait for it.
+    """
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        root = tmp_path_factory.mktemp(folder)
+        for name, build in builds.items():
+            build(root / name)
+        return {name: root / name for name in builds}
+    root = tmp_path_factory.getbasetemp().parent / folder
+    root.mkdir(exist_ok=True)
+    left, wait = list(builds), False  # first what nobody builds yet, then wait for the rest
+    while left:
+        left = [name for name in left if not _build_once(root / name, builds[name], wait)]
+        wait = True
+    return {name: root / name for name in builds}
+
+
+def _build_once(path: Path, build: Callable[[Path], object], wait: bool) -> bool:
+    """Builds `path` unless it was built; False if another worker holds it and not `wait`."""
+    with open(f"{path}.lock", "w") as lock:  # closing it releases the lock
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        done = Path(f"{path}.done")
+        if not done.exists():
+            shutil.rmtree(path, ignore_errors=True)  # a build that failed half way
+            build(path)
+            done.touch()
+    return True
+
+
 @pytest.fixture(scope="session")
 def tiny_tsv(tmp_path_factory) -> Path:
-    return write_tsv(tmp_path_factory.mktemp("data") / "tiny.tsv")
+    return shared(tmp_path_factory, "data", {"tiny.tsv": write_tsv})["tiny.tsv"]
 
 
 def tiny_config(epochs: int = 150, arch: str = "lstm"):
@@ -54,11 +99,11 @@ def tiny_run(tmp_path_factory, tiny_tsv) -> Path:
     """A run directory trained on TINY_PAIRS until it answers them (about 15 s)."""
     from chatbot.train import train
 
-    out = tmp_path_factory.mktemp("runs") / "tiny"
     config = tiny_config(epochs=TINY_RUN_EPOCHS)
     config.train.learning_rate = TINY_RUN_LEARNING_RATE
-    train(tiny_tsv, out, config, log=lambda _: None, verbose=0)
-    return out
+    return shared(tmp_path_factory, "runs", {
+        "tiny": lambda out: train(tiny_tsv, out, config, log=lambda _: None, verbose=0),
+    })["tiny"]
 
 
 # Epochs and learning rate after which each architecture answers all of TINY_PAIRS, the
@@ -71,11 +116,10 @@ def tiny_runs(tmp_path_factory, tiny_tsv, tiny_run) -> dict[str, Path]:
     """One tiny run directory per architecture, trained once per session (TINY_TRAINING)."""
     from chatbot.train import train
 
-    runs = {"lstm": tiny_run}
-    for arch, (epochs, learning_rate) in TINY_TRAINING.items():
-        out = tmp_path_factory.mktemp("runs") / arch
+    def trainer(arch: str, epochs: int, learning_rate: float):
         config = tiny_config(epochs=epochs, arch=arch)
         config.train.learning_rate = learning_rate
-        train(tiny_tsv, out, config, log=lambda _: None, verbose=0)
-        runs[arch] = out
-    return runs
+        return lambda out: train(tiny_tsv, out, config, log=lambda _: None, verbose=0)
+
+    builds = {arch: trainer(arch, *training) for arch, training in TINY_TRAINING.items()}
+    return {"lstm": tiny_run, **shared(tmp_path_factory, "runs", builds)}

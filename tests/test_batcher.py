@@ -110,11 +110,15 @@ def test_a_batch_with_one_request_still_waited_for_runs_to_the_end(bot):
     batcher = Batcher()
     try:
         blocker = busy(batcher, bot)
-        settings = dict(min_len=5, max_reply_len=5, retrieval=False)
-        gone = batcher.submit(configured(bot, **settings), ["hello"])
-        kept = batcher.submit(configured(bot, **settings), ["hello"])
+        request = configured(bot, min_len=5, max_reply_len=5, retrieval=False)
+        # Slowed down (0.25 s), so that the batch still runs when it is seen running: at full
+        # speed its 5 steps can end within one switch of threads, and running() is never seen.
+        request.engine = SlowEngine(bot.engine, 0.05)
+        gone = batcher.submit(copy.copy(request), ["hello"])
+        kept = batcher.submit(copy.copy(request), ["hello"])
         blocker.result(timeout=30)
         while not kept.running():  # the two share the batch after the blocker's
+            assert not kept.done(), "the batch ended before it was seen running"
             time.sleep(0.001)
         gone.abandon()
         assert len(kept.result(timeout=30)[0].tokens) == 5

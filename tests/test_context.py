@@ -14,7 +14,7 @@ from chatbot.data import read_pairs
 from chatbot.errors import ChatbotError
 from chatbot.text import Tokenizer
 from chatbot.vocab import SPECIALS, TURN, Vocabulary
-from tests.conftest import tiny_config
+from tests.conftest import shared, tiny_config
 
 TOKENIZER = Tokenizer()
 
@@ -89,16 +89,17 @@ def context_run(tmp_path_factory):
     """An lstm trained with --context-turns 2 on every (animal, name) conversation."""
     from chatbot.train import train
 
-    tmp = tmp_path_factory.mktemp("context")
-    data = tmp / "pets.jsonl"
-    write_conversations(data, [(a, n) for a in ANIMALS for n in NAMES])
-    config = tiny_config(epochs=150)
-    config.data.context_turns = 2
-    config.train.batch_size = 8
-    config.train.learning_rate = 5e-3
-    out = tmp / "run"
-    train(data, out, config, log=lambda _: None, verbose=0)
-    return out, data
+    def build(root):
+        root.mkdir()
+        write_conversations(root / "pets.jsonl", [(a, n) for a in ANIMALS for n in NAMES])
+        config = tiny_config(epochs=150)
+        config.data.context_turns = 2
+        config.train.batch_size = 8
+        config.train.learning_rate = 5e-3
+        train(root / "pets.jsonl", root / "run", config, log=lambda _: None, verbose=0)
+
+    root = shared(tmp_path_factory, "context", {"pets": build})["pets"]
+    return root / "run", root / "pets.jsonl"
 
 
 @pytest.mark.slow

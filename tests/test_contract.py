@@ -235,6 +235,64 @@ def test_greedy_equals_a_beam_of_width_one(arch):
     assert any(c[0].tokens for c in greedy)  # something was generated, not just <EOS>
 
 
+def searches(monkeypatch) -> list[int]:
+    """The prompts of each greedy search from now on."""
+    from chatbot.samplers import GreedySampler
+
+    calls: list[int] = []
+    search = GreedySampler.search
+
+    def counted(self, engine, prompts, *args, **kwargs):
+        calls.append(len(prompts))
+        return search(self, engine, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(GreedySampler, "search", counted)
+    return calls
+
+
+def assert_same_candidates(got, expected) -> None:
+    for a, b in zip(got, expected, strict=True):
+        assert [(c.text, c.source) for c in a.candidates] == \
+            [(c.text, c.source) for c in b.candidates]
+        assert [c.score for c in a.candidates] == pytest.approx(
+            [c.score for c in b.candidates], abs=1e-5)
+        assert [c.logprob for c in a.candidates] == pytest.approx(
+            [c.logprob for c in b.candidates], abs=1e-4)
+
+
+def test_known_replies_the_model_would_write_skip_the_search(arch, monkeypatch):
+    """Speculative decoding (Bot._drafts): a known reply that is the model's own greedy reply
+    is taken as it is, without a search, and every reply, candidate and score is the
+    search's."""
+    from chatbot.retrieval import Memory
+
+    model, config = make_model(arch, seed=3)
+    run = RunConfig(model=config)
+    run.decode.max_reply_len = 12
+    prompts = ["w7 w8 w9 w10", "w16", "w20 w21", "w11 w12 w13"]
+    own = Bot(run, VOCAB, model_weights(model)).reply_batch(prompts)  # the model alone
+    # A reply cut at max_len is no draft: whether <EOS> came next is not what greedy asks.
+    ended = [r.text for r in own if len(r.tokens) < run.decode.max_reply_len]
+    assert ended  # (something to take as a known reply)
+    memory = Memory(prompts, [[r.text, "w14 w15"] if r.text in ended else ["w17 w18"]
+                              for r in own])
+    bot = Bot(run, VOCAB, model_weights(model), memory)
+    # A prompt may match other known prompts too: it is searched unless one of its known
+    # replies is its own greedy reply.
+    expected = sum(not any(r.text in m.replies for m in bot.matches([p]))
+                   for p, r in zip(prompts, own))
+    assert expected < len(prompts)
+    calls = searches(monkeypatch)
+    drafted = bot.reply_batch(prompts)
+    assert sum(calls) == expected
+    # The reference: a search for every prompt, and reranking's own scoring pass.
+    monkeypatch.setattr(Bot, "_drafts", lambda *args: ({}, {}))
+    searched = bot.reply_batch(prompts)
+    assert sum(calls) == expected + len(prompts)
+    assert_same_candidates(drafted, searched)
+    assert [r.text for r in drafted] == [r.text for r in searched]
+
+
 # --- training --------------------------------------------------------------------------------
 
 

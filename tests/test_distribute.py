@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -103,13 +104,24 @@ def test_mirrored_over_two_logical_cpus_trains_one_usable_run(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.tsv", "run"]
 
 
+EPHEMERAL = 32768  # where Linux's ports for port 0 and outgoing connections begin, by default
+
+
 def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
+    """`n` ports free on 127.0.0.1 for the workers to listen on, below the ephemeral range: the
+    tests that run alongside (pytest-xdist) bind port 0 and connect, and could be given one of
+    these between this check and the workers' bind, seconds later."""
+    draw = random.SystemRandom()  # not `random`, which tests seed: every process would draw alike
+    ports: list[int] = []
+    while len(ports) < n:
+        port = draw.randrange(20000, EPHEMERAL)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:  # in use
+                continue
+        if port not in ports:
+            ports.append(port)
     return ports
 
 

@@ -38,7 +38,7 @@ from chatbot.samplers import GreedySampler
 from chatbot.text import Tokenizer
 from chatbot.vocab import SPECIALS, Vocabulary
 from chatbot.weights import model_weights
-from tests.conftest import tiny_config
+from tests.conftest import shared, tiny_config
 
 # English, Chinese, an unknown word (zzyzx), and one longer than max_len (40 tokens).
 PROMPTS = ["hello", "How are you?", "你好", "再见", "hello zzyzx", "你好，再见！",
@@ -133,13 +133,15 @@ def test_graph_greedy_gives_the_numpy_engines_replies(arch, decode):
 def exports(tiny_runs, tmp_path_factory):
     """{arch: (run directory, SavedModel directory, the loaded SavedModel)}, each exported
     once."""
-    root = tmp_path_factory.mktemp("exports")
-    out = {}
-    for arch, run in tiny_runs.items():
-        exported = export(run, root / arch)
-        assert exported.path == root / arch / VERSION
-        out[arch] = run, exported.path, tf.saved_model.load(str(exported.path))
-    return out
+    def exporter(run):
+        def build(out):
+            assert export(run, out).path == out / VERSION
+        return build
+
+    paths = shared(tmp_path_factory, "exports",
+                   {arch: exporter(run) for arch, run in tiny_runs.items()})
+    return {arch: (run, paths[arch] / VERSION, tf.saved_model.load(str(paths[arch] / VERSION)))
+            for arch, run in tiny_runs.items()}
 
 
 def plain_bot(run) -> Bot:

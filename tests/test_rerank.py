@@ -15,6 +15,7 @@ from chatbot.retrieval import Memory
 from chatbot.rundir import CONFIG, MODEL, VOCAB
 from chatbot.vocab import Vocabulary
 from chatbot.weights import read_keras_weights
+from tests.conftest import TINY_PAIRS
 
 pytestmark = pytest.mark.slow  # the tiny run trains once per session
 
@@ -91,3 +92,55 @@ def test_rerank_settings_are_checked(bot):
     bot.set("retrieval", "off")
     assert not bot.decode.retrieval
     bot.configure(retrieval=True, retrieval_min_similarity=0.5)
+
+
+@pytest.mark.parametrize("settings", [{}, {"no_repeat_ngram": 1}, {"min_len": 4},
+                                      {"max_reply_len": 3}, {"loop_guard": 1}, {"allow_unk": True}])
+def test_known_replies_taken_as_drafts_change_no_reply(bot, monkeypatch, settings):
+    """Speculative decoding (Bot._drafts): with the search's rules on or off, the replies and
+    every candidate's score are what a search gives; known replies that the model writes
+    itself, with nothing against them, are taken without one."""
+    from chatbot.samplers import GreedySampler
+
+    prompts = [p for p, _ in TINY_PAIRS] + ["hey, how are you", "DO YOU LIKE TEA", "你好吗",
+                                            "what is your nme", "purple elephants"]
+    searched: list[int] = []
+    search = GreedySampler.search
+    monkeypatch.setattr(GreedySampler, "search", lambda self, engine, rows, *args, **kwargs:
+                        searched.append(len(rows)) or search(self, engine, rows, *args, **kwargs))
+    bot.configure(**settings)
+    try:
+        drafted = bot.reply_batch(prompts)
+        skipped = len(prompts) - sum(searched)
+        # The reference: a search for every prompt, and reranking's own scoring pass.
+        monkeypatch.setattr(Bot, "_drafts", lambda *args: ({}, {}))
+        plain = bot.reply_batch(prompts)
+    finally:
+        bot.configure(**{k: getattr(bot.config.decode, k) for k in settings})
+    assert [r.text for r in drafted] == [r.text for r in plain]
+    for a, b in zip(drafted, plain):
+        assert [(c.text, c.source) for c in a.candidates] == \
+            [(c.text, c.source) for c in b.candidates]
+        assert [c.score for c in a.candidates] == pytest.approx([c.score for c in b.candidates],
+                                                                abs=1e-5)
+    if not settings or "loop_guard" in settings or "allow_unk" in settings:
+        assert skipped >= 6  # each training prompt's own reply (these rules ban none of it)
+
+
+def test_a_known_reply_one_token_short_of_the_models_is_no_draft(bot, tiny_run, monkeypatch):
+    """Each training reply without its last token: the model agrees with every token but
+    the <EOS> that would come too soon, so each prompt is still searched."""
+    from chatbot.samplers import GreedySampler
+
+    short = [[bot.tokenizer.detokenize(bot.tokenizer.tokenize(r)[:-1])] for _, r in TINY_PAIRS]
+    memory = Memory([p for p, _ in TINY_PAIRS], short)
+    shortened = Bot(bot.config, bot.vocab, read_keras_weights(tiny_run / MODEL), memory)
+    searched: list[int] = []
+    search = GreedySampler.search
+    monkeypatch.setattr(GreedySampler, "search", lambda self, engine, rows, *args, **kwargs:
+                        searched.append(len(rows)) or search(self, engine, rows, *args, **kwargs))
+    prompts = [p for p, _ in TINY_PAIRS]
+    replies = shortened.reply_batch(prompts)
+    assert sum(searched) == len(prompts)
+    for reply, (_, whole) in zip(replies, TINY_PAIRS):  # the search wrote the whole reply
+        assert [c.text for c in reply.candidates if c.source == "model"] == [whole]

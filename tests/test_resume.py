@@ -24,7 +24,7 @@ from chatbot.callbacks import EpochBackup
 from chatbot.errors import ChatbotError
 from chatbot.rundir import BACKUP, read_backup, run_state
 from chatbot.train import train
-from tests.conftest import tiny_config
+from tests.conftest import shared, tiny_config
 
 pytestmark = pytest.mark.slow
 EPOCHS = 12
@@ -99,13 +99,16 @@ def assert_same_run(run: Path, straight: Path) -> None:
 
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("straight")
-    proc = start_training(synthetic_tsv(root / "pairs.tsv"), root / "run")
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err.decode()[-3000:]
+    def build(root):
+        root.mkdir()
+        proc = start_training(synthetic_tsv(root / "pairs.tsv"), root / "run")
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err.decode()[-3000:]
+
+    run = shared(tmp_path_factory, "straight", {"synthetic": build})["synthetic"] / "run"
     # The monitor (training loss) improves every epoch here, so the model is the last epoch's.
-    assert model_epoch(root / "run") == EPOCHS
-    return root / "run"
+    assert model_epoch(run) == EPOCHS
+    return run
 
 
 def test_each_epoch_shuffles_by_seed_and_epoch_alone():

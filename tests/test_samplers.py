@@ -438,3 +438,29 @@ def test_loop_guard_allows_what_no_repeat_ngram_forbids():
     assert found[0][0].tokens == [A, B, A, B, A]
     with pytest.raises(ChatbotError, match="loop_guard"):
         GreedySampler(loop_guard=-1)
+
+
+def test_greedy_writes_exactly_the_drafts_its_search_writes():
+    """GreedySampler.writes(draft), the check of speculative decoding, is true when, and
+    (but for one corner) only when, a greedy search over a model whose favourite follows
+    draft + <EOS> writes the draft: over random drafts (special tokens and repeats included)
+    and random settings."""
+    rng = np.random.default_rng(0)
+    answers = {True: 0, False: 0}
+    for _ in range(600):
+        draft = [int(t) for t in rng.choice([A, B, C, VOCAB.unk_id, VOCAB.sep_id],
+                                            size=int(rng.integers(0, 8)),
+                                            p=[0.3, 0.3, 0.3, 0.05, 0.05])]
+        max_len = int(rng.integers(1, 9))
+        sampler = GreedySampler(max_len=max_len, min_len=int(rng.integers(0, max_len + 1)),
+                                no_repeat_ngram=int(rng.integers(0, 3)),
+                                loop_guard=int(rng.integers(0, 3)),
+                                allow_unk=bool(rng.integers(0, 2)))
+        [[found]] = sampler(ScriptedEngine([[*draft, EOS]]), [[A]], VOCAB)
+        written, writes = found.tokens == draft, sampler.writes(draft, VOCAB)
+        # The one miss allowed, on the safe side: a draft shorter than min_len that the
+        # search ends anyway, because every other token was banned too (a tiny vocabulary).
+        assert writes == written or (written and len(draft) < sampler.min_len), \
+            (draft, vars(sampler))
+        answers[writes] += 1
+    assert min(answers.values()) > 100  # both answers were checked many times

@@ -23,7 +23,7 @@ from chatbot.rundir import TOKENIZER, read_backup
 from chatbot.subword import SubwordTokenizer, train
 from chatbot.text import SUBWORD_MODELS, normalize
 from chatbot.vocab import SPECIALS, Vocabulary
-from tests.conftest import TINY_PAIRS, tiny_config, write_tsv
+from tests.conftest import TINY_PAIRS, shared, tiny_config, write_tsv
 
 CORPUS = [text for pair in TINY_PAIRS for text in pair] + [
     "What is your favourite book?", "I like reading about science and history.",
@@ -153,10 +153,12 @@ TRAIN_FLAGS = ["--preset", "tiny", "--tokenizer", "sentencepiece", "--subword-mo
 @pytest.fixture(scope="module")
 def spm_run(tmp_path_factory):
     """`chatbot train --tokenizer sentencepiece` on TINY_PAIRS (about 20 s)."""
-    root = tmp_path_factory.mktemp("spm")
-    data = write_tsv(root / "tiny.tsv")
-    assert main(["train", "--data", str(data), "--out", str(root / "run"), *TRAIN_FLAGS]) == 0
-    return root / "run"
+    def build(root):
+        root.mkdir()
+        data = write_tsv(root / "tiny.tsv")
+        assert main(["train", "--data", str(data), "--out", str(root / "run"), *TRAIN_FLAGS]) == 0
+
+    return shared(tmp_path_factory, "spm", {"tiny": build})["tiny"] / "run"
 
 
 @pytest.mark.slow

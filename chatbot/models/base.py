@@ -25,7 +25,8 @@ and may provide
 
 and its Engine may provide
 
-    teacher_forced(prompts, targets) -> (summed log-probabilities, arg-max hits) or None
+    teacher_forced(prompts, targets, never=()) -> (summed log-probabilities, arg-max hits)
+            or None
         what `chatbot.rerank.teacher_forced_rows` computes by feeding targets token by
         token, in one pass (a decoder-only model reads whole sequences at once); None hands
         a batch back to the token-by-token walk.

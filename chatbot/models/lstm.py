@@ -118,8 +118,8 @@ class Engine:
             x = h
         return self._logits(new_state), new_state
 
-    def teacher_forced(self, prompts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]
-                       ) -> tuple[np.ndarray, np.ndarray]:
+    def teacher_forced(self, prompts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
+                       never: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray]:
         """What `chatbot.rerank.teacher_forced_rows` computes token by token, with the output
         layer run once, at the target positions only (one large matmul instead of one per
         step). Each distinct prompt is read once (reranking scores many replies to one
@@ -135,7 +135,7 @@ class Engine:
         else:
             hidden = first
         return target_scores(hidden, [0] * len(targets), targets,
-                             lambda h: h @ self.out_kernel + self.out_bias)
+                             lambda h: h @ self.out_kernel + self.out_bias, never)
 
     def _logits(self, state: list) -> np.ndarray:
         return state[-1][0] @ self.out_kernel + self.out_bias  # (batch, vocab)

@@ -267,8 +267,8 @@ class Engine:
             x = block.finish(x, attended)
         return x, attentions
 
-    def teacher_forced(self, prompts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]
-                       ) -> tuple[np.ndarray, np.ndarray] | None:
+    def teacher_forced(self, prompts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
+                       never: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray] | None:
         """What `chatbot.rerank.teacher_forced_rows` computes token by token, in one pass over
         every whole sequence `<SOS> prompt <SEP> target[:-1]`: per row, the summed
         log-probability of its targets and how many were the arg-max. The output layer runs at
@@ -279,7 +279,8 @@ class Engine:
         if max(map(len, seqs)) > self.max_positions:
             return None
         hidden, _ = self.forward(pad_batch(seqs))
-        return target_scores(hidden, [len(h) - 1 for h in heads], targets, self._logits)
+        return target_scores(hidden, [len(h) - 1 for h in heads], targets, self._logits,
+                             never)
 
     def logits(self, ids: np.ndarray) -> np.ndarray:
         """Next-token logits at every position of post-padded ids: (batch, time, vocab)."""
