@@ -171,8 +171,10 @@ class Bot:
                       whose reply it is (0 for a reply of none)
 
         and the best is the reply. Otherwise candidates keep the sampler's order and scores.
-        Greedy search is skipped for a prompt when one of its known replies is what it would
-        write (speculative decoding: see _drafts); the replies are the same.
+        With greedy search and no MMI, candidates that could not be the best are not scored,
+        and the search is skipped for a prompt when one of its known replies is what it would
+        write, or when a known reply already beats anything it could write (see _drafts): the
+        replies are the same, and the candidates are those that could have won.
         """
         turns = [self.turns(p) for p in prompts]
         read = [self._read(t) for t in turns]
@@ -206,37 +208,70 @@ class Bot:
         generated |= {i: [self._candidate(c) for c in cands] for i, cands in zip(searched, found)}
         reranked = [i for i in rows if i in known or self.decode.mmi]
         if reranked:
-            pools = [self._pool(generated[i], known.get(i, {})) for i in reranked]
+            pools = [self._pool(generated[i], known.get(i, {}), scored.get(i)) for i in reranked]
             generated |= dict(zip(reranked, self._rank(
                 pools, [prompts[i] for i in reranked], [scored.get(i, {}) for i in reranked])))
         return generated
 
     def _drafts(self, rows: list[int], prompts: dict[int, list[int]], known: dict[int, dict]
                 ) -> tuple[dict[int, dict], dict[int, list[Candidate]]]:
-        """Greedy decoding checked against the known replies as drafts (speculative decoding).
+        """The known replies scored best first, only as far as they could win, and greedy
+        decoding checked against them as drafts (speculative decoding).
 
-        Reranking needs the model's score of every known reply anyway; the teacher-forced
-        pass that gives it also tells, at each position, whether the reply's token was the
-        model's most probable one of those a search may write. A known reply for which it
-        always was, <EOS> included, and which no rule of the search bans
-        (GreedySampler.writes) is the greedy reply: that row needs no search. (The scores come
-        from one batched pass, the search's from steps: they agree to float32 rounding, which
-        could only matter where two tokens tie.) Returns the scores, {row: {reply tokens:
-        log p}}, and those rows' generated candidates."""
-        batch = [(i, key) for i in rows if i in known for key in known[i]
-                 if not self.vocab.unknown(key)]  # the known replies _pool keeps
-        if not batch:
-            return {}, {}
-        ids = [self.vocab.encode(key) for _, key in batch]
-        logprobs, best = reply_scores(self.engine, [prompts[i] for i, _ in batch], ids,
-                                      self.vocab.eos_id, never=self._sampler.never(self.vocab))
-        scored: dict[int, dict] = {}
+        Bounds (branch and bound): a reply's score is its mean log p, at most 0, plus
+        retrieval_weight * similarity, so a known reply scores at most that bonus, and the
+        model's own reply, unless it is a known reply, at most 0. So each row's known replies
+        of its most similar known prompt are scored first; then, in one more pass, those of
+        the others whose bonus alone could beat the best score so far. The rest could not
+        win and are left out. A row whose best known reply scores above 0 needs no search:
+        nothing else the model could write would win.
+
+        The teacher-forced pass that scores a known reply also tells, at each position,
+        whether its token was the model's most probable one of those a search may write. A
+        known reply for which it always was, <EOS> included, and which no rule of the search
+        bans (GreedySampler.writes), is the greedy reply: that row's search is skipped too,
+        and the reply keeps its source, "model". (The scores come from one batched pass, the
+        search's from steps: they agree to float32 rounding, which could only matter where
+        two tokens tie.)
+
+        Returns the scores, {row: {reply tokens: log p}}, and the generated candidates of the
+        rows that need no search: [the greedy reply], or [] where a known reply wins anyway.
+        """
+        weight = self.decode.retrieval_weight
+        waiting = {i: sorted(((key, match.similarity) for key, match in known[i].items()
+                              if not self.vocab.unknown(key)),  # the known replies _pool keeps
+                             key=lambda pair: -pair[1])
+                   for i in rows if i in known}
+        scored: dict[int, dict] = {i: {} for i, pairs in waiting.items() if pairs}
+        best: dict[int, float] = {}  # row -> the best score of its known replies so far
         generated: dict[int, list[Candidate]] = {}
-        for (i, key), reply, logprob, hits in zip(batch, ids, logprobs.tolist(), best.tolist()):
-            scored.setdefault(i, {})[key] = logprob
-            if hits == len(reply) + 1 and self._sampler.writes(reply, self.vocab):
-                generated[i] = [Candidate(self.tokenizer.detokenize(list(key)), list(key),
-                                          logprob, logprob)]
+        first = [(i, key) for i, pairs in waiting.items() for key, similarity in pairs
+                 if similarity == pairs[0][1]]
+        for batch in (first, None):
+            if batch is None:  # the rest, where its bonus alone could beat the best so far
+                batch = [(i, key) for i, pairs in waiting.items() for key, similarity in pairs
+                         if key not in scored[i] and weight * similarity >= best[i]]
+            if not batch:
+                continue
+            ids = [self.vocab.encode(key) for _, key in batch]
+            logprobs, hits = reply_scores(self.engine, [prompts[i] for i, _ in batch], ids,
+                                          self.vocab.eos_id,
+                                          never=self._sampler.never(self.vocab))
+            for (i, key), reply, logprob, hit in zip(batch, ids, logprobs.tolist(),
+                                                     hits.tolist()):
+                scored[i][key] = logprob
+                score = logprob / (len(key) + 1) + weight * known[i][key].similarity
+                best[i] = max(best.get(i, -np.inf), score)  # (as _rank and _ranked score it)
+                if hit == len(reply) + 1 and self._sampler.writes(reply, self.vocab):
+                    generated[i] = [Candidate(self.tokenizer.detokenize(list(key)), list(key),
+                                              logprob, logprob)]
+        # A known reply max_len tokens long may be what a search writes, stopped by max_len
+        # before its <EOS>, which hits cannot tell: such a row is searched, so that its reply
+        # keeps its source.
+        capped = {i for i, keys in scored.items() if any(len(key) >= self._sampler.max_len
+                                                         for key in keys)}
+        generated |= {i: [] for i, score in best.items()
+                      if score > 0 and i not in generated and i not in capped}
         return scored, generated
 
     def matches(self, turns: Sequence[str]) -> list[Match]:
@@ -260,15 +295,19 @@ class Bot:
                                  match)
         return known
 
-    def _pool(self, generated: list[Candidate], known: dict[tuple[str, ...], Match]
-              ) -> dict[tuple[str, ...], tuple[Candidate, float]]:
+    def _pool(self, generated: list[Candidate], known: dict[tuple[str, ...], Match],
+              scored: dict | None = None) -> dict[tuple[str, ...], tuple[Candidate, float]]:
         """The generated candidates and the `known` replies, each distinct reply once, with the
-        similarity of its best known prompt (0 for a reply no known prompt has)."""
+        similarity of its best known prompt (0 for a reply no known prompt has). With
+        `scored` (see _drafts), a known reply not in it could not win and is left out, unless
+        it was generated too."""
         # An empty reply is no answer: it competes only when there is nothing else.
         pool = {tuple(c.tokens): (c, 0.0) for c in generated if c.tokens or not known}
         for key, match in known.items():
             if key not in pool and self.vocab.unknown(key):
                 continue  # a reply the model cannot write (min_count or max_vocab dropped it)
+            if key not in pool and scored is not None and key not in scored:
+                continue  # it could not win (see _drafts)
             candidate, similarity = pool.get(key, (None, 0.0))
             if similarity < match.similarity:  # generated too: the source stays "model"
                 pool[key] = (dataclasses.replace(candidate, match=match) if candidate else

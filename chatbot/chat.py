@@ -89,6 +89,19 @@ def explain(reply: Reply, bot: Bot) -> list[str]:
         for rank, c in enumerate(reply.candidates, start=1):
             lines.append(f"  {rank}. {c.text!r}  ({c.source}, log-prob {c.logprob:.2f}, "
                          f"score {c.score:.2f})")
+    # Greedy search leaves out what could not win (Bot._drafts): say so, and why.
+    kept = {tuple(c.tokens) for c in reply.candidates}
+    unscored = {key for m in reply.matches for text in m.replies
+                if (key := tuple(bot.tokenizer.tokenize(text)[: bot.decode.max_reply_len]))
+                not in kept and not bot.vocab.unknown(key)}
+    if unscored:
+        lines.append(f"  ({len(unscored)} more known repl{'y' if len(unscored) == 1 else 'ies'} "
+                     f"not scored: even at log-prob 0, the similarity bonus alone is below the "
+                     f"best score)")
+    if reply.matches and best.score > 0 and not any(c.source == "model"
+                                                    for c in reply.candidates):
+        lines.append("  (the model's own reply is not among them: with no bonus it scores at "
+                     "most 0, its mean log-prob, below the best; no search was needed)")
     return lines
 
 

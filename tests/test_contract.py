@@ -26,6 +26,7 @@ from chatbot.models.common import compile_model
 from chatbot.samplers import get_sampler
 from chatbot.vocab import SPECIALS, Vocabulary
 from chatbot.weights import model_weights, read_keras_weights
+from tests.conftest import assert_bounded_candidates
 
 VOCAB = Vocabulary(list(SPECIALS) + [f"w{i}" for i in range(25)])
 EOS = VOCAB.eos_id
@@ -250,47 +251,44 @@ def searches(monkeypatch) -> list[int]:
     return calls
 
 
-def assert_same_candidates(got, expected) -> None:
-    for a, b in zip(got, expected, strict=True):
-        assert [(c.text, c.source) for c in a.candidates] == \
-            [(c.text, c.source) for c in b.candidates]
-        assert [c.score for c in a.candidates] == pytest.approx(
-            [c.score for c in b.candidates], abs=1e-5)
-        assert [c.logprob for c in a.candidates] == pytest.approx(
-            [c.logprob for c in b.candidates], abs=1e-4)
-
-
 def test_known_replies_the_model_would_write_skip_the_search(arch, monkeypatch):
-    """Speculative decoding (Bot._drafts): a known reply that is the model's own greedy reply
-    is taken as it is, without a search, and every reply, candidate and score is the
-    search's."""
+    """Speculative decoding and bounds (Bot._drafts): a known reply that is the model's own
+    greedy reply is taken as it is, and a prompt whose best known reply beats anything the
+    model could write is not searched; replies, sources and scores are the search's."""
     from chatbot.retrieval import Memory
 
     model, config = make_model(arch, seed=3)
     run = RunConfig(model=config)
     run.decode.max_reply_len = 12
-    prompts = ["w7 w8 w9 w10", "w16", "w20 w21", "w11 w12 w13"]
+    prompts = ["w7 w8 w9 w10", "w16", "w20 w21", "w11 w12 w13", "w5 w6"]
     own = Bot(run, VOCAB, model_weights(model)).reply_batch(prompts)  # the model alone
     # A reply cut at max_len is no draft: whether <EOS> came next is not what greedy asks.
-    ended = [r.text for r in own if len(r.tokens) < run.decode.max_reply_len]
+    ended = [r.text for r in own[:4] if len(r.tokens) < run.decode.max_reply_len]
     assert ended  # (something to take as a known reply)
     memory = Memory(prompts, [[r.text, "w14 w15"] if r.text in ended else ["w17 w18"]
-                              for r in own])
-    bot = Bot(run, VOCAB, model_weights(model), memory)
-    # A prompt may match other known prompts too: it is searched unless one of its known
-    # replies is its own greedy reply.
-    expected = sum(not any(r.text in m.replies for m in bot.matches([p]))
-                   for p, r in zip(prompts, own))
-    assert expected < len(prompts)
-    calls = searches(monkeypatch)
-    drafted = bot.reply_batch(prompts)
-    assert sum(calls) == expected
-    # The reference: a search for every prompt, and reranking's own scoring pass.
-    monkeypatch.setattr(Bot, "_drafts", lambda *args: ({}, {}))
-    searched = bot.reply_batch(prompts)
-    assert sum(calls) == expected + len(prompts)
-    assert_same_candidates(drafted, searched)
-    assert [r.text for r in drafted] == [r.text for r in searched]
+                              for r in own[:4]] + [["w14 w15"]])  # (the last: no draft)
+    for weight in (0.0, 50.0):  # no bonus: only drafts skip searches; a bonus no log p offsets
+        run.decode.retrieval_weight = weight
+        bot = Bot(run, VOCAB, model_weights(model), memory)
+        calls = searches(monkeypatch)
+        drafted = bot.reply_batch(prompts)
+        searched_rows = sum(calls)
+        # The reference: a search for every prompt, and reranking's own scoring pass.
+        with monkeypatch.context() as plain_path:
+            plain_path.setattr(Bot, "_drafts", lambda *args: ({}, {}))
+            searched = bot.reply_batch(prompts)
+        assert_bounded_candidates(drafted, searched, abs=1e-5)
+        # Searched: a prompt none of whose known replies is its own greedy reply, unless one
+        # of them scores above 0, which nothing else the model writes can (mean log p <= 0).
+        drafts = [any(r.text in m.replies for m in bot.matches([p])) for p, r in zip(prompts, own)]
+        beaten = [any(c.source == "memory" and c.score > 0 for c in r.candidates)
+                  for r in searched]
+        assert searched_rows == sum(not d and not b for d, b in zip(drafts, beaten))
+        assert any(drafts)
+        if weight:
+            assert any(b and not d for d, b in zip(drafts, beaten))  # the bound skipped one
+        else:
+            assert not any(beaten)
 
 
 # --- training --------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from chatbot.retrieval import Memory
 from chatbot.rundir import CONFIG, MODEL, VOCAB
 from chatbot.vocab import Vocabulary
 from chatbot.weights import read_keras_weights
-from tests.conftest import TINY_PAIRS
+from tests.conftest import TINY_PAIRS, assert_bounded_candidates
 
 pytestmark = pytest.mark.slow  # the tiny run trains once per session
 
@@ -97,9 +97,10 @@ def test_rerank_settings_are_checked(bot):
 @pytest.mark.parametrize("settings", [{}, {"no_repeat_ngram": 1}, {"min_len": 4},
                                       {"max_reply_len": 3}, {"loop_guard": 1}, {"allow_unk": True}])
 def test_known_replies_taken_as_drafts_change_no_reply(bot, monkeypatch, settings):
-    """Speculative decoding (Bot._drafts): with the search's rules on or off, the replies and
-    every candidate's score are what a search gives; known replies that the model writes
-    itself, with nothing against them, are taken without one."""
+    """Speculative decoding and bounds (Bot._drafts): with the search's rules on or off, the
+    replies and the scores of the candidates kept are what a search gives, and those left out
+    could not have won; known replies that the model writes itself, with nothing against
+    them, are taken without one."""
     from chatbot.samplers import GreedySampler
 
     prompts = [p for p, _ in TINY_PAIRS] + ["hey, how are you", "DO YOU LIKE TEA", "你好吗",
@@ -117,12 +118,7 @@ def test_known_replies_taken_as_drafts_change_no_reply(bot, monkeypatch, setting
         plain = bot.reply_batch(prompts)
     finally:
         bot.configure(**{k: getattr(bot.config.decode, k) for k in settings})
-    assert [r.text for r in drafted] == [r.text for r in plain]
-    for a, b in zip(drafted, plain):
-        assert [(c.text, c.source) for c in a.candidates] == \
-            [(c.text, c.source) for c in b.candidates]
-        assert [c.score for c in a.candidates] == pytest.approx([c.score for c in b.candidates],
-                                                                abs=1e-5)
+    assert_bounded_candidates(drafted, plain)
     if not settings or "loop_guard" in settings or "allow_unk" in settings:
         assert skipped >= 6  # each training prompt's own reply (these rules ban none of it)
 
@@ -135,6 +131,9 @@ def test_a_known_reply_one_token_short_of_the_models_is_no_draft(bot, tiny_run, 
     short = [[bot.tokenizer.detokenize(bot.tokenizer.tokenize(r)[:-1])] for _, r in TINY_PAIRS]
     memory = Memory([p for p, _ in TINY_PAIRS], short)
     shortened = Bot(bot.config, bot.vocab, read_keras_weights(tiny_run / MODEL), memory)
+    # No bonus: no known reply could beat what a search writes (see Bot._drafts), so only a
+    # draft could skip the search.
+    shortened.configure(retrieval_weight=0.0)
     searched: list[int] = []
     search = GreedySampler.search
     monkeypatch.setattr(GreedySampler, "search", lambda self, engine, rows, *args, **kwargs:
@@ -144,3 +143,52 @@ def test_a_known_reply_one_token_short_of_the_models_is_no_draft(bot, tiny_run, 
     assert sum(searched) == len(prompts)
     for reply, (_, whole) in zip(replies, TINY_PAIRS):  # the search wrote the whole reply
         assert [c.text for c in reply.candidates if c.source == "model"] == [whole]
+
+
+def test_a_known_reply_that_beats_anything_the_model_could_write_needs_no_search(bot,
+                                                                                monkeypatch):
+    """A prompt whose known reply, with its similarity bonus, scores above 0, when the model's
+    own reply could score at most 0 (a mean log p): the search is skipped (Bot._drafts), and
+    the reply is the one a search and every score would have given. /why says what was not
+    scored."""
+    from chatbot.samplers import GreedySampler
+
+    searched: list[int] = []
+    search = GreedySampler.search
+    monkeypatch.setattr(GreedySampler, "search", lambda self, engine, rows, *args, **kwargs:
+                        searched.append(len(rows)) or search(self, engine, rows, *args, **kwargs))
+    prompts = ["hey, how are you"]  # the tiny model does not write "i am fine, thanks." to it
+    bot.configure(retrieval_weight=20.0)  # (its log p is low: a bonus that outweighs it)
+    try:
+        bounded = bot.reply_batch(prompts)
+        assert searched == []
+        monkeypatch.setattr(Bot, "_drafts", lambda *args: ({}, {}))
+        plain = bot.reply_batch(prompts)
+    finally:
+        bot.configure(retrieval_weight=bot.config.decode.retrieval_weight)
+    assert sum(searched) == len(prompts)
+    assert bounded[0].text == "i am fine, thanks." and bounded[0].source == "memory"
+    assert bounded[0].candidates[0].score > 0
+    assert_bounded_candidates(bounded, plain)
+    assert "the model's own reply is not among them" in "\n".join(explain(bounded[0], bot))
+
+
+def test_a_less_similar_known_prompt_whose_reply_the_model_prefers_still_wins(bot, tiny_run,
+                                                                              monkeypatch):
+    """Bot._drafts scores the most similar known prompt's replies first, then the others that
+    could still win: here the less similar one's reply, which the model finds far more
+    likely, wins as it does when every candidate is scored."""
+    memory = Memory(["how are you?", "how are you doing?"],
+                    [["再见，明天见。"], ["i am fine, thanks."]])
+    two = Bot(bot.config, bot.vocab, read_keras_weights(tiny_run / MODEL), memory)
+    # A bonus under which the first reply scores above 0 (no search would be needed) and yet
+    # below the second: the mean log p of "再见，明天见。" here is about -7, the similarity of
+    # "how are you doing?" about 0.55.
+    two.configure(retrieval_weight=10.0)
+    bounded = two.reply_batch(["how are you?"])
+    assert [m.prompt for m in bounded[0].matches] == ["how are you?", "how are you doing?"]
+    assert bounded[0].text == "i am fine, thanks."
+    assert [c.text for c in bounded[0].candidates] == ["i am fine, thanks.", "再见，明天见。"]
+    assert bounded[0].candidates[1].score > 0
+    monkeypatch.setattr(Bot, "_drafts", lambda *args: ({}, {}))
+    assert_bounded_candidates(bounded, two.reply_batch(["how are you?"]))
