@@ -17,6 +17,11 @@ the chat). Figures, all measured at the client:
 - errors (any answer but 200) over every phase;
 - the server's resident set size after start-up, and after every request of the run (at least
   `--requests`, 10,000 by default, the rest at concurrency 16);
+- the CPU time of a request at concurrency 1 and 16, in the server and in the client threads,
+  and what it bounds: on this machine's cores, the replies/s at concurrency 16 can be at most
+  cores / (CPU time per request at 16), and at concurrency 1 they are 1 / latency; so the
+  ratio of the two can be at most cores * latency at 1 / CPU time per request at 16, whatever
+  the batching;
 - for comparison, what the server adds: `Bot.reply` on the same prompts in this process (one
   BLAS thread, as the server has), and the round trip of GET /health; and what batching can
   give at most: `Bot.reply_batch` in this process, replies per second in batches of 1 and 16.
@@ -29,6 +34,8 @@ bench/.work/serve, once).
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -96,6 +103,11 @@ class Server:
         while self.http.get("/health").status_code != 200:
             time.sleep(0.01)
         self.startup_seconds = time.perf_counter() - started
+
+    def cpu_seconds(self) -> float:
+        """The server process's CPU time so far, user and system."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_mib(self) -> float:
         status = Path(f"/proc/{self.process.pid}/status").read_text().splitlines()
@@ -172,6 +184,12 @@ class Clients:
             return False, None
 
 
+def own_cpu_seconds() -> float:
+    """This process's CPU time so far (the client threads', while they run), user and system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def bot_batch_seconds(run: Path, texts: list[str], count: int, batch: int = 1,
                       **settings) -> list[float]:
     """Seconds of each `Bot.reply_batch` of `batch` prompts in this process (`count` batches),
@@ -230,14 +248,24 @@ def main() -> None:
         for name, settings in SETTINGS.items():
             for concurrency, count in RATE_REQUESTS.items():
                 before = server.health()
+                server_cpu, clients_cpu = server.cpu_seconds(), own_cpu_seconds()
                 seconds, _, _ = clients.run(count, concurrency, settings)
+                cpu = {"server": server.cpu_seconds() - server_cpu,
+                       "clients": own_cpu_seconds() - clients_cpu}
                 after = server.health()
                 rates[name][f"concurrency_{concurrency}"] = round(count / seconds, 1)
+                rates[name][f"cpu_ms_per_request_{concurrency}"] = {
+                    k: round(1000 * v / count, 2) for k, v in cpu.items()}
+                rates[name][f"wall_ms_per_request_{concurrency}"] = round(1000 * seconds / count,
+                                                                          2)
                 rates[name][f"mean_batch_{concurrency}"] = round(
                     (after["batched_replies"] - before["batched_replies"])
                     / max(1, after["batches"] - before["batches"]), 2)
             rates[name]["ratio_16_over_1"] = round(
                 rates[name]["concurrency_16"] / rates[name]["concurrency_1"], 2)
+            rates[name]["ratio_bound_from_cpu"] = round(  # (see the module docstring)
+                os.cpu_count() * rates[name]["wall_ms_per_request_1"]
+                / sum(rates[name][f"cpu_ms_per_request_{CONCURRENCY}"].values()), 2)
         rss_by_requests = {clients.sent: server.rss_mib()}
         soak_start = time.perf_counter()
         while clients.sent < args.requests:  # the rest at concurrency 16, RSS every 2,000

@@ -22,6 +22,12 @@ barely trained runs; its figures mean nothing):
 3. Decoding speed (bench/engines.py) of the default-corpus runs of step 1: greedy latency with
    retrieval on and off, cached against uncached decoding at a forced reply length, cold start.
 
+`--decoding-only` trains (or with --reuse keeps) the two default-corpus runs of step 1 and
+measures step 3 alone, written to -o (give another file than bench/transformer.json, which
+holds the whole run):
+
+    .venv/bin/python bench/transformer.py --decoding-only -o bench/transformer_decoding.json
+
 Every job runs alone in a fresh process (bench/harness.py); runs are trained under --work
 (git-ignored bench/.work/transformer). Writes bench/transformer.json and prints a table. All
 figures come from one run on this machine; on a shared machine compare ratios measured
@@ -331,6 +337,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--decode-prompts", type=int, default=job.prompts)
     parser.add_argument("--forced-prompts", type=int, default=job.forced_prompts)
     parser.add_argument("--cold-starts", type=int, default=job.cold_starts)
+    parser.add_argument("--decoding-only", action="store_true",
+                        help="the default-corpus runs and step 3 alone (see above), to -o")
     parser.add_argument("--seed", type=int, default=1234,
                         help="training seed (split, shuffling, weights) and the fra-eng split")
     args = parser.parse_args(argv)
@@ -344,11 +352,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--minutes must be above 0, received {args.minutes}")
     if not (ROOT / DEFAULT_CORPUS).is_file():
         parser.error(f"{DEFAULT_CORPUS}: not found; `make data` writes the default corpus")
+    if args.decoding_only and Path(args.out).resolve() == (ROOT / "bench/transformer.json"):
+        parser.error("--decoding-only: give -o another file than bench/transformer.json, "
+                     "which holds the whole run's figures")
     return args
+
+
+def decoding_only(args: argparse.Namespace) -> None:
+    """The default-corpus runs of lstm and transformer (trained as step 1 trains them), and
+    their decoding figures alone."""
+    work = Path(args.work)
+    started, load_start = time.perf_counter(), load_average()
+    date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    trained = {}
+    for row in ("lstm", "transformer"):
+        preset, tokenizer = ROWS[row]
+        trained[row] = spawn(TrainJob(DEFAULT_CORPUS, _shown(work / f"default-{row}"), preset,
+                                      args.minutes, tokenizer, args.seed, args.reuse,
+                                      name=f"default/{row}"))
+    results = {"date": date, "what": "step 3 (decoding) of bench/transformer.py alone, on its "
+               "default-corpus runs of step 1 (--decoding-only)",
+               "settings": {"minutes": args.minutes, "seed": args.seed,
+                            "reused_runs": args.reuse},
+               "training": trained, "decoding": decoding(args, work),
+               "machine": machine(load_start),
+               "seconds": round(time.perf_counter() - started, 1)}
+    write_results(args.out, results)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.decoding_only:
+        decoding_only(args)
+        return
     work = Path(args.work)
     rows = list(ROWS)
     sentencepiece = hasattr(TextConfig(), "tokenizer")

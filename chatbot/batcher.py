@@ -1,13 +1,15 @@
 """Decoding off the event loop, for `chatbot serve`: a micro-batching queue and token streams.
 
-`Batcher` owns one worker thread. Each request hands it a Bot with the request's own settings
-(see chatbot.serve) and its prompts, and gets a Future. Whatever has queued up while the
-worker was busy is taken at once, grouped by decoding settings and decoded as one
+`Batcher` owns worker threads (`workers`). Each request hands it a Bot with the request's own
+settings (see chatbot.serve) and its prompts, and gets a Future. A worker that is free takes
+whatever has queued up at once, groups it by decoding settings and decodes it as one
 `Bot.reply_batch` call per group, so requests that arrive together are decoded together and
 the replies per second grow with concurrency. There is no timed wait for a batch to fill: a
-request alone is decoded the moment it arrives. (Under a steady load of k clients, the
-batches settle at about k / 2 requests: one half queues while the other's batch decodes, and
-waiting to merge them measured no faster.)
+request alone is decoded the moment it arrives. (Under a steady load of k clients and one
+worker, the batches settle at about k / 2 requests: one half queues while the other's batch
+decodes, and waiting to merge them measured no faster.) With two workers, one decodes while
+the other is in Python: NumPy's matrix products release the interpreter's lock, so the two
+overlap on two cores.
 
 Batching never changes a reply. Greedy and beam search give each row the reply it gets alone,
 and unseeded sampling is random anyway; seeded sampling draws every row of a batch from one
@@ -91,16 +93,21 @@ def batch_key(bot: Bot) -> Hashable:
 
 
 class Batcher:
-    """One worker thread decoding queued requests in batches of at most `max_rows` prompts."""
+    """`workers` threads decoding queued requests in batches of at most `max_rows` prompts."""
 
-    def __init__(self, max_rows: int = 64):
+    def __init__(self, max_rows: int = 64, workers: int = 1):
+        if workers < 1:
+            raise ValueError(f"a Batcher needs at least one worker, not {workers}")
         self.max_rows = max_rows
         self.batches = 0  # batches decoded, and the prompts in them (for /health)
         self.rows = 0
         self.stopped = 0  # batches stopped because every request in them was abandoned
+        self._counting = threading.Lock()  # (the workers update the counts)
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="chatbot-decode", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name=f"chatbot-decode-{n}",
+                                          daemon=True) for n in range(workers)]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, bot: Bot, prompts: Sequence[Prompt]) -> Ticket:
         """The replies to `prompts` with `bot`'s settings, as a Future (list[Reply])."""
@@ -109,8 +116,10 @@ class Batcher:
         return job.future
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=5)
+        for _ in self._threads:
+            self._queue.put(None)  # one each: a worker that takes it ends
+        for thread in self._threads:
+            thread.join(timeout=5)
 
     def _take(self) -> list[_Job] | None:
         """What has queued up (see the module docstring); None once closed."""
@@ -122,7 +131,7 @@ class Batcher:
             while True:  # everything that queued up while the last batch was decoded
                 job = self._queue.get_nowait()
                 if job is None:
-                    self._queue.put(None)  # close() after this batch
+                    self._queue.put(None)  # close(): this worker ends after this batch
                     break
                 jobs.append(job)
         return jobs
@@ -152,7 +161,8 @@ class Batcher:
         try:
             replies = bot.reply_batch([p for job in jobs for p in job.prompts])
         except _Stop:
-            self.stopped += 1
+            with self._counting:
+                self.stopped += 1
             for job in jobs:
                 job.future.set_exception(asyncio.CancelledError())
             return
@@ -164,8 +174,9 @@ class Batcher:
             log.exception("decoding failed")
             jobs[0].future.set_exception(exc)
             return
-        self.batches += 1
-        self.rows += len(replies)
+        with self._counting:
+            self.batches += 1
+            self.rows += len(replies)
         start = 0
         for job in jobs:
             job.future.set_result(replies[start: start + len(job.prompts)])

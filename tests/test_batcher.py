@@ -125,3 +125,27 @@ def test_a_batch_with_one_request_still_waited_for_runs_to_the_end(bot):
         assert batcher.stopped == 0
     finally:
         batcher.close()
+
+
+def test_two_workers_decode_two_batches_at_once(bot):
+    """With two workers, a second request does not wait for the first's batch to end, and
+    what queues up while both are busy is still decoded in one batch."""
+    batcher = Batcher(workers=2)
+    try:
+        first = busy(batcher, bot)
+        second = busy(batcher, bot)  # taken by the other worker while the first runs
+        assert first.running() and not first.done()
+        prompts = [p for p, _ in TINY_PAIRS]
+        futures = [batcher.submit(configured(bot), [p]) for p in prompts]
+        assert [f.result(timeout=30)[0].text for f in futures] == [r for _, r in TINY_PAIRS]
+        for blocker in (first, second):
+            assert len(blocker.result(timeout=30)[0].tokens) == 30
+        assert (batcher.batches, batcher.rows) == (3, 2 + len(prompts))
+    finally:
+        batcher.close()
+    assert not any(thread.is_alive() for thread in batcher._threads)
+
+
+def test_a_batcher_needs_a_worker():
+    with pytest.raises(ValueError, match="at least one worker"):
+        Batcher(workers=0)
