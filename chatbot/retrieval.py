@@ -21,7 +21,7 @@ import json
 import math
 import re
 import unicodedata
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,18 +59,33 @@ class Memory:
             raise ValueError(f"{len(prompts)} prompts but {len(replies)} reply lists")
         self.prompts = list(prompts)
         self.replies = [tuple(r) for r in replies]
-        counts = [ngrams(p) for p in self.prompts]
-        documents = Counter(gram for c in counts for gram in c)
+        # Built with whole-array operations (a chat's start-up waits for it): one entry per
+        # (prompt, n-gram), in each prompt's n-gram order, so the sums below add in the order
+        # _vector adds in and give the same floats.
+        ids: dict[str, int] = {}  # n-gram -> column
+        rows, columns, counts = [], [], []
+        for row, prompt in enumerate(self.prompts):
+            for gram, n in ngrams(prompt).items():
+                rows.append(row)
+                columns.append(ids.setdefault(gram, len(ids)))
+                counts.append(n)
+        rows_, columns_ = np.array(rows, dtype=np.int64), np.array(columns, dtype=np.int64)
         total = len(self.prompts)
+        documents = np.bincount(columns_, minlength=len(ids))  # prompts with each n-gram
         # Smoothed IDF, as scikit-learn's TfidfVectorizer: n-grams in every prompt still count.
-        self.idf = {gram: math.log((1 + total) / (1 + df)) + 1 for gram, df in documents.items()}
-        postings: dict[str, list[tuple[int, float]]] = defaultdict(list)
-        for row, c in enumerate(counts):
-            for gram, weight in self._vector(c).items():
-                postings[gram].append((row, weight))
-        # gram -> (rows, weights): a search adds up whole arrays instead of looping in Python
-        self.index = {gram: (np.array([r for r, _ in p], dtype=np.int64),
-                             np.array([w for _, w in p])) for gram, p in postings.items()}
+        idf = np.log((1 + total) / (1 + documents)) + 1
+        self.idf = dict(zip(ids, idf.tolist()))
+        weights = (1 + np.log(np.array(counts, dtype=np.float64))) * idf[columns_]
+        norms = np.sqrt(np.bincount(rows_, weights=weights * weights, minlength=total))
+        weights /= np.where(norms > 0, norms, 1.0)[rows_]  # unit length, as _vector's
+        # The inverted index, gram -> (rows, weights): a search adds up whole arrays instead
+        # of looping in Python. One array of each, sorted by n-gram (rows ascending within
+        # one), and each n-gram's slice of them.
+        order = np.argsort(columns_, kind="stable")
+        self._rows, self._weights = rows_[order], weights[order]
+        ends = np.cumsum(documents).tolist()
+        self.index = {gram: slice(end - n, end)
+                      for gram, end, n in zip(ids, ends, documents.tolist())}
 
     @classmethod
     def build(cls, pairs, key=lambda pair: pair.prompt) -> Memory:
@@ -100,8 +115,8 @@ class Memory:
                  if gram in self.index]
         if not found:
             return []
-        rows = np.concatenate([rows for (rows, _), _ in found])
-        products = np.concatenate([weights * weight for (_, weights), weight in found])
+        rows = np.concatenate([self._rows[part] for part, _ in found])
+        products = np.concatenate([self._weights[part] * weight for part, weight in found])
         scores = np.bincount(rows, weights=products, minlength=len(self.prompts))
         # The prompts that share an n-gram with the text: every weight is positive.
         candidates = np.flatnonzero(scores)

@@ -65,3 +65,30 @@ def test_a_damaged_memory_json_is_named(tmp_path, content):
     (tmp_path / "memory.json").write_text(content, encoding="utf-8")
     with pytest.raises(ChatbotError, match="memory.json: not a readable memory"):
         Memory.load(tmp_path / "memory.json")
+
+
+def test_similarity_is_the_cosine_of_the_tf_idf_vectors(memory):
+    """The inverted index (built with array operations) gives what the definition gives: each
+    known prompt's TF-IDF weights, (1 + log count) * smoothed IDF of each n-gram, at unit
+    length, dotted with the query's; every prompt that shares an n-gram is found."""
+    import math
+
+    from chatbot.retrieval import ngrams
+
+    documents = [ngrams(p) for p in memory.prompts]
+
+    def vector(counts):
+        idf = {g: math.log((1 + len(documents)) / (1 + sum(g in d for d in documents))) + 1
+               for g in counts}
+        weights = {g: (1 + math.log(n)) * idf[g] for g, n in counts.items()}
+        norm = math.sqrt(sum(w * w for w in weights.values()))
+        return {g: w / norm for g, w in weights.items()}
+
+    for text in ["how r u", "What is your name", "你好吗", "DO YOU LIKE TEA?", "xyz"]:
+        query = memory._vector(ngrams(text))  # (its unseen n-grams: see Memory._vector)
+        direct = {prompt: sum(w * vector(d).get(g, 0.0) for g, w in query.items())
+                  for prompt, d in zip(memory.prompts, documents)}
+        found = memory.search(text, k=len(memory.prompts))
+        assert {m.prompt for m in found} == {p for p, value in direct.items() if value > 0}
+        for match in found:
+            assert match.similarity == pytest.approx(min(1.0, direct[match.prompt]), abs=1e-12)
