@@ -89,7 +89,8 @@ def batch_key(bot: Bot) -> Hashable:
     decode = bot.decode
     if decode.seed is not None and decode.strategy not in ("greedy", "beam"):
         return object()  # its own batch
-    return dataclasses.astuple(decode)
+    # (its fields are numbers, strings and None: a flat tuple, not astuple's deep copy)
+    return tuple(getattr(decode, field.name) for field in dataclasses.fields(decode))
 
 
 class Batcher:
