@@ -11,13 +11,14 @@ session through pipe input; `write` receives every line the REPL prints.
 from __future__ import annotations
 
 from collections.abc import Callable
-
-from prompt_toolkit import PromptSession
-from prompt_toolkit.history import History, InMemoryHistory
+from typing import TYPE_CHECKING
 
 from chatbot.bot import SETTING_NAMES, Bot, Reply
 from chatbot.dialogue import Message, to_json_line
 from chatbot.errors import ChatbotError
+
+if TYPE_CHECKING:
+    from prompt_toolkit.history import History
 
 HELP = f"""\
 Type a message and press Enter to get a reply.
@@ -220,6 +221,10 @@ def run_repl(
     bot: Bot, *, input=None, output=None, history: History | None = None,
     write: Callable[[str], None] = print, prompt: str = "you> ",
 ) -> None:
+    # Imported here: `chatbot reply` uses this module's helpers and needs no terminal UI.
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import InMemoryHistory
+
     session: PromptSession[str] = PromptSession(
         history=history or InMemoryHistory(), input=input, output=output
     )

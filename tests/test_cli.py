@@ -36,6 +36,17 @@ def test_help_does_not_import_tensorflow():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
 
 
+def test_reply_imports_neither_tensorflow_nor_the_terminal_ui(tiny_run):
+    """A one-shot reply loads what decoding needs, not the REPL's prompt_toolkit (it took
+    about 0.4 s of a 0.9 s `chatbot reply`)."""
+    code = ("import sys; from chatbot.cli import main\n"
+            f"assert main(['reply', '--model', {str(tiny_run)!r}, 'hello']) == 0\n"
+            "assert 'tensorflow' not in sys.modules and 'prompt_toolkit' not in sys.modules")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().strip() == "hi there!"
+
+
 def test_missing_model_says_to_train(tmp_path):
     result = run("reply", "--model", "models/default", "hi", cwd=tmp_path)
     assert result.returncode == 1
