@@ -115,6 +115,20 @@ def test_a_reply_ends_at_max_positions_without_an_index_error():
         assert len(candidate.tokens) <= 6  # at most 6 tokens, then <EOS>
 
 
+def test_a_full_row_leaves_the_rest_of_its_batch_as_it_would_be_alone():
+    """Rows reach max_positions at different steps: a full row's cache is left as it is,
+    and the other rows' logits stay those of the uncached engine."""
+    cached, uncached = engines(max_positions=10)
+    prompts = [[5, 6, 7, 8, 9], [5]]  # positions 0-6 and 0-2 used
+    (logits, state), (expected, walk) = cached.start(prompts), uncached.start(prompts)
+    for _ in range(6):
+        np.testing.assert_allclose(logits, expected, atol=1e-4)
+        logits, state = cached.step(np.array([9, 9]), state)
+        expected, walk = uncached.step(np.array([9, 9]), walk)
+    assert logits[0].argmax() == VOCAB.eos_id and np.isfinite(logits[1]).all()  # row 0 full
+    np.testing.assert_allclose(logits[1], expected[1], atol=1e-4)
+
+
 def test_forward_refuses_a_sequence_longer_than_max_positions():
     cached, _ = engines(max_positions=10)
     with pytest.raises(ChatbotError, match="longer than this model's max_positions"):

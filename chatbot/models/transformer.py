@@ -221,17 +221,18 @@ class Engine:
         position = state["position"]
         full = position >= self.max_positions
         at = np.minimum(position, self.max_positions - 1)
-        rows = np.arange(len(tokens))
         x = self.embedding[tokens] + self.positions[at]  # (batch, width)
-        visible = np.arange(int(at.max()) + 1)[None, None, :] <= at[:, None, None]
+        span = int(at.max()) + 1
+        visible = np.arange(span)[None, None, :] <= at[:, None, None]
+        kept = ~full  # the rows whose token is written (a full row's logits allow only <EOS>)
+        rows, at_kept = np.flatnonzero(kept), at[kept]
         for block, keys, values in zip(self.blocks, state["keys"], state["values"]):
             q, k, v = block.qkv(x)  # (batch, heads, head)
-            keys[rows, :, at] = np.where(full[:, None, None], keys[rows, :, at], k)
-            values[rows, :, at] = np.where(full[:, None, None], values[rows, :, at], v)
-            span = int(at.max()) + 1
-            scores = np.einsum("bhd,bhtd->bht", q, keys[:, :, :span])
-            weights = softmax(np.where(visible, scores, -np.inf))
-            x = block.finish(x, np.einsum("bht,bhtd->bhd", weights, values[:, :, :span]))
+            keys[rows, :, at_kept], values[rows, :, at_kept] = k[kept], v[kept]
+            # (batched matmuls, not einsum: a step is small, and einsum's overhead shows)
+            scores = (q[:, :, None, :] @ keys[:, :, :span].transpose(0, 1, 3, 2))[:, :, 0]
+            weights = softmax(np.where(visible, scores, -np.inf))  # (batch, heads, span)
+            x = block.finish(x, (weights[:, :, None, :] @ values[:, :, :span])[:, :, 0])
         logits = self._logits(x)
         if full.any():
             logits[full] = -np.inf
