@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -49,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from harness import load_average, machine, write_results  # noqa: E402
+from harness import cpu_seconds, load_average, machine, write_results  # noqa: E402
 
 from chatbot.rundir import FINISHED, run_state  # noqa: E402
 
@@ -184,12 +183,6 @@ class Clients:
             return False, None
 
 
-def own_cpu_seconds() -> float:
-    """This process's CPU time so far (the client threads', while they run), user and system."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def bot_batch_seconds(run: Path, texts: list[str], count: int, batch: int = 1,
                       **settings) -> list[float]:
     """Seconds of each `Bot.reply_batch` of `batch` prompts in this process (`count` batches),
@@ -248,10 +241,10 @@ def main() -> None:
         for name, settings in SETTINGS.items():
             for concurrency, count in RATE_REQUESTS.items():
                 before = server.health()
-                server_cpu, clients_cpu = server.cpu_seconds(), own_cpu_seconds()
+                server_cpu, clients_cpu = server.cpu_seconds(), cpu_seconds()[1]
                 seconds, _, _ = clients.run(count, concurrency, settings)
                 cpu = {"server": server.cpu_seconds() - server_cpu,
-                       "clients": own_cpu_seconds() - clients_cpu}
+                       "clients": cpu_seconds()[1] - clients_cpu}
                 after = server.health()
                 rates[name][f"concurrency_{concurrency}"] = round(count / seconds, 1)
                 rates[name][f"cpu_ms_per_request_{concurrency}"] = {

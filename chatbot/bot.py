@@ -182,7 +182,7 @@ class Bot:
         rows = [i for i, toks in enumerate(tokenized) if toks]
         prompts = {i: self.vocab.encode(tokenized[i]) for i in rows}
         matches = {i: self.matches(turns[i]) for i in rows}
-        known = {i: self._known(matches[i]) for i in rows if matches[i]}
+        known = {i: self.known_replies(matches[i]) for i in rows if matches[i]}
         candidates = self._generate(rows, prompts, known)
         replies = []
         for i, toks in enumerate(tokenized):
@@ -285,9 +285,9 @@ class Bot:
         return self.memory.search(context_key(turns, self.context_turns),
                                   self.decode.retrieval_k, self.decode.retrieval_min_similarity)
 
-    def _known(self, matches: list[Match]) -> dict[tuple[str, ...], Match]:
-        """The distinct replies of `matches` (tokens, cut to max_reply_len), each with the best
-        match that has it (matches come best first)."""
+    def known_replies(self, matches: list[Match]) -> dict[tuple[str, ...], Match]:
+        """The distinct replies of `matches` as candidates hold them (tokens, cut to
+        max_reply_len), each with the best match that has it (matches come best first)."""
         known: dict[tuple[str, ...], Match] = {}
         for match in matches:
             for text in match.replies:

@@ -92,9 +92,8 @@ def explain(reply: Reply, bot: Bot) -> list[str]:
                          f"score {c.score:.2f})")
     # Greedy search leaves out what could not win (Bot._drafts): say so, and why.
     kept = {tuple(c.tokens) for c in reply.candidates}
-    unscored = {key for m in reply.matches for text in m.replies
-                if (key := tuple(bot.tokenizer.tokenize(text)[: bot.decode.max_reply_len]))
-                not in kept and not bot.vocab.unknown(key)}
+    unscored = [key for key in bot.known_replies(reply.matches)
+                if key not in kept and not bot.vocab.unknown(key)]
     if unscored:
         lines.append(f"  ({len(unscored)} more known repl{'y' if len(unscored) == 1 else 'ies'} "
                      f"not scored: even at log-prob 0, the similarity bonus alone is below the "

@@ -33,21 +33,19 @@ def write_tsv(path: Path, pairs=TINY_PAIRS) -> Path:
     return path
 
 
-def assert_bounded_candidates(got, plain, abs: float = 1e-5) -> None:
+def assert_bounded_candidates(got, plain, atol: float = 1e-5) -> None:
     """Replies decoded with Bot._drafts' bounds (`got`) against the same replies with a search
     for every prompt and every candidate scored (`plain`): the same replies; each candidate
     kept with the plain path's text, source, score and log-prob; and each one left out scoring
     below the best (it could not have won)."""
-    import pytest
-
     for a, b in zip(got, plain, strict=True):
         assert a.text == b.text
         reference = {c.text: c for c in b.candidates}
         assert set(reference) >= {c.text for c in a.candidates}
         for c in a.candidates:
             assert (c.source, c.score, c.logprob) == (
-                reference[c.text].source, pytest.approx(reference[c.text].score, abs=abs),
-                pytest.approx(reference[c.text].logprob, abs=10 * abs))
+                reference[c.text].source, pytest.approx(reference[c.text].score, abs=atol),
+                pytest.approx(reference[c.text].logprob, abs=10 * atol))
         kept = {c.text for c in a.candidates}
         assert all(c.score < a.candidates[0].score for c in b.candidates if c.text not in kept)
 

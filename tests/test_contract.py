@@ -277,7 +277,7 @@ def test_known_replies_the_model_would_write_skip_the_search(arch, monkeypatch):
         with monkeypatch.context() as plain_path:
             plain_path.setattr(Bot, "_drafts", lambda *args: ({}, {}))
             searched = bot.reply_batch(prompts)
-        assert_bounded_candidates(drafted, searched, abs=1e-5)
+        assert_bounded_candidates(drafted, searched)
         # Searched: a prompt none of whose known replies is its own greedy reply, unless one
         # of them scores above 0, which nothing else the model writes can (mean log p <= 0).
         drafts = [any(r.text in m.replies for m in bot.matches([p])) for p, r in zip(prompts, own)]
