@@ -19,6 +19,7 @@ from chatbot.config import ModelConfig
 from chatbot.models.base import DENSE, OUTPUT_LAYER, Shapes, Weights, arrays, dense_shapes
 from chatbot.models.seq2seq import Engine as Seq2seqEngine
 from chatbot.models.seq2seq import encode_example, encoder_decoder, encoder_decoder_shapes
+from chatbot.numpy_ops import matmul
 from chatbot.vocab import Vocabulary
 
 __all__ = ["Engine", "build", "encode_example", "weight_shapes"]
@@ -97,8 +98,8 @@ class Engine(Seq2seqEngine):
         top, layers = self.decode(tokens, state["layers"])
         context, weights = attend(top, state["encoder_outputs"], state["encoder_mask"],
                                   self.scale)
-        attentional = np.tanh(np.concatenate([context, top], axis=-1) @ self.combine_kernel
+        attentional = np.tanh(matmul(np.concatenate([context, top], axis=-1), self.combine_kernel)
                               + self.combine_bias)
-        logits = attentional @ self.out_kernel + self.out_bias  # (batch, vocab)
+        logits = matmul(attentional, self.out_kernel) + self.out_bias  # (batch, vocab)
         return logits, {**state, "layers": layers, "attention": weights}
 

@@ -27,7 +27,7 @@ from chatbot.models.base import (
     embedding_shapes,
     lstm_shapes,
 )
-from chatbot.numpy_ops import lstm_layers, lstm_step, pad_batch, target_scores
+from chatbot.numpy_ops import lstm_layers, lstm_step, matmul, pad_batch, target_scores
 from chatbot.vocab import Vocabulary
 
 
@@ -113,7 +113,7 @@ class Engine:
         x = self.embedding[np.asarray(tokens)]
         new_state = []
         for (kernel, recurrent, bias), (h, c) in zip(self.lstms, state):
-            h, c = lstm_step(x @ kernel, h, c, recurrent, bias)
+            h, c = lstm_step(matmul(x, kernel), h, c, recurrent, bias)
             new_state.append((h, c))
             x = h
         return self._logits(new_state), new_state
@@ -135,7 +135,7 @@ class Engine:
         else:
             hidden = first
         return target_scores(hidden, [0] * len(targets), targets,
-                             lambda h: h @ self.out_kernel + self.out_bias, never)
+                             lambda h: matmul(h, self.out_kernel) + self.out_bias, never)
 
     def _logits(self, state: list) -> np.ndarray:
-        return state[-1][0] @ self.out_kernel + self.out_bias  # (batch, vocab)
+        return matmul(state[-1][0], self.out_kernel) + self.out_bias  # (batch, vocab)

@@ -26,7 +26,7 @@ from chatbot.models.base import (
     embedding_shapes,
     lstm_shapes,
 )
-from chatbot.numpy_ops import lstm_layers, lstm_step, pad_batch
+from chatbot.numpy_ops import lstm_layers, lstm_step, matmul, pad_batch
 from chatbot.vocab import Vocabulary
 
 
@@ -142,7 +142,7 @@ class Engine:
         x = self.embedding[np.asarray(tokens)]
         new_states = []
         for (kernel, recurrent, bias), (h, c) in zip(self.decoder, states):
-            h, c = lstm_step(x @ kernel, h, c, recurrent, bias)
+            h, c = lstm_step(matmul(x, kernel), h, c, recurrent, bias)
             new_states.append((h, c))
             x = h
         return x, new_states
@@ -150,5 +150,5 @@ class Engine:
     def step(self, tokens: np.ndarray, state: list) -> tuple[np.ndarray, list]:
         """Feeds one token per row; returns next-token logits (batch, vocab) and the new state."""
         top, state = self.decode(tokens, state)
-        return top @ self.out_kernel + self.out_bias, state
+        return matmul(top, self.out_kernel) + self.out_bias, state
 

@@ -43,7 +43,7 @@ from chatbot.models.base import (
     embedding_shapes,
 )
 from chatbot.models.lstm import encode_example, encode_text
-from chatbot.numpy_ops import layer_norm, pad_batch, softmax, target_scores
+from chatbot.numpy_ops import layer_norm, matmul, pad_batch, softmax, target_scores
 from chatbot.vocab import Vocabulary
 
 __all__ = ["Engine", "build", "encode_example", "encode_text", "fit_to_data", "weight_shapes"]
@@ -157,18 +157,20 @@ class Block:
     def qkv(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Queries, keys and values of x (..., width), each (..., heads, head); the queries
         already scaled by 1/√head, as Keras scales them."""
-        q, k, v = np.split(layer_norm(x, *self.norm_1, EPSILON) @ self.qkv_kernel
-                           + self.qkv_bias, 3, axis=-1)
+        qkv = matmul(layer_norm(x, *self.norm_1, EPSILON), self.qkv_kernel) + self.qkv_bias
+        # (slices, not np.split: a step is small, and split's overhead shows)
+        width = self.heads * self.head
+        q, k, v = qkv[..., :width], qkv[..., width:2 * width], qkv[..., 2 * width:]
         shape = (*x.shape[:-1], self.heads, self.head)
         return (q.reshape(shape) * np.float32(1.0 / math.sqrt(self.head)), k.reshape(shape),
                 v.reshape(shape))
 
     def finish(self, x: np.ndarray, attended: np.ndarray) -> np.ndarray:
         """The rest of the block, given the heads' outputs (..., heads, head)."""
-        x = x + attended.reshape(*x.shape) @ self.out_kernel + self.out_bias
+        x = x + matmul(attended.reshape(*x.shape), self.out_kernel) + self.out_bias
         (k1, b1), (k2, b2) = self.ff_1, self.ff_2
-        h = np.maximum(layer_norm(x, *self.norm_2, EPSILON) @ k1 + b1, 0)
-        return x + h @ k2 + b2
+        h = np.maximum(matmul(layer_norm(x, *self.norm_2, EPSILON), k1) + b1, 0)
+        return x + matmul(h, k2) + b2
 
 
 class Engine:
@@ -289,7 +291,8 @@ class Engine:
         return self._logits(hidden)
 
     def _logits(self, hidden: np.ndarray) -> np.ndarray:
-        return layer_norm(hidden, *self.final_norm, EPSILON) @ self.out_kernel + self.out_bias
+        normed = layer_norm(hidden, *self.final_norm, EPSILON)
+        return matmul(normed, self.out_kernel) + self.out_bias
 
 
 class UncachedEngine(Engine):
