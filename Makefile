@@ -8,7 +8,8 @@ TRAIN_FLAGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: install data train retrain chat plot test test-fast lint bench bench-decode bench-train \
-        bench-quality bench-transformer bench-importers bench-context bench-serve clean
+        bench-quality bench-transformer bench-importers bench-context bench-serve \
+        bench-products clean
 
 install: $(BIN)/chatbot
 $(BIN)/chatbot: pyproject.toml
@@ -107,6 +108,11 @@ bench-context: $(BIN)/chatbot $(DATA)
 # bench/.work/serve (2 minutes); about 10 minutes on 2 CPU cores.
 bench-serve: $(BIN)/chatbot $(DATA)
 	$(BIN)/python bench/serve.py -o bench/serve.json
+
+# What multiplying a few rows in blocks of columns saves (chatbot.numpy_ops.matmul): the products
+# alone, and Bot.reply_batch of models/default in batches of 1 to 16; about 2 minutes.
+bench-products: $(BIN)/chatbot $(DATA)
+	$(BIN)/python bench/small_products.py -o bench/small_products.json
 
 lint: $(BIN)/chatbot
 	$(BIN)/ruff check chatbot tests bench
