@@ -12,6 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import fcntl  # noqa: E402
 import shutil  # noqa: E402
+import signal  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -26,6 +27,24 @@ TINY_PAIRS = [
     ("再见", "再见，明天见。"),
     ("do you like tea?", "yes, 我喜欢茶."),
 ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def interruptible_children():
+    """Tests of Ctrl-C send SIGINT to the commands they start. A test run started in the
+    background of a script (`.ci/run &`) ignores SIGINT, as POSIX shells make background jobs
+    do, and its children inherit that: Python then installs no KeyboardInterrupt, and `chatbot
+    chat` and `reply` rightly stay deaf to it. So the run catches SIGINT while it lasts (a
+    handler, unlike an ignored signal, is reset to the default at exec), and the commands meet
+    the Ctrl-C a terminal would send them."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def write_tsv(path: Path, pairs=TINY_PAIRS) -> Path:
