@@ -132,7 +132,6 @@ class Clients:
     """Closed-loop clients: `concurrency` threads sending `requests` requests in all."""
 
     def __init__(self, url: str, texts: list[str]):
-        self.url = url
         address = urlsplit(url)
         self.host, self.port = address.hostname, address.port
         self.texts = texts

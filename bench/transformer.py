@@ -104,14 +104,20 @@ def quality(args: argparse.Namespace, work: Path, rows: list[str]) -> dict[str, 
         section[dataset] = {"data": train_tsv, "held_out": held_out or "the run's validation "
                             "split (val_fraction, seed of its config.json)"}
         for row in rows:
-            preset, tokenizer = ROWS[row]
-            run = _shown(work / f"{dataset}-{row}")
-            name = f"{dataset}/{row}"
-            trained = spawn(TrainJob(train_tsv, run, preset, args.minutes, tokenizer, args.seed,
-                                     args.reuse, name=name))
-            scored = spawn(QualityJob(run, held_out, name=f"{name} quality"))
-            section[dataset][row] = {"preset": preset, **trained, **scored}
+            run, trained = train(args, work, dataset, train_tsv, row)
+            scored = spawn(QualityJob(run, held_out, name=f"{dataset}/{row} quality"))
+            section[dataset][row] = {"preset": ROWS[row][0], **trained, **scored}
     return section
+
+
+def train(args: argparse.Namespace, work: Path, dataset: str, train_tsv: str, row: str
+          ) -> tuple[str, dict[str, Any]]:
+    """`row` trained on `dataset` in work/DATASET-ROW (kept with --reuse): the run directory
+    and the training figures."""
+    preset, tokenizer = ROWS[row]
+    run = _shown(work / f"{dataset}-{row}")
+    return run, spawn(TrainJob(train_tsv, run, preset, args.minutes, tokenizer, args.seed,
+                               args.reuse, name=f"{dataset}/{row}"))
 
 
 # --- 2. training speed -------------------------------------------------------------------------
@@ -364,12 +370,8 @@ def decoding_only(args: argparse.Namespace) -> None:
     work = Path(args.work)
     started, load_start = time.perf_counter(), load_average()
     date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    trained = {}
-    for row in ("lstm", "transformer"):
-        preset, tokenizer = ROWS[row]
-        trained[row] = spawn(TrainJob(DEFAULT_CORPUS, _shown(work / f"default-{row}"), preset,
-                                      args.minutes, tokenizer, args.seed, args.reuse,
-                                      name=f"default/{row}"))
+    trained = {row: train(args, work, "default", DEFAULT_CORPUS, row)[1]
+               for row in ("lstm", "transformer")}
     results = {"date": date, "what": "step 3 (decoding) of bench/transformer.py alone, on its "
                "default-corpus runs of step 1 (--decoding-only)",
                "settings": {"minutes": args.minutes, "seed": args.seed,
