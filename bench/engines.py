@@ -6,7 +6,8 @@ against uncached decoding at a fixed reply length, and the chat's cold start.
 - forced length: the greedy sampler with min_len = max_len = `forced_tokens`, so every reply
   has exactly that many tokens (<EOS> is banned before, the loop stops at it), batch of 1,
   through the run's engine and, for the transformer, through `UncachedEngine` (the same model
-  recomputing the whole sequence at every step); the replies of both must be identical;
+  recomputing the whole sequence at every step), taking turns prompt by prompt; the replies
+  of both must be identical;
 - cold start: wall time of a fresh `python -c "from chatbot.bot import Bot;
   Bot.load(DIR).reply('hi')"`, and whether that process imported TensorFlow.
 """
@@ -75,12 +76,23 @@ class DecodeJob:
             weights = read_keras_weights(Path(self.run_dir) / MODEL)
             engines["uncached"] = transformer.UncachedEngine(weights, bot.config.model, bot.vocab)
         out: dict[str, Any] = {"prompts": len(prompts), "reply_tokens": self.forced_tokens}
-        replies = {}
-        for name, engine in engines.items():
-            def reply(ids, engine=engine):
-                return sampler(engine, [ids], bot.vocab)[0][0].tokens
-            out[name] = per_reply_ms(reply, encoded)
-            replies[name] = [reply(ids) for ids in encoded]
+
+        def reply(engine, ids):
+            return sampler(engine, [ids], bot.vocab)[0][0].tokens
+
+        # Prompt by prompt, each engine in turn, so that a drift in a shared machine's speed
+        # falls on both alike.
+        for ids in encoded[:WARM_UP]:
+            for engine in engines.values():
+                reply(engine, ids)
+        times: dict[str, list[float]] = {name: [] for name in engines}
+        replies: dict[str, list[list[int]]] = {name: [] for name in engines}
+        for ids in encoded:
+            for name, engine in engines.items():
+                started = time.perf_counter()
+                replies[name].append(reply(engine, ids))
+                times[name].append((time.perf_counter() - started) * 1e3)
+        out |= {name: summary(times[name]) for name in engines}
         lengths = {len(r) for r in replies["cached"]}
         out["reply_lengths"] = sorted(lengths)
         if "uncached" in engines:
@@ -88,6 +100,8 @@ class DecodeJob:
                                         f"{len(encoded)}")
             out["speedup_cached_over_uncached"] = round(
                 out["uncached"]["p50_ms"] / out["cached"]["p50_ms"], 2)
+            out["speedup_per_prompt_median"] = round(statistics.median(
+                u / c for u, c in zip(times["uncached"], times["cached"])), 2)
         return out
 
     def cold_start(self) -> dict[str, Any]:
@@ -116,6 +130,11 @@ def per_reply_ms(reply: Callable[[Any], object], prompts: Sequence[Any]) -> dict
         started = time.perf_counter()
         reply(prompt)
         times.append((time.perf_counter() - started) * 1e3)
+    return summary(times)
+
+
+def summary(times: Sequence[float]) -> dict[str, float]:
+    """p50, p90 and mean of milliseconds."""
     deciles = statistics.quantiles(times, n=10)
     return {"p50_ms": round(statistics.median(times), 2), "p90_ms": round(deciles[8], 2),
             "mean_ms": round(statistics.mean(times), 2)}

@@ -20,8 +20,6 @@ post-padded with <PAD> = 0; every tensor below has the batch on axis 0.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import tensorflow as tf
 
@@ -71,10 +69,12 @@ def lstm_layers(x, real, layers, hidden: int):
     return x, finals
 
 
-def layer_norm(x, gamma, beta, epsilon: float):
+def standardize(x, epsilon: float):
+    """numpy_ops.standardize: a LayerNormalization without its gain and offset, which the
+    engine folds into the Dense that follows (chatbot.models.transformer.fold)."""
     mean = tf.reduce_mean(x, axis=-1, keepdims=True)
     variance = tf.reduce_mean(tf.square(x - mean), axis=-1, keepdims=True)
-    return (x - mean) / tf.sqrt(variance + epsilon) * gamma + beta
+    return (x - mean) / tf.sqrt(variance + epsilon)
 
 
 def softmax(scores):
@@ -218,27 +218,25 @@ class TransformerEngine(tf.Module):
         self.blocks = []
         for i, b in enumerate(engine.blocks, 1):
             names = ("qkv_kernel", "qkv_bias", "out_kernel", "out_bias")
-            arrays = [getattr(b, n) for n in names] + [*b.norm_1, *b.norm_2, *b.ff_1, *b.ff_2]
+            arrays = [getattr(b, n) for n in names] + [*b.ff_1, *b.ff_2]
             self.blocks.append(variables(arrays, f"block_{i}"))
         self.heads, self.head = engine.blocks[0].heads, engine.blocks[0].head
-        self.final_norm = variables(engine.final_norm, "final_norm")
         self.out_kernel, self.out_bias = variables([engine.out_kernel, engine.out_bias],
                                                    "output_dense")
 
     def qkv(self, block, x):
-        """Block.qkv: queries (scaled by 1/sqrt(head)), keys and values, each (..., heads, head)."""
-        qkv_kernel, qkv_bias, _, _, gamma, beta = block[:6]
-        q, k, v = tf.split(tf.matmul(layer_norm(x, gamma, beta, EPSILON), qkv_kernel) + qkv_bias,
-                           3, axis=-1)
+        """Block.qkv: queries (scaled by 1/sqrt(head): the folded kernel does it), keys and
+        values, each (..., heads, head)."""
+        qkv_kernel, qkv_bias = block[:2]
+        q, k, v = tf.split(tf.matmul(standardize(x, EPSILON), qkv_kernel) + qkv_bias, 3, axis=-1)
         shape = tf.concat([tf.shape(x)[:-1], [self.heads, self.head]], 0)
-        scale = np.float32(1.0 / math.sqrt(self.head))
-        return tf.reshape(q, shape) * scale, tf.reshape(k, shape), tf.reshape(v, shape)
+        return tf.reshape(q, shape), tf.reshape(k, shape), tf.reshape(v, shape)
 
     def finish(self, block, x, attended):
         """Block.finish: the rest of the block, given the heads' outputs (..., heads, head)."""
-        _, _, out_kernel, out_bias, _, _, gamma, beta, k1, b1, k2, b2 = block
+        _, _, out_kernel, out_bias, k1, b1, k2, b2 = block
         x = x + tf.matmul(tf.reshape(attended, tf.shape(x)), out_kernel) + out_bias
-        h = tf.maximum(tf.matmul(layer_norm(x, gamma, beta, EPSILON), k1) + b1, 0.0)
+        h = tf.maximum(tf.matmul(standardize(x, EPSILON), k1) + b1, 0.0)
         return x + tf.matmul(h, k2) + b2
 
     def start(self, ids):
@@ -296,8 +294,8 @@ class TransformerEngine(tf.Module):
         return logits, {"keys": keys, "values": values, "position": position + 1}
 
     def logits(self, hidden):
-        return tf.matmul(layer_norm(hidden, *self.final_norm, EPSILON),
-                         self.out_kernel) + self.out_bias
+        """Engine._logits: final_norm is folded into the output layer."""
+        return tf.matmul(standardize(hidden, EPSILON), self.out_kernel) + self.out_bias
 
 
 ENGINES = {"lstm": LstmEngine, "seq2seq": Seq2seqEngine, "attention": AttentionEngine,

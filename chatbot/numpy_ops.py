@@ -98,8 +98,10 @@ def lstm_layers(
     return x[back], [(h[back], c[back]) for h, c in finals]
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
+def log_softmax(logits: np.ndarray, top: np.ndarray | None = None) -> np.ndarray:
+    """Log-softmax over the last axis; `top`, if the caller has it, is the logits' max over
+    that axis (keepdims)."""
+    shifted = logits - (logits.max(axis=-1, keepdims=True) if top is None else top)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
@@ -149,8 +151,10 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     return weights / weights.sum(axis=-1, keepdims=True)
 
 
-def layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, epsilon: float) -> np.ndarray:
-    """keras.layers.LayerNormalization over the last axis (population variance).
+def standardize(x: np.ndarray, epsilon: float) -> np.ndarray:
+    """(x - mean) / sqrt(variance + epsilon) over the last axis (population variance): what
+    keras.layers.LayerNormalization computes before its gain and offset, which the transformer
+    folds into the Dense that follows (chatbot.models.transformer.fold).
 
     The means are sums divided by the width, what ndarray.mean computes, without its Python
     wrapper: a decoding step normalizes a row at a time, where the wrapper was a third of the
@@ -158,4 +162,4 @@ def layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, epsilon: floa
     width = x.shape[-1]
     centered = x - np.add.reduce(x, axis=-1, keepdims=True) / width
     variance = np.add.reduce(np.square(centered), axis=-1, keepdims=True) / width
-    return centered / np.sqrt(variance + epsilon) * gamma + beta
+    return centered / np.sqrt(variance + epsilon)

@@ -153,14 +153,21 @@ class Sampler:
         """
         logits = np.array(logits, dtype=np.float64)  # a copy: (rows, vocab)
         logits[:, self.never(vocab)] = -np.inf
-        lengths = np.array([len(reply) for reply in replies])
-        logits[lengths < self.min_len, vocab.eos_id] = -np.inf
+        if self.min_len:
+            short = [row for row, reply in enumerate(replies) if len(reply) < self.min_len]
+            logits[short, vocab.eos_id] = -np.inf
         if self.no_repeat_ngram or self.loop_guard:
             for row, reply in enumerate(replies):
                 logits[row, self.repeats(reply) + self.loops(reply)] = -np.inf
-        # With a tiny vocabulary everything can be banned: end the reply rather than crash.
-        logits[np.isneginf(logits).all(axis=-1), vocab.eos_id] = 0.0
-        return log_softmax(logits / self.temperature)
+        top = logits.max(axis=-1, keepdims=True)  # (rows, 1)
+        stuck = np.isneginf(top[:, 0])
+        if stuck.any():
+            # With a tiny vocabulary everything can be banned: end the reply rather than crash.
+            logits[stuck, vocab.eos_id] = top[stuck] = 0.0
+        if self.temperature != 1.0:  # (x / t has its max at max(x) / t: division keeps order)
+            logits /= self.temperature
+            top /= self.temperature
+        return log_softmax(logits, top)
 
     def never(self, vocab: Vocabulary) -> list[int]:
         """The tokens never emitted: <PAD>, <SOS>, <SEP>, and <UNK> unless allowed."""

@@ -202,6 +202,25 @@ def test_everything_banned_ends_the_reply_instead_of_crashing():
     assert found[0][0].tokens == [A, B, C]
 
 
+def test_log_probs_are_the_log_softmax_of_the_constrained_logits_bit_for_bit():
+    # log_probs takes the max before dividing by the temperature (x / t has its max at
+    # max(x) / t) and mends a row where everything is banned: the same floats as the plain
+    # formula, computed here on its own.
+    from chatbot.numpy_ops import log_softmax
+
+    logits = np.random.default_rng(0).normal(size=(3, len(VOCAB))).astype(np.float32) * 4
+    replies = [[A, B, C], [], [C]]
+    for temperature in (1.0, 0.7, 3.0):
+        sampler = GreedySampler(min_len=4, no_repeat_ngram=1, temperature=temperature)
+        expected = np.array(logits, dtype=np.float64)
+        expected[:, NEVER] = expected[:, EOS] = -np.inf  # every reply is shorter than min_len
+        expected[0, [A, B, C]] = expected[2, C] = -np.inf  # already said
+        expected[0, EOS] = 0.0  # row 0 has nothing left: it may only end
+        got = sampler.log_probs(logits, replies, VOCAB)
+        np.testing.assert_array_equal(got, log_softmax(expected / temperature))
+        assert got[0, EOS] == 0.0 and np.isfinite(got[1]).sum() == 3
+
+
 def test_logprob_is_the_sum_along_the_path_under_temperature():
     engine = TableEngine(BIG, seed=3)
     for temperature in (1.0, 0.5, 2.0):

@@ -55,6 +55,34 @@ def test_cached_decoding_gives_exactly_the_replies_of_uncached_decoding(strategy
     assert len({tuple(r[0]) for r in replies}) > 3, "replies should differ between prompts"
 
 
+def test_folded_norms_match_keras_with_every_weight_random():
+    # The engine folds each LayerNorm's gain and offset into the Dense after it, and the
+    # queries' scale into their projection (transformer.fold). A freshly built model has
+    # gains of 1 and offsets and biases of 0, under which a wrong fold would go unseen:
+    # here every weight is random, and the engine must still compute Keras's logits.
+    keras.utils.set_random_seed(5)
+    config = ModelConfig(arch="transformer", embedding_dim=16, hidden_dim=32, num_layers=2,
+                         num_heads=4, max_positions=24, vocab_size=len(VOCAB))
+    model = transformer.build(config)
+    rng = np.random.default_rng(0)
+    for variable in model.weights:
+        shape = tuple(variable.shape)
+        variable.assign((1.0 if "gamma" in variable.path else 0.0)
+                        + rng.normal(0, 0.5, shape).astype("float32"))
+    engine = transformer.Engine(model_weights(model), config, VOCAB)
+    ids = np.array([[VOCAB.sos_id, 7, 8, 9, VOCAB.sep_id, 12, 13, 14],
+                    [VOCAB.sos_id, 20, VOCAB.sep_id, 21, 0, 0, 0, 0]])
+    expected = np.asarray(model(ids))
+    real = ids != 0
+    np.testing.assert_allclose(engine.logits(ids)[real], expected[real], atol=1e-4)
+    logits, state = engine.start([[7, 8, 9]])
+    rows = [logits[0]]
+    for token in (12, 13, 14):
+        logits, state = engine.step(np.array([token]), state)
+        rows.append(logits[0])
+    np.testing.assert_allclose(np.stack(rows), expected[0, 4:], atol=1e-4)
+
+
 def test_a_step_equals_the_whole_sequence_at_once():
     cached, _ = engines()
     prompt, reply = [7, 8, 9, 10, 11], [12, 13, 14, 15]

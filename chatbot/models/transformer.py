@@ -43,7 +43,7 @@ from chatbot.models.base import (
     embedding_shapes,
 )
 from chatbot.models.lstm import encode_example, encode_text
-from chatbot.numpy_ops import layer_norm, matmul, pad_batch, softmax, target_scores
+from chatbot.numpy_ops import matmul, pad_batch, softmax, standardize, target_scores
 from chatbot.vocab import Vocabulary
 
 __all__ = ["Engine", "build", "encode_example", "encode_text", "fit_to_data", "weight_shapes"]
@@ -136,40 +136,61 @@ def weight_shapes(config: ModelConfig) -> Shapes:
     return shapes | dense_shapes(OUTPUT_LAYER, width, config.vocab_size)
 
 
+def fold(norm: Sequence[np.ndarray], kernel: np.ndarray, bias: np.ndarray,
+         scale: np.ndarray | float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """A LayerNormalization's gain γ and offset β folded into the Dense that reads it, and an
+    optional scale of that Dense's outputs: with z the standardized input,
+
+        ((z·γ + β)·W + b)·s = z·(γ ⊙ W ⊙ s) + (β·W + b)·s
+
+    so inference standardizes (numpy_ops.standardize) and skips two passes over every row,
+    in every norm of every step. Computed in float64 and rounded once: the result differs
+    from Keras's order of operations by float32 rounding only."""
+    gamma, beta = (np.asarray(a, np.float64) for a in norm)
+    kernel64 = np.asarray(kernel, np.float64)
+    folded = gamma[:, None] * kernel64 * scale
+    shifted = (beta @ kernel64 + bias) * scale
+    return folded.astype(np.float32), shifted.astype(np.float32)
+
+
 class Block:
-    """One block's weights, the attention projections fused into one (width, 3 * width) matmul."""
+    """One block's weights, arranged for inference: the attention projections fused into one
+    (width, 3 * width) matmul, norm_1 folded into it and norm_2 into ff_1 (see `fold`), and
+    the queries' 1/√head, which Keras applies after their projection, folded into the query
+    columns."""
 
     def __init__(self, weights: Weights, name: str, heads: int):
         attention = weights[f"{name}_attention"]
         q, k, v = (attention[f"{p}/vars/0"] for p in PROJECTIONS[:3])  # (width, heads, head)
         width = q.shape[0]
         self.heads, self.head = heads, q.shape[2]
-        self.qkv_kernel = np.concatenate([w.reshape(width, -1) for w in (q, k, v)], axis=1)
-        self.qkv_bias = np.concatenate([attention[f"{p}/vars/1"].reshape(-1)
-                                        for p in PROJECTIONS[:3]])
+        kernel = np.concatenate([w.reshape(width, -1) for w in (q, k, v)], axis=1)
+        bias = np.concatenate([attention[f"{p}/vars/1"].reshape(-1) for p in PROJECTIONS[:3]])
+        scale = np.ones(3 * width)
+        scale[:width] = 1.0 / math.sqrt(self.head)  # the queries'
+        self.qkv_kernel, self.qkv_bias = fold(arrays(weights, f"{name}_norm_1", NORM), kernel,
+                                              bias, scale)
         self.out_kernel = attention["output_dense/vars/0"].reshape(-1, width)  # (width, width)
         self.out_bias = attention["output_dense/vars/1"]
-        self.norm_1 = arrays(weights, f"{name}_norm_1", NORM)
-        self.norm_2 = arrays(weights, f"{name}_norm_2", NORM)
-        self.ff_1 = arrays(weights, f"{name}_ff_1", DENSE)
+        self.ff_1 = fold(arrays(weights, f"{name}_norm_2", NORM),
+                         *arrays(weights, f"{name}_ff_1", DENSE))
         self.ff_2 = arrays(weights, f"{name}_ff_2", DENSE)
 
     def qkv(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Queries, keys and values of x (..., width), each (..., heads, head); the queries
-        already scaled by 1/√head, as Keras scales them."""
-        qkv = matmul(layer_norm(x, *self.norm_1, EPSILON), self.qkv_kernel) + self.qkv_bias
+        """Queries (scaled by 1/√head, as Keras scales them), keys and values of x (...,
+        width), each (..., heads, head)."""
+        qkv = matmul(standardize(x, EPSILON), self.qkv_kernel) + self.qkv_bias
         # (slices, not np.split: a step is small, and split's overhead shows)
         width = self.heads * self.head
-        q, k, v = qkv[..., :width], qkv[..., width:2 * width], qkv[..., 2 * width:]
         shape = (*x.shape[:-1], self.heads, self.head)
-        return (q.reshape(shape) * np.float32(1.0 / math.sqrt(self.head)), k.reshape(shape),
-                v.reshape(shape))
+        return (qkv[..., :width].reshape(shape), qkv[..., width:2 * width].reshape(shape),
+                qkv[..., 2 * width:].reshape(shape))
 
     def finish(self, x: np.ndarray, attended: np.ndarray) -> np.ndarray:
         """The rest of the block, given the heads' outputs (..., heads, head)."""
         x = x + matmul(attended.reshape(*x.shape), self.out_kernel) + self.out_bias
         (k1, b1), (k2, b2) = self.ff_1, self.ff_2
-        h = np.maximum(matmul(layer_norm(x, *self.norm_2, EPSILON), k1) + b1, 0)
+        h = np.maximum(matmul(standardize(x, EPSILON), k1) + b1, 0)
         return x + matmul(h, k2) + b2
 
 
@@ -190,8 +211,9 @@ class Engine:
         (self.positions,) = arrays(weights, "position_embedding", EMBEDDING)
         self.blocks = [Block(weights, f"block_{i}", config.num_heads)
                        for i in range(1, config.num_layers + 1)]
-        self.final_norm = arrays(weights, "final_norm", NORM)
-        self.out_kernel, self.out_bias = arrays(weights, OUTPUT_LAYER, DENSE)
+        # final_norm folded into the output layer (see `fold`)
+        self.out_kernel, self.out_bias = fold(arrays(weights, "final_norm", NORM),
+                                              *arrays(weights, OUTPUT_LAYER, DENSE))
 
     def sequences(self, prompts: Sequence[Sequence[int]]) -> list[list[int]]:
         """`<SOS> prompt <SEP>` per prompt. A prompt that leaves no room for a reply token
@@ -225,15 +247,24 @@ class Engine:
         at = np.minimum(position, self.max_positions - 1)
         x = self.embedding[tokens] + self.positions[at]  # (batch, width)
         span = int(at.max()) + 1
-        visible = np.arange(span)[None, None, :] <= at[:, None, None]
-        kept = ~full  # the rows whose token is written (a full row's logits allow only <EOS>)
-        rows, at_kept = np.flatnonzero(kept), at[kept]
+        if not full[0] and (position == position[0]).all():
+            # Every row at one position, with room (a single prompt, or beam search's
+            # hypotheses of one): every cached key up to it is visible, and plain slices
+            # write the new ones. The same numbers as the general case, with fewer passes.
+            rows, where, visible = slice(None), (slice(None), slice(None), span - 1), None
+        else:
+            # A full row's token is not written: its logits allow only <EOS> (below).
+            rows = ~full
+            where = (np.flatnonzero(rows), slice(None), at[rows])
+            visible = np.arange(span)[None, None, :] <= at[:, None, None]
         for block, keys, values in zip(self.blocks, state["keys"], state["values"]):
             q, k, v = block.qkv(x)  # (batch, heads, head)
-            keys[rows, :, at_kept], values[rows, :, at_kept] = k[kept], v[kept]
+            keys[where], values[where] = k[rows], v[rows]
             # (batched matmuls, not einsum: a step is small, and einsum's overhead shows)
             scores = (q[:, :, None, :] @ keys[:, :, :span].transpose(0, 1, 3, 2))[:, :, 0]
-            weights = softmax(np.where(visible, scores, -np.inf))  # (batch, heads, span)
+            if visible is not None:
+                scores = np.where(visible, scores, -np.inf)
+            weights = softmax(scores)  # (batch, heads, span)
             x = block.finish(x, (weights[:, :, None, :] @ values[:, :, :span])[:, :, 0])
         logits = self._logits(x)
         if full.any():
@@ -291,8 +322,7 @@ class Engine:
         return self._logits(hidden)
 
     def _logits(self, hidden: np.ndarray) -> np.ndarray:
-        normed = layer_norm(hidden, *self.final_norm, EPSILON)
-        return matmul(normed, self.out_kernel) + self.out_bias
+        return matmul(standardize(hidden, EPSILON), self.out_kernel) + self.out_bias
 
 
 class UncachedEngine(Engine):
