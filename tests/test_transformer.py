@@ -16,18 +16,25 @@ from chatbot.models import transformer
 from chatbot.samplers import get_sampler
 from chatbot.vocab import SPECIALS, Vocabulary
 from chatbot.weights import model_weights
+from tests.test_contract import engine_logits
 
 VOCAB = Vocabulary(list(SPECIALS) + [f"w{i}" for i in range(40)])
 WORDS = range(len(SPECIALS), len(VOCAB))
 
 
-def engines(max_positions: int = 24, num_layers: int = 2, seed: int = 3):
-    """(cached, uncached) engines of one randomly initialized transformer."""
+def build(max_positions: int = 24, num_layers: int = 2, seed: int = 3):
+    """A randomly initialized transformer of the tests' size: (Keras model, config)."""
     keras.utils.set_random_seed(seed)
     config = ModelConfig(arch="transformer", embedding_dim=16, hidden_dim=32,
                          num_layers=num_layers, num_heads=4, max_positions=max_positions,
                          vocab_size=len(VOCAB))
-    weights = model_weights(transformer.build(config))
+    return transformer.build(config), config
+
+
+def engines(max_positions: int = 24, num_layers: int = 2, seed: int = 3):
+    """(cached, uncached) engines of one randomly initialized transformer."""
+    model, config = build(max_positions, num_layers, seed)
+    weights = model_weights(model)
     # Larger weights than the initial ones, so that the logits are far from uniform and
     # replies differ from prompt to prompt.
     weights = {layer: {path: a * 3 for path, a in group.items()}
@@ -60,10 +67,7 @@ def test_folded_norms_match_keras_with_every_weight_random():
     # queries' scale into their projection (transformer.fold). A freshly built model has
     # gains of 1 and offsets and biases of 0, under which a wrong fold would go unseen:
     # here every weight is random, and the engine must still compute Keras's logits.
-    keras.utils.set_random_seed(5)
-    config = ModelConfig(arch="transformer", embedding_dim=16, hidden_dim=32, num_layers=2,
-                         num_heads=4, max_positions=24, vocab_size=len(VOCAB))
-    model = transformer.build(config)
+    model, config = build(seed=5)
     rng = np.random.default_rng(0)
     for variable in model.weights:
         shape = tuple(variable.shape)
@@ -75,12 +79,8 @@ def test_folded_norms_match_keras_with_every_weight_random():
     expected = np.asarray(model(ids))
     real = ids != 0
     np.testing.assert_allclose(engine.logits(ids)[real], expected[real], atol=1e-4)
-    logits, state = engine.start([[7, 8, 9]])
-    rows = [logits[0]]
-    for token in (12, 13, 14):
-        logits, state = engine.step(np.array([token]), state)
-        rows.append(logits[0])
-    np.testing.assert_allclose(np.stack(rows), expected[0, 4:], atol=1e-4)
+    np.testing.assert_allclose(engine_logits(engine, [7, 8, 9], [12, 13, 14]), expected[0, 4:],
+                               atol=1e-4)
 
 
 def test_a_step_equals_the_whole_sequence_at_once():
