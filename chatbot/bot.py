@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from chatbot.config import DECODE_STRATEGIES, DecodeConfig, RunConfig
-from chatbot.context import context_key, context_tokens
+from chatbot.config import RunConfig
+from chatbot.context import context_key, context_tokens, prompt_budget
 from chatbot.dialogue import Message, parse_messages
 from chatbot.errors import ChatbotError
 from chatbot.models import ARCHS, arch_module
@@ -33,8 +33,9 @@ from chatbot.rerank import mmi_scores, reply_scores
 from chatbot.retrieval import Match, Memory
 from chatbot.rundir import CONFIG, MEMORY, MODEL, VOCAB, check_run_dir
 from chatbot.samplers import GreedySampler, Sampler, get_sampler
+from chatbot.settings import DecodeConfig, check_decode, parse_setting
 from chatbot.spelling import Speller
-from chatbot.text import TextTokenizer, Tokenizer, load_tokenizer
+from chatbot.text import TextTokenizer, Tokenizer, clip, load_tokenizer
 from chatbot.vocab import EOS, SEP, SOS, TURN, Vocabulary
 from chatbot.weights import read_keras_weights
 
@@ -119,6 +120,7 @@ class Bot:
         self.tokenizer = tokenizer
         self.engine: Engine = arch_module(config.model.arch).Engine(weights, config.model, vocab)
         self.memory = memory  # the training pairs, for retrieval; None: generation only
+        self.longest = max(map(len, vocab.tokens))  # characters of the longest token (clip)
         # Only words can be unknown: a sentencepiece model spells any typo with its pieces.
         self.speller = Speller(vocab.tokens) if isinstance(tokenizer, Tokenizer) else None
         self.decode = dataclasses.replace(config.decode)
@@ -176,7 +178,7 @@ class Bot:
         write, or when a known reply already beats anything it could write (see _drafts): the
         replies are the same, and the candidates are those that could have won.
         """
-        turns = [self.turns(p) for p in prompts]
+        turns = [self.clip(self.turns(p)) for p in prompts]
         read = [self._read(t) for t in turns]
         tokenized = [toks for toks, _ in read]
         rows = [i for i, toks in enumerate(tokenized) if toks]
@@ -282,7 +284,7 @@ class Bot:
             return []
         if self.context_turns != self.config.data.context_turns:
             return []  # context off: the memory's keys hold turns the bot is not reading
-        return self.memory.search(context_key(turns, self.context_turns),
+        return self.memory.search(context_key(self.clip(turns), self.context_turns),
                                   self.decode.retrieval_k, self.decode.retrieval_min_similarity)
 
     def known_replies(self, matches: list[Match]) -> dict[tuple[str, ...], Match]:
@@ -367,7 +369,19 @@ class Bot:
     def prompt_tokens(self, prompt: Prompt) -> list[str]:
         """The tokens the model reads for a prompt, as in training: truncated to max_len, and
         for a context model joined with the turns before it (chatbot.context)."""
-        return self._read(self.turns(prompt))[0]
+        return self._read(self.clip(self.turns(prompt)))[0]
+
+    def clip(self, turns: Sequence[str]) -> list[str]:
+        """The turns the model may read, each cut to what its tokens can come from
+        (chatbot.text.clip): the prompt's first max_len tokens, the end of the turns before it
+        that fit the context budget. Every later step (spelling, retrieval, the model) works
+        on these, so a reply's cost is bounded whatever was typed or pasted."""
+        max_len, n = self.config.data.max_len, self.context_turns
+        if not turns:
+            return []
+        earlier = [clip(t, prompt_budget(max_len, n), self.longest, end=True)
+                   for t in turns[-n:-1]] if n > 1 else []
+        return [*earlier, clip(turns[-1], max_len, self.longest)]
 
     def _read(self, turns: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
         """prompt_tokens of `turns`, and the unknown words the speller corrected in them."""
@@ -416,21 +430,9 @@ class Bot:
 
 
 def make_sampler(decode: DecodeConfig) -> Sampler:
-    """The sampler a DecodeConfig describes; ChatbotError if a value is out of range (the
-    reranking settings included)."""
-    for name, ok, expected in [
-        ("mmi", decode.mmi >= 0, "a number of at least 0 (0 switches it off)"),
-        ("retrieval_min_similarity", 0 <= decode.retrieval_min_similarity <= 1,
-         "a number between 0 and 1"),
-        ("retrieval_weight", decode.retrieval_weight >= 0, "a number of at least 0"),
-        ("retrieval_k", decode.retrieval_k >= 1, "a whole number of at least 1"),
-    ]:
-        if not ok:
-            raise ChatbotError(f"{name} must be {expected}, received {getattr(decode, name)!r}")
-    if decode.strategy not in DECODE_STRATEGIES:
-        raise ChatbotError(
-            f"unknown strategy {decode.strategy!r}; choose one of: {', '.join(DECODE_STRATEGIES)}"
-        )
+    """The sampler a DecodeConfig describes; ChatbotError if a setting is out of its range
+    (chatbot.settings: the reranking settings included)."""
+    check_decode(decode)
     common = dict(max_len=decode.max_reply_len, min_len=decode.min_len,
                   allow_unk=decode.allow_unk, no_repeat_ngram=decode.no_repeat_ngram,
                   loop_guard=decode.loop_guard,
@@ -440,70 +442,4 @@ def make_sampler(decode: DecodeConfig) -> Sampler:
         "top_k": dict(k=decode.top_k),
         "top_p": dict(p=decode.top_p),
     }.get(decode.strategy, {})
-    if decode.strategy == "beam" and decode.nbest > decode.beam_width:
-        raise ChatbotError(f"nbest ({decode.nbest}) cannot exceed the beam width "
-                           f"({decode.beam_width}); raise the width with '/set beam N'")
-    if decode.nbest < 1:
-        raise ChatbotError(f"nbest must be at least 1, received {decode.nbest}")
     return get_sampler(decode.strategy, **common, **extra)
-
-
-# REPL and CLI names -> (DecodeConfig field, parser). Some also pick the strategy they imply.
-_SETTINGS = {
-    "strategy": ("strategy", str),
-    "beam": ("beam_width", int),
-    "temperature": ("temperature", float),
-    "top_k": ("top_k", int),
-    "top_p": ("top_p", float),
-    "no_repeat_ngram": ("no_repeat_ngram", int),
-    "loop_guard": ("loop_guard", int),
-    "min_len": ("min_len", int),
-    "max_len": ("max_reply_len", int),
-    "length_penalty": ("length_penalty", float),
-    "nbest": ("nbest", int),
-    "seed": ("seed", int),
-    "allow_unk": ("allow_unk", bool),
-    "mmi": ("mmi", float),
-    "retrieval": ("retrieval", bool),
-    "retrieval_k": ("retrieval_k", int),
-    "similarity": ("retrieval_min_similarity", float),
-    "retrieval_weight": ("retrieval_weight", float),
-    "context": ("context", bool),
-    "spelling": ("spelling", bool),
-}
-SETTING_NAMES = tuple(_SETTINGS)
-
-
-def parse_setting(name: str, value: str, current: DecodeConfig) -> dict:
-    """DecodeConfig changes for `/set NAME VALUE`, e.g. ("beam", "5") -> beam search, width 5."""
-    name = name.lower().replace("-", "_")
-    if name not in _SETTINGS:
-        raise ChatbotError(f"unknown setting {name!r}; settings: {', '.join(SETTING_NAMES)}")
-    field, kind = _SETTINGS[name]
-    text = value.strip().lower()
-    try:
-        if kind is bool:
-            if text not in ("on", "off", "true", "false", "1", "0", "yes", "no"):
-                raise ValueError
-            parsed = text in ("on", "true", "1", "yes")
-        elif name == "seed" and text in ("none", "off"):
-            parsed = None
-        else:
-            parsed = kind(text)
-    except ValueError:
-        expected = {int: "a whole number", float: "a number", bool: "on or off", str: "a word"}
-        raise ChatbotError(f"{name} expects {expected[kind]}, received {value!r}") from None
-    changes: dict = {field: parsed}
-    if name == "beam":  # `/set beam 1` means greedy
-        if parsed < 1:
-            raise ChatbotError(f"beam expects a whole number of at least 1 (1 is greedy), "
-                               f"received {value!r}")
-        changes["strategy"] = "beam" if parsed > 1 else "greedy"
-    elif name in ("top_k", "top_p"):
-        changes["strategy"] = name
-    elif name == "temperature" and current.strategy in ("greedy", "beam"):
-        changes["strategy"] = "random"  # a temperature only matters when sampling
-    elif name == "nbest" and parsed > 1:
-        changes["strategy"] = "beam"
-        changes["beam_width"] = max(current.beam_width, parsed)
-    return changes

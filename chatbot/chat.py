@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from chatbot.bot import SETTING_NAMES, Bot, Reply
+from chatbot.bot import Bot, Reply
 from chatbot.dialogue import Message, to_json_line
 from chatbot.errors import ChatbotError
+from chatbot.settings import SETTING_NAMES
 
 if TYPE_CHECKING:
     from prompt_toolkit.history import History

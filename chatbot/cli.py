@@ -179,7 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
     serve.add_argument("--api-key", default=os.environ.get("CHATBOT_API_KEY"),
                        help="require 'Authorization: Bearer KEY' (default: $CHATBOT_API_KEY, "
-                            "else no key)")
+                            "else no key; prefer the variable: a flag shows in `ps`)")
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                       help="a name this server answers to besides the loopback names and "
+                            "--host (requests naming another Host get 421); repeatable")
     for flag, name, kind, text in LIMIT_FLAGS:
         serve.add_argument(flag, dest=name, type=kind, default=getattr(DEFAULT_LIMITS, name),
                            help=f"{text} (default %(default)s)")
@@ -200,48 +203,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Decoding flags shared by chat, reply and attention: (flag, setting name, type, help).
-DECODE_FLAGS = [
-    ("--beam", "beam", int, "beam search with this width (1 = greedy)"),
-    ("--nbest", "nbest", int, "show the N best candidates (beam search)"),
-    ("--temperature", "temperature", float, "sample with this temperature"),
-    ("--top-k", "top_k", int, "sample among the K most probable tokens"),
-    ("--top-p", "top_p", float, "sample among the fewest tokens reaching probability P"),
-    ("--no-repeat-ngram", "no_repeat_ngram", int, "never repeat an n-gram of this size"),
-    ("--min-len", "min_len", int, "at least this many reply tokens"),
-    ("--max-len", "max_len", int, "at most this many reply tokens"),
-    ("--seed", "seed", int, "seed for reproducible sampling"),
-    ("--mmi", "mmi", float, "rerank candidates by MMI with this anti-language-model weight"),
-    ("--retrieval", "retrieval", str, "on or off: let the replies of similar known prompts "
-     "compete (greedy and beam)"),
-    ("--context", "context", str, "on or off: a context model reads the conversation's "
-     "earlier turns (off: the prompt alone)"),
-    ("--spelling", "spelling", str, "on or off: read an unknown word as the known word one "
-     "typo away (word tokenizer)"),
-]
-
-
 def _decode_options(parser: argparse.ArgumentParser) -> None:
+    """A `--name` flag per decoding setting (chatbot.settings.SETTINGS), read as `/set` reads
+    its value."""
+    from chatbot.settings import SETTINGS
+
     group = parser.add_argument_group("decoding (default: greedy, as saved with the model)")
-    for flag, name, kind, text in DECODE_FLAGS:
-        group.add_argument(flag, dest=f"decode_{name}", type=kind, default=None, help=text)
+    for name, setting in SETTINGS.items():
+        group.add_argument(setting.flag, dest=f"decode_{name}", default=None,
+                           metavar=setting.metavar, help=setting.help)
 
 
 def _load_bot(args: argparse.Namespace):
     from chatbot.bot import Bot
     from chatbot.rundir import unfinished_warning
+    from chatbot.settings import SETTINGS, in_order
 
     bot = Bot.load(args.model)
     warning = unfinished_warning(args.model)  # the best model of a run that did not finish
     if warning:
         print(f"chatbot: warning: {warning}", file=sys.stderr)
-    # Order matters: --max-len first, since --min-len is checked against it; where flags imply
-    # a strategy, sampling flags before beam, which overrides them.
-    order = {"max_len": 0, "beam": 2, "nbest": 2}
-    for _, name, _, _ in sorted(DECODE_FLAGS, key=lambda f: order.get(f[1], 1)):
-        value = getattr(args, f"decode_{name}")
-        if value is not None:
-            bot.set(name, str(value))
+    if bot.memory is None:
+        print(f"chatbot: warning: {args.model} has no memory.json (the memory of its training "
+              "pairs): replies come from the model alone; train the run again to add one",
+              file=sys.stderr)
+    given = [name for name in SETTINGS if getattr(args, f"decode_{name}") is not None]
+    for name in in_order(given):  # (chatbot.settings.in_order says why the order matters)
+        bot.set(name, getattr(args, f"decode_{name}"))
     return bot
 
 
@@ -637,10 +625,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from chatbot.limits import LIMIT_FLAGS, Limits
-    from chatbot.serve import serve
+    from chatbot.server import serve
 
     limits = Limits(**{name: getattr(args, name) for _, name, *_ in LIMIT_FLAGS})
-    serve(_load_bot(args), args.model, args.host, args.port, args.api_key or None, limits)
+    key = args.api_key
+    if key is not None and not key.strip():
+        raise ChatbotError("the API key is empty (--api-key or $CHATBOT_API_KEY); give a key, "
+                           "or unset it to serve without one")
+    serve(_load_bot(args), args.model, args.host, args.port, key, limits, args.allowed_host)
     return 0
 
 

@@ -37,19 +37,43 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chatbot.bot import SETTING_NAMES, make_sampler, parse_setting
-from chatbot.config import DecodeConfig
+from chatbot.bot import make_sampler
 from chatbot.dialogue import Message, parse_messages
 from chatbot.errors import ChatbotError
 from chatbot.limits import Limits
+from chatbot.settings import (
+    DETERMINISTIC,
+    SETTING_NAMES,
+    SETTINGS,
+    DecodeConfig,
+    in_order,
+    parse_setting,
+)
+from chatbot.vocab import SPECIALS, TURN
 
-DETERMINISTIC = ("greedy", "beam")  # the strategies whose reply a seed does not change
 MAX_STOP = 4  # stop sequences a request may give, as OpenAI allows
+MAX_TOP_LOGPROBS = 20  # the most alternatives per token `top_logprobs` may ask, as OpenAI's
 OPENAI_FIELDS = ("messages", "model", "max_tokens", "max_completion_tokens", "temperature",
-                 "top_p", "seed", "stop", "n", "stream", "stream_options")
+                 "top_p", "seed", "stop", "n", "stream", "stream_options", "logprobs",
+                 "top_logprobs", "response_format", "tools", "tool_choice", "functions",
+                 "function_call", "modalities")
 # OpenAI fields a client may send that change nothing in this chatbot's replies.
 IGNORED_FIELDS = ("user", "metadata", "store", "service_tier", "presence_penalty",
-                  "frequency_penalty", "logit_bias", "parallel_tool_calls")
+                  "frequency_penalty", "logit_bias", "parallel_tool_calls", "reasoning_effort",
+                  "prompt_cache_key", "safety_identifier", "verbosity", "prediction")
+# OpenAI fields asking for what this chatbot cannot do: refused by name rather than ignored.
+REFUSED_FIELDS = {"audio": "this chatbot writes text only, no audio",
+                  "web_search_options": "this chatbot cannot search the web"}
+# Roles whose turns the model does not read: tool results, and the legacy function role.
+SKIPPED_ROLES = ("tool", "function")
+# Content parts the model cannot read (text parts are joined into one turn).
+MEDIA_PARTS = {"image_url": "an image", "input_audio": "audio", "file": "a file"}
+
+
+def _safe(text: str) -> str:
+    """`text` as UTF-8 can carry it: a lone surrogate, which JSON may escape but no UTF-8 body
+    can hold, is shown as its escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class ApiError(Exception):
@@ -57,14 +81,15 @@ class ApiError(Exception):
 
     TYPES = {400: "invalid_request_error", 401: "invalid_request_error",
              404: "invalid_request_error", 405: "invalid_request_error", 408: "timeout_error",
-             413: "invalid_request_error", 429: "rate_limit_error", 500: "server_error",
-             504: "timeout_error"}
+             413: "invalid_request_error", 415: "invalid_request_error",
+             421: "invalid_request_error", 429: "rate_limit_error", 500: "server_error",
+             503: "server_error", 504: "timeout_error"}
 
     def __init__(self, message: str, status: int = 400, param: str | None = None,
                  code: str | None = None):
-        super().__init__(message)
+        super().__init__(_safe(message))
         self.status = status
-        self.param = param
+        self.param = None if param is None else _safe(param)
         self.code = code
 
     def body(self) -> dict:
@@ -82,6 +107,8 @@ class Completion:
     stream: bool = False
     include_usage: bool = False  # streams: a usage chunk before [DONE]
     stop: tuple[str, ...] = ()
+    logprobs: int | None = None  # None: not asked; k: each token's log-probability and the
+    # k most probable tokens at its position (top_logprobs)
 
     def decodings(self) -> list[tuple[int | None, int]]:
         """(seed, prompt rows) of each decoding the choices come from: a deterministic
@@ -107,7 +134,9 @@ def parse_request(body: bytes, saved: DecodeConfig, limits: Limits) -> Completio
     if not isinstance(value, dict):
         raise ApiError("the request body must be a JSON object with a 'messages' list")
     for name in value:
-        if name not in (*OPENAI_FIELDS, *IGNORED_FIELDS, *SETTING_NAMES):
+        if name in REFUSED_FIELDS and value[name] is not None:
+            raise ApiError(f"'{name}': {REFUSED_FIELDS[name]}", param=name)
+        if name not in (*OPENAI_FIELDS, *IGNORED_FIELDS, *SETTING_NAMES, *REFUSED_FIELDS):
             raise ApiError(f"unknown field {name!r}; this server reads the OpenAI fields "
                            f"{', '.join(OPENAI_FIELDS)} and the decoding settings "
                            f"{', '.join(SETTING_NAMES)}", param=name)
@@ -118,11 +147,45 @@ def parse_request(body: bytes, saved: DecodeConfig, limits: Limits) -> Completio
     if options is not None and (not stream or not isinstance(options, dict)):
         raise ApiError("'stream_options' must be an object, and is only allowed with "
                        "'stream': true", param="stream_options")
+    _check_capabilities(value)
     n = _whole(value, "n", 1, limits.max_choices)
     return Completion(_messages(value.get("messages")), _decode(value, saved, limits, n),
                       n if n is not None else 1, stream,
                       _flag(options or {}, "include_usage", "stream_options"),
-                      _stop(value.get("stop")))
+                      _stop(value.get("stop")), _logprobs(value))
+
+
+def _check_capabilities(value: dict) -> None:
+    """Accepts what asks for what this chatbot does anyway (text replies, no tool call), and
+    refuses by name what it cannot do: JSON output, a tool call that must happen, audio."""
+    fmt = value.get("response_format")
+    if fmt is not None and (not isinstance(fmt, dict) or fmt.get("type") != "text"):
+        kind = fmt.get("type") if isinstance(fmt, dict) else fmt
+        raise ApiError(f"response_format {json.dumps(kind)[:40]} is not supported: this "
+                       "chatbot writes plain text and cannot promise JSON; send "
+                       '{"type": "text"} or leave it out', param="response_format")
+    for field, choice in (("tools", "tool_choice"), ("functions", "function_call")):
+        tools = value.get(field)
+        if tools is not None and not isinstance(tools, list):
+            raise ApiError(f"'{field}' must be a list", param=field)
+        wanted = value.get(choice)
+        if wanted not in (None, "none", "auto"):
+            raise ApiError(f"{choice} {json.dumps(wanted)[:60]} asks for a tool call, which "
+                           f"this chatbot cannot make; send \"none\" or \"auto\" (it never "
+                           "calls a tool)", param=choice)
+    modalities = value.get("modalities")
+    if modalities is not None and (not isinstance(modalities, list)
+                                   or any(m != "text" for m in modalities)):
+        raise ApiError(f"modalities {json.dumps(modalities)[:60]}: this chatbot writes text "
+                       'only; send ["text"] or leave it out', param="modalities")
+
+
+def _logprobs(value: dict) -> int | None:
+    asked = _flag(value, "logprobs")
+    top = _whole(value, "top_logprobs", 0, MAX_TOP_LOGPROBS)
+    if top is not None and not asked:
+        raise ApiError("'top_logprobs' needs 'logprobs': true", param="top_logprobs")
+    return (top or 0) if asked else None
 
 
 def _messages(raw: Any) -> tuple[Message, ...]:
@@ -130,7 +193,8 @@ def _messages(raw: Any) -> tuple[Message, ...]:
         raise ApiError("missing required field 'messages': a list of {\"role\", \"content\"} "
                        "objects", param="messages")
     if isinstance(raw, list):  # OpenAI's content parts and developer role, as plain turns
-        raw = [_plain(m) if isinstance(m, dict) else m for m in raw]
+        raw = [_plain(m, i) if isinstance(m, dict) else m for i, m in enumerate(raw, start=1)]
+        raw = [m for m in raw if m is not None]
     messages = parse_messages(raw)
     if isinstance(messages, str):
         raise ApiError(f"bad 'messages': {messages}", param="messages")
@@ -141,39 +205,50 @@ def _messages(raw: Any) -> tuple[Message, ...]:
     return messages
 
 
-def _plain(message: dict) -> dict:
+def _plain(message: dict, number: int) -> dict | None:
+    """An OpenAI message as a turn the model reads; None for one it does not read (a tool's
+    result, an assistant's tool call with no text)."""
+    role = message.get("role")
     content = message.get("content")
-    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text"
-                                         and isinstance(p.get("text"), str) for p in content):
-        content = " ".join(p["text"] for p in content)
-    role = "system" if message.get("role") == "developer" else message.get("role")
+    if role in SKIPPED_ROLES or (role == "assistant" and content is None):
+        return None
+    if isinstance(content, list):
+        for part in content:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind in MEDIA_PARTS:
+                raise ApiError(f"message {number} holds {MEDIA_PARTS[kind]} ({kind}); this "
+                               "chatbot reads text only", param="messages")
+        if all(isinstance(p, dict) and p.get("type") in ("text", "refusal")
+               and isinstance(p.get(p["type"]), str) for p in content):
+            content = " ".join(p[p["type"]] for p in content)
+    role = "system" if role == "developer" else role
     return {"role": role, "content": content}
 
 
 def _decode(value: dict, saved: DecodeConfig, limits: Limits, n: int | None) -> DecodeConfig:
     """The request's DecodeConfig: `/set` changes applied in order to a copy of `saved`."""
-    changes: list[tuple[int, str, str, str]] = []  # (order, setting, text, request field)
+    changes: list[tuple[str, str, str]] = []  # (setting, text, request field)
     temperature = _number(value, "temperature", 0, 2)
     top_p = _number(value, "top_p", 0, 1, low_open=True)
     tokens = _whole(value, "max_tokens", 1, limits.max_reply_tokens)
     tokens = _whole(value, "max_completion_tokens", 1, limits.max_reply_tokens) or tokens
     if tokens is not None:
-        changes.append((0, "max_len", str(tokens), "max_tokens"))
+        changes.append(("max_len", str(tokens), "max_tokens"))
     if temperature:
-        changes.append((1, "temperature", repr(temperature), "temperature"))
+        changes.append(("temperature", repr(temperature), "temperature"))
     if top_p is not None and top_p < 1 and temperature != 0:
-        changes.append((1, "top_p", repr(top_p), "top_p"))
-    seed = _whole(value, "seed", 0, None)
+        changes.append(("top_p", repr(top_p), "top_p"))
+    seed = _whole(value, "seed", 0, SETTINGS["seed"].high)
     if seed is not None:
-        changes.append((1, "seed", str(seed), "seed"))
+        changes.append(("seed", str(seed), "seed"))
     for name in SETTING_NAMES:
         if name in value and name not in OPENAI_FIELDS:
-            changes.append(({"max_len": 0, "beam": 2, "nbest": 2}.get(name, 1), name,
-                            _setting_text(name, value[name]), name))
+            changes.append((name, _setting_text(name, value[name]), name))
     decode = dataclasses.replace(saved)
     if temperature == 0 and decode.strategy not in DETERMINISTIC:
         decode.strategy = "greedy"
-    for _, name, text, field in sorted(changes, key=lambda c: c[0]):
+    order = in_order(dict.fromkeys(name for name, _, _ in changes))
+    for name, text, field in sorted(changes, key=lambda c: order.index(c[0])):
         try:
             decode = dataclasses.replace(decode, **parse_setting(name, text, decode))
         except ChatbotError as exc:
@@ -188,6 +263,7 @@ def _decode(value: dict, saved: DecodeConfig, limits: Limits, n: int | None) -> 
     if decode.strategy == "beam" and n and n > 1:  # n choices: the n best
         decode.nbest = max(decode.nbest, n)
         decode.beam_width = max(decode.beam_width, n)
+    _check_limits(decode, limits, value)
     try:
         make_sampler(decode)
     except ChatbotError as exc:  # the param: the first field of the request it names
@@ -196,15 +272,28 @@ def _decode(value: dict, saved: DecodeConfig, limits: Limits, n: int | None) -> 
     return decode
 
 
+def _check_limits(decode: DecodeConfig, limits: Limits, value: dict) -> None:
+    """400 for a beam or an n-best wider than this server decodes (--max-beam, --max-nbest):
+    each hypothesis of a beam is a row decoded at every step."""
+    if decode.strategy != "beam":
+        return
+    for name, field, limit, flag in (("nbest", "nbest", limits.max_nbest, "--max-nbest"),
+                                     ("beam", "beam_width", limits.max_beam, "--max-beam")):
+        if getattr(decode, field) > limit:
+            param = name if name in value else "n" if "n" in value else name
+            raise ApiError(f"{name} must be at most {limit} (this server's {flag}), received "
+                           f"{getattr(decode, field)}", param=param)
+
+
 def _setting_text(name: str, value: Any) -> str:
     """A JSON value of one of our settings as `/set NAME VALUE` reads it."""
     if isinstance(value, bool):
         return "on" if value else "off"
-    if value is None and name == "seed":
+    if value is None and SETTINGS[name].optional:
         return "none"
     if isinstance(value, str) or (isinstance(value, (int, float)) and math.isfinite(value)):
         return str(value)
-    raise ApiError(f"{name} must be a number, a word or true/false, received "
+    raise ApiError(f"{name} must be {SETTINGS[name].expected()}, received "
                    f"{json.dumps(value)[:40]}", param=name)
 
 
@@ -326,15 +415,40 @@ def usage(prompt: int, completion: int) -> dict:
 
 
 def response(id: str, model: str, choices: Sequence[ChoiceText], max_len: int,
-             prompt_tokens: int) -> dict:
-    """A non-streamed `chat.completion`."""
+             prompt_tokens: int, logprobs: Sequence[list[dict]] | None = None) -> dict:
+    """A non-streamed `chat.completion`; `logprobs`: each choice's logprob_content."""
     return {
         "id": id, "object": "chat.completion", "created": now(), "model": model,
         "choices": [{"index": i, "message": {"role": "assistant", "content": c.text},
-                     "logprobs": None, "finish_reason": c.finish_reason(max_len)}
+                     "logprobs": None if logprobs is None else {"content": logprobs[i],
+                                                                "refusal": None},
+                     "finish_reason": c.finish_reason(max_len)}
                     for i, c in enumerate(choices)],
         "usage": usage(prompt_tokens, sum(len(c.tokens) for c in choices)),
     }
+
+
+def logprob_content(tokens: Sequence[str], scores: Sequence[tuple[float, list]],
+                    detokenize: Callable[[Sequence[str]], str], names: Sequence[str]
+                    ) -> list[dict]:
+    """OpenAI's `logprobs.content` for a reply's `tokens`: per token, the text it adds to the
+    reply (so the entries' tokens join to the content), its log-probability, its UTF-8 bytes
+    and its `top_logprobs` alternatives. `scores` are chatbot.rerank.token_logprobs' (token
+    log-prob, [(id, log-prob)...]) for the tokens; `names` the vocabulary's tokens by id."""
+    entries, before = [], ""
+    for i, (token, (logprob, top)) in enumerate(zip(tokens, scores)):
+        text = detokenize(tokens[: i + 1])
+        piece = text[len(before):] if text.startswith(before) else token
+        before = text
+        space = " " if piece.startswith(" ") else ""
+        alternatives = [_entry(names[t] if names[t] in (*SPECIALS, TURN)  # (<EOS>: the end)
+                               else space + detokenize([names[t]]), lp) for t, lp in top]
+        entries.append({**_entry(piece, logprob), "top_logprobs": alternatives})
+    return entries
+
+
+def _entry(text: str, logprob: float) -> dict:
+    return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
 
 
 def chunk(id: str, model: str, created: int, choices: list[dict],

@@ -16,6 +16,7 @@ from chatbot.data import BAD_LINE_CHOICES
 from chatbot.distribute import STRATEGIES
 from chatbot.errors import ChatbotError
 from chatbot.rundir import read_json, write_json
+from chatbot.settings import DecodeConfig, check_decode
 from chatbot.text import SUBWORD_MODELS, TOKENIZERS
 
 # Bump when the meaning of config.json changes; older files still load, newer ones are refused.
@@ -85,35 +86,6 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop after the epoch that ends past this many minutes (0: no limit)
 
 
-DECODE_STRATEGIES = ("greedy", "beam", "random", "top_k", "top_p")
-
-
-@dataclass
-class DecodeConfig:
-    strategy: str = "greedy"  # greedy, beam, random (temperature only), top_k or top_p
-    max_reply_len: int = 40  # stop after this many reply tokens if <EOS> has not come
-    min_len: int = 0  # <EOS> is not allowed before this many reply tokens
-    beam_width: int = 5  # hypotheses kept by beam search
-    length_penalty: float = 1.0  # beam scores are logprob / length ** length_penalty
-    nbest: int = 1  # candidates returned (beam search only)
-    temperature: float = 1.0  # logits are divided by this before sampling; <1 is bolder
-    top_k: int = 10  # top_k: sample among the k most probable tokens
-    top_p: float = 0.9  # top_p: sample among the fewest tokens whose probability reaches p
-    no_repeat_ngram: int = 0  # if n > 0, never repeat an n-gram within a reply
-    loop_guard: int = 3  # a 3-gram may occur at most this often in a reply (0: no guard)
-    allow_unk: bool = False  # whether <UNK> may be generated
-    seed: int | None = None  # fixes sampling for reproducible replies
-    # Reranking (chatbot/rerank.py): the model scores whole candidate replies.
-    mmi: float = 0.0  # anti-language-model weight (Li et al. 2016); > 0 demotes generic replies
-    retrieval: bool = True  # greedy and beam: similar known prompts' replies join the candidates
-    retrieval_k: int = 3  # known prompts considered
-    retrieval_min_similarity: float = 0.4  # n-gram cosine similarity a known prompt needs
-    retrieval_weight: float = 5.0  # bonus of a known reply per unit of similarity, in nats/token
-    context: bool = True  # a context model reads its conversation's earlier turns; off: the prompt
-    spelling: bool = True  # word tokenizer: an unknown word is read as the known word one typo
-    # away (chatbot/spelling.py)
-
-
 @dataclass
 class RunConfig:
     text: TextConfig = field(default_factory=TextConfig)
@@ -166,6 +138,11 @@ class RunConfig:
                 if sf.name in values:
                     _check_value(f"{f.name}.{sf.name}", sf.type, values[sf.name], source)
             sections[f.name] = section_cls(**values)
+        try:
+            check_decode(sections["decode"], by_field=True)
+        except ChatbotError as exc:
+            raise ChatbotError(f"{source}: decode.{exc}; fix the file or retrain the model") \
+                from None
         return cls(**sections, format_version=version)
 
     def save(self, path: str | Path) -> None:
@@ -179,8 +156,7 @@ class RunConfig:
 # Settings that must be at least 1 (a zero or negative value cannot describe a model or a run).
 _POSITIVE = {"max_len", "max_vocab", "min_count", "embedding_dim", "hidden_dim", "num_layers",
              "num_heads", "context_turns",
-             "epochs", "batch_size", "max_reply_len", "beam_width", "nbest", "top_k",
-             "retrieval_k", "subword_vocab"}
+             "epochs", "batch_size", "subword_vocab"}
 # Settings that name one of a list, each list defined where its names are implemented.
 CHOICES = {"data.on_bad_lines": BAD_LINE_CHOICES, "train.optimizer": OPTIMIZERS,
            "train.monitor": MONITORS, "train.strategy": STRATEGIES,

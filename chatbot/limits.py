@@ -19,6 +19,13 @@ class Limits:
     max_concurrent: int = 64  # requests in progress at once, streams included; more get 429
     timeout: float = 60.0  # seconds a request may take: 504, or an error event in a stream
     max_choices: int = 8  # the largest n
+    max_beam: int = 16  # the widest beam a request may ask for (each row of it is decoded)
+    max_nbest: int = 16  # the most candidates a request may ask beam search to return
+    body_timeout: float = 10.0  # seconds a request's headers, and then its body, may take
+    # to arrive: 408 for a body, a closed connection for headers (slow clients)
+    keep_alive: float = 5.0  # seconds an idle connection stays open between requests
+    grace: float = 10.0  # seconds requests in progress may take to finish once the server is
+    # asked to stop (SIGTERM, Ctrl-C); the rest are cut off
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -45,4 +52,12 @@ LIMIT_FLAGS = [
     ("--timeout", "timeout", float,
      "seconds a request may take; past them 504, or an error event ends a stream"),
     ("--max-choices", "max_choices", int, "the largest n (choices per request)"),
+    ("--max-beam", "max_beam", int, "the widest beam a request may ask for"),
+    ("--max-nbest", "max_nbest", int, "the most candidates a request may ask for (nbest)"),
+    ("--body-timeout", "body_timeout", float,
+     "seconds a request's headers, then its body, may take to arrive (slow clients get 408, "
+     "or a closed connection)"),
+    ("--keep-alive", "keep_alive", float, "seconds an idle connection stays open"),
+    ("--grace", "grace", float,
+     "seconds requests in progress may take to finish when the server is stopped"),
 ]

@@ -105,3 +105,22 @@ def mmi_scores(engine: Engine, prompts: Sequence[Sequence[int]],
         score = score - weight * reply_logprobs(engine, [[]] * len(replies), replies,
                                                 eos_id) / scored
     return given, score
+
+
+def token_logprobs(engine: Engine, prompt: Sequence[int], reply: Sequence[int], top: int = 0
+                   ) -> list[tuple[float, list[tuple[int, float]]]]:
+    """For each token of `reply` (ids, the final <EOS> included if the caller puts it there):
+    its log-probability under the model after `prompt` and the tokens before it, and the `top`
+    most probable tokens at that position with theirs, best first. The model's own
+    distribution (temperature 1, before any decoding rule): what an API's `logprobs` report."""
+    out: list[tuple[float, list[tuple[int, float]]]] = []
+    if not reply:
+        return out
+    logits, state = engine.start([list(prompt)])
+    for t, token in enumerate(reply):
+        logprobs = log_softmax(np.asarray(logits, dtype=np.float64))[0]  # (vocab,)
+        best = np.argsort(-logprobs, kind="stable")[:top] if top else []
+        out.append((float(logprobs[token]), [(int(i), float(logprobs[i])) for i in best]))
+        if t + 1 < len(reply):
+            logits, state = engine.step(np.array([token]), state)
+    return out

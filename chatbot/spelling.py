@@ -14,7 +14,10 @@ Norvig's spelling corrector ranks them.
 
 Only words of letters (inner apostrophes and hyphens allowed) at least MIN_LENGTH long are
 corrected: a short word one slip from a known one is as often a word of its own that the
-training pairs lack ("hey" is one letter from "key", "thx" from "the"). The lookup is
+training pairs lack ("hey" is one letter from "key", "thx" from "the"). Nor are words more
+than one letter longer than the longest known word: no slip makes a known word of them, and
+the deletions of a word of L letters are L strings of L - 1 letters, work that must not grow
+with the square of whatever is pasted. The lookup is
 a symmetric-delete index (each known word under itself and its one-letter deletions, as
 SymSpell does), so a correction costs a few dictionary lookups, not a pass over the vocabulary.
 
@@ -61,17 +64,20 @@ class Speller:
         self.known = set(tokens)
         self.rank: dict[str, int] = {}  # word -> frequency rank (lower: more frequent)
         self.index: dict[str, list[str]] = {}  # a word or one of its deletions -> words
+        self.longest = 0  # letters of the longest word indexed
         for token in tokens:
             if token in self.rank or not is_word(token) or len(token) < MIN_LENGTH - 1:
                 continue
             self.rank[token] = len(self.rank)
+            self.longest = max(self.longest, len(token))
             for key in {token, *_deletes(token)}:
                 self.index.setdefault(key, []).append(token)
 
     def suggest(self, word: str) -> str | None:
         """The known word one slip from `word`, the most frequent if several; None when `word`
-        is known, too short, not a word, or has no known word that close."""
-        if word in self.known or len(word) < MIN_LENGTH or not is_word(word):
+        is known, too short or too long, not a word, or has no known word that close."""
+        if (word in self.known or not MIN_LENGTH <= len(word) <= self.longest + 1
+                or not is_word(word)):
             return None
         found = {w for key in (word, *_deletes(word)) for w in self.index.get(key, ())}
         close = [w for w in found if distance(word, w) == 1]

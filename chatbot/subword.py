@@ -62,8 +62,8 @@ class SubwordTokenizer:
         self.pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())
                        if not (sp.is_control(i) or sp.is_unknown(i))]
 
-    def tokenize(self, text: str) -> list[str]:
-        return self._processor.encode(_normalize(text, self.lowercase), out_type=str)
+    def tokenize(self, text: str, limit: int | None = None) -> list[str]:
+        return self._processor.encode(_normalize(text, self.lowercase), out_type=str)[:limit]
 
     def detokenize(self, tokens: Sequence[str]) -> str:
         # By id: byte pieces join into their characters, "▁" becomes a space.

@@ -14,6 +14,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -63,7 +64,9 @@ class TextTokenizer(Protocol):
 
     lowercase: bool
 
-    def tokenize(self, text: str) -> list[str]: ...
+    def tokenize(self, text: str, limit: int | None = None) -> list[str]:
+        """The tokens of `text`; with `limit`, its first `limit` tokens."""
+        ...
 
     def detokenize(self, tokens: Sequence[str]) -> str: ...
 
@@ -82,8 +85,10 @@ class Tokenizer:
 
     lowercase: bool = True
 
-    def tokenize(self, text: str) -> list[str]:
-        return [match.group(0) for match in _TOKEN.finditer(normalize(text, self.lowercase))]
+    def tokenize(self, text: str, limit: int | None = None) -> list[str]:
+        matches = _TOKEN.finditer(normalize(text, self.lowercase))
+        # With a limit, the regex stops after that many tokens (the rest is never read).
+        return [match.group(0) for match in islice(matches, limit)]
 
     def detokenize(self, tokens: Sequence[str]) -> str:
         out: list[str] = []
@@ -102,6 +107,25 @@ class Tokenizer:
             out.append(tok)
             prev, before = tok, prev
         return "".join(out)
+
+
+def clip(text: str, count: int, longest: int, end: bool = False) -> str:
+    """The part of `text` that its first `count` tokens come from (its last, with `end`), so
+    that no later step works on more than a prompt's model reads, however long the text.
+
+    Tokens never span whitespace, and a token longer than `longest` (the longest in a
+    vocabulary) is unknown at any length: so the first `count` runs of non-space characters,
+    each cut to `count * (longest + 2)` characters, hold the first `count` tokens (a run cut
+    there held an unknown word, still longer than any known one; the speller leaves it alone).
+    Whitespace is collapsed, which no tokenizer reads. At most count² × (longest + 2)
+    characters, in C-speed string operations: bounded work for any input.
+    """
+    width = count * (longest + 2)
+    if len(text) <= width:
+        return text
+    if end:
+        return " ".join(run[-width:] for run in text.rsplit(None, count)[-count:])
+    return " ".join(run[:width] for run in text.split(None, count)[:count])
 
 
 def is_cjk(token: str) -> bool:

@@ -28,7 +28,7 @@ def test_parse_setting(name, value, expected):
 
 @pytest.mark.parametrize("value", ["0", "-2"])
 def test_a_beam_below_one_is_refused(value):
-    with pytest.raises(ChatbotError, match="beam expects a whole number of at least 1"):
+    with pytest.raises(ChatbotError, match="beam must be a whole number from 1 to 256"):
         parse_setting("beam", value, DecodeConfig())
 
 

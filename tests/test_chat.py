@@ -65,9 +65,9 @@ def test_set_and_show_change_decoding(tiny_run):
 def test_bad_settings_are_explained_and_change_nothing(tiny_run):
     lines = drive(Bot.load(tiny_run),
                   "/set beam many\r/set top_p 1.5\r/set colour blue\r/set beam\r/show\r/quit\r")
-    assert lines[1] == "error: beam expects a whole number, received 'many'"
-    assert lines[2] == "error: `p` must be a number in (0, 1]. Received: p=1.5"
-    assert lines[3].startswith("error: unknown setting 'colour'; settings: strategy, beam")
+    assert lines[1] == "error: beam expects a whole number from 1 to 256, received 'many'"
+    assert lines[2] == "error: top_p must be a number from 0 (excluded) to 1, received 1.5"
+    assert lines[3].startswith("error: unknown setting 'colour'; settings: strategy, max_len")
     assert lines[4] == "wrong arguments for /set; /help shows its usage"
     assert lines[5].startswith("strategy greedy;")
 

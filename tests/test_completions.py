@@ -141,7 +141,25 @@ def test_bad_bodies_are_400_with_the_field_named(body, param):
     ({"max_len": 500}, "max_len"),
     ({"strategy": "psychic"}, "strategy"),
     ({"retrieval": "maybe"}, "retrieval"),
-    ({"logprobs": True}, "logprobs"),  # unknown here: refused, not ignored
+    ({"logprobs": "yes"}, "logprobs"),
+    ({"top_logprobs": 3}, "top_logprobs"),  # without logprobs: true
+    ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+    ({"length_penalty": 1e308}, "length_penalty"),
+    ({"length_penalty": -1000}, "length_penalty"),
+    ({"length_penalty": 1000}, "length_penalty"),
+    ({"beam": 20000}, "beam"),
+    ({"beam": 17}, "beam"),  # past this server's --max-beam (16)
+    ({"nbest": 17, "beam": 16}, "nbest"),
+    ({"temperature": 1e-300}, "temperature"),
+    ({"mmi": 1e308}, "mmi"),
+    ({"top_k": 10**30}, "top_k"),
+    ({"retrieval_k": 10**9}, "retrieval_k"),
+    ({"no_repeat_ngram": 10**9}, "no_repeat_ngram"),
+    ({"seed": 2**64}, "seed"),
+    ({"response_format": {"type": "json_schema", "json_schema": {}}}, "response_format"),
+    ({"tool_choice": "required", "tools": []}, "tool_choice"),
+    ({"modalities": ["text", "audio"]}, "modalities"),
+    ({"audio": {"voice": "x"}}, "audio"),
     ({"bean": 3}, "bean"),
 ])
 def test_out_of_range_or_unknown_fields_are_400(fields, param):

@@ -77,7 +77,7 @@ def test_openai_client_gets_the_replies_of_bot_reply(client, bot, tiny_run, prom
     assert completion.choices[0].message.role == "assistant"
     assert completion.choices[0].finish_reason == "stop"
     assert completion.object == "chat.completion" and completion.id.startswith("chatcmpl-")
-    assert completion.model == str(tiny_run)
+    assert completion.model == tiny_run.name  # the run's name, never a path
     assert completion.usage.prompt_tokens == len(bot.prompt_tokens(prompt))
     assert completion.usage.completion_tokens == len(bot.reply(prompt).tokens)
     assert completion.usage.total_tokens == (completion.usage.prompt_tokens
@@ -97,7 +97,7 @@ def test_openai_client_streams_the_same_reply(client, tiny_run, extra):
 
 
 def test_openai_client_lists_the_served_run(client, tiny_run):
-    assert [m.id for m in client.models.list()] == [str(tiny_run)]
+    assert [m.id for m in client.models.list()] == [tiny_run.name]
 
 
 def test_a_conversation_is_answered_at_its_last_user_turn(client, bot):
@@ -237,7 +237,8 @@ def test_hostile_messages_get_a_reply_or_an_error_never_a_failure(http, name):
 
 def test_an_oversized_body_without_a_length_is_413(http):
     chunks = (b"x" * 1024 for _ in range(8))  # chunked: no Content-Length
-    response = http.post("/v1/chat/completions", content=chunks)
+    response = http.post("/v1/chat/completions", content=chunks,
+                         headers={"Content-Type": "application/json"})
     assert response.status_code == 413
 
 

@@ -139,35 +139,40 @@ def test_ctrl_c_in_the_chat_clears_the_line_or_abandons_the_reply(tiny_run, term
     chat.at_prompt(1)
     chat.type("how are\x03")  # Ctrl-C at the prompt: the half-typed line is dropped
     chat.at_prompt(2)
-    # <EOS> is not allowed before a million tokens: the next reply would take minutes. (With
-    # retrieval on, the known reply of "hello" would win without a search: see Bot._drafts.)
-    chat.type("/set max_len 1000000\r")
+    # <EOS> is not allowed before the longest reply (4,096 tokens), and 256 hypotheses are
+    # searched: the next reply would take many seconds. (With retrieval on, the known reply of
+    # "hello" would win without a search: see Bot._drafts.)
+    chat.type("/set max_len 4096\r")
     chat.at_prompt(3)
-    chat.type("/set min_len 1000000\r")
+    chat.type("/set min_len 4096\r")
     chat.at_prompt(4)
     chat.type("/set retrieval off\r")
     chat.at_prompt(5)
+    chat.type("/set beam 256\r")
+    chat.at_prompt(6)
     chat.type("hello\r")
-    chat.read_until(lambda raw: raw.count(PROMPT_ENDS) >= 5)  # the prompt has returned "hello"
+    chat.read_until(lambda raw: raw.count(PROMPT_ENDS) >= 6)  # the prompt has returned "hello"
     time.sleep(0.5)
     assert "bot> " not in chat.text()  # still decoding
     chat.process.send_signal(signal.SIGINT)
-    chat.at_prompt(6)  # the session goes on
+    chat.at_prompt(7)  # the session goes on
     chat.type("/set min_len 0\r")
-    chat.at_prompt(7)
-    chat.type("hello\r")
     chat.at_prompt(8)
+    chat.type("/set beam 1\r")
+    chat.at_prompt(9)
+    chat.type("hello\r")
+    chat.at_prompt(10)
     chat.type("\x04")  # Ctrl-D leaves
     assert chat.finish() == 0, chat.text()
     bot = Bot.load(tiny_run)  # what /set prints: the settings line of the same changes
     shown = []
-    for name, value in [("max_len", "1000000"), ("min_len", "1000000"), ("retrieval", "off"),
-                        ("min_len", "0")]:
+    for name, value in [("max_len", "4096"), ("min_len", "4096"), ("retrieval", "off"),
+                        ("beam", "256"), ("min_len", "0"), ("beam", "1")]:
         bot.set(name, value)
         shown.append(describe(bot))
-    assert shown[0].startswith("strategy greedy; min_len 0, max_len 1000000, ")
+    assert shown[0].startswith("strategy greedy; min_len 0, max_len 4096, ")
     assert repl_lines(chat.text()) == [
-        shown[0], shown[1], shown[2], "(interrupted)", shown[3], "bot> hi there!", "bye"]
+        *shown[:4], "(interrupted)", *shown[4:], "bot> hi there!", "bye"]
     assert "Traceback" not in chat.text()
 
 

@@ -149,12 +149,14 @@ def test_a_full_row_leaves_the_rest_of_its_batch_as_it_would_be_alone():
     cached, uncached = engines(max_positions=10)
     prompts = [[5, 6, 7, 8, 9], [5]]  # positions 0-6 and 0-2 used
     (logits, state), (expected, walk) = cached.start(prompts), uncached.start(prompts)
+    # (float32 sums in another order: logits of up to ~15 differ by up to 4e-4 on some CPUs;
+    # a row that read the wrong cache differs by whole units)
     for _ in range(6):
-        np.testing.assert_allclose(logits, expected, atol=1e-4)
+        np.testing.assert_allclose(logits, expected, atol=1e-3)
         logits, state = cached.step(np.array([9, 9]), state)
         expected, walk = uncached.step(np.array([9, 9]), walk)
     assert logits[0].argmax() == VOCAB.eos_id and np.isfinite(logits[1]).all()  # row 0 full
-    np.testing.assert_allclose(logits[1], expected[1], atol=1e-4)
+    np.testing.assert_allclose(logits[1], expected[1], atol=1e-3)
 
 
 def test_forward_refuses_a_sequence_longer_than_max_positions():

@@ -40,7 +40,7 @@ needs_browser = pytest.mark.skipif(MISSING is not None,
 @pytest.fixture
 def http() -> TestClient:
     # The page's routes and the key check touch no model: none is loaded.
-    return TestClient(create_app(None, "m", api_key=KEY))
+    return TestClient(create_app(None, "m", api_key=KEY), base_url="http://localhost")
 
 
 def test_the_page_is_served_at_root_without_the_key(http):
@@ -187,7 +187,7 @@ def user(text: str) -> dict:
 @needs_browser
 def test_a_conversation_in_english_and_chinese(page, server, bot, tiny_run, tmp_path):
     open_page(page, server.url)
-    expect(page.locator("#model")).to_have_text(str(tiny_run))  # from GET /v1/models
+    expect(page.locator("#model")).to_have_text(tiny_run.name)  # from GET /v1/models
     assert page.evaluate("document.activeElement.id") == "message"
     with page.expect_request("**/v1/chat/completions") as first:
         english = say(page, "hello")
@@ -288,7 +288,7 @@ def test_the_api_key_is_asked_for_and_kept_in_this_tab_only(page, keyed, tiny_ru
     expect(alert).to_contain_text("The server refused this API key")
     key.fill(KEY)
     key.press("Enter")
-    expect(page.locator("#model")).to_have_text(str(tiny_run))
+    expect(page.locator("#model")).to_have_text(tiny_run.name)
     expect(alert).to_be_hidden()
     with page.expect_request("**/v1/chat/completions") as request:
         assert say(page, "hello") == "hi there!"
@@ -297,7 +297,7 @@ def test_the_api_key_is_asked_for_and_kept_in_this_tab_only(page, keyed, tiny_ru
     assert page.evaluate("localStorage.length") == 0
     page.reload()  # the same tab keeps it
     expect(page.get_by_label("API key")).to_have_value(KEY)
-    expect(page.locator("#model")).to_have_text(str(tiny_run))
+    expect(page.locator("#model")).to_have_text(tiny_run.name)
 
 
 @pytest.mark.slow
