@@ -12,8 +12,8 @@ the other is in Python: NumPy's matrix products release the interpreter's lock, 
 overlap on two cores.
 
 Batching never changes a reply. Greedy and beam search give each row the reply it gets alone,
-and unseeded sampling is random anyway; seeded sampling draws every row of a batch from one
-generator, so a seeded sampling request is decoded on its own. A request abandoned before its
+and unseeded sampling is random anyway; seeded sampling draws row i of a batch from a generator
+seeded seed + i, so a seeded sampling request is decoded on its own. A request abandoned before its
 batch started (it timed out, or its client left: `Ticket.abandon`) is skipped; a batch whose
 requests are all abandoned stops at its next decoding step.
 

@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chatbot.bot import make_sampler
+from chatbot.bot import RERANKED, make_sampler
 from chatbot.dialogue import Message, parse_messages
 from chatbot.errors import ChatbotError
 from chatbot.limits import Limits
@@ -110,17 +110,28 @@ class Completion:
     logprobs: int | None = None  # None: not asked; k: each token's log-probability and the
     # k most probable tokens at its position (top_logprobs)
 
-    def decodings(self) -> list[tuple[int | None, int]]:
-        """(seed, prompt rows) of each decoding the choices come from: a deterministic
-        strategy's one row (its n best, or n copies of the greedy reply), n rows drawn from
-        one generator when sampling without a seed, and with seed S one decoding per choice,
-        seeded S, S + 1, ..., so that choice i is what seed S + i alone gives."""
-        seed = self.decode.seed
-        if self.decode.strategy in DETERMINISTIC:
-            return [(seed, 1)]
-        if seed is None:
-            return [(None, self.n)]
-        return [(seed + i, 1) for i in range(self.n)]
+    def rows(self) -> int:
+        """The prompt rows the choices are decoded from, as one batch: a deterministic
+        strategy's one row (its n best, or n copies of the greedy reply), else n rows. With a
+        seed S, row i draws from a generator seeded S + i (chatbot.samplers.RowGenerators),
+        so that choice i is what seed S + i alone gives."""
+        return 1 if self.decode.strategy in DETERMINISTIC else self.n
+
+    def work(self) -> int:
+        """The most decoding steps this request may take, counted in rows x steps: what its
+        CPU time grows with (Limits.max_work). Each pass through the engine costs up to
+        max_tokens steps of its rows: the search's (a beam's hypotheses, or the n sampled
+        choices); the reranking's, which scores the generated candidates and, with greedy and
+        beam search, up to retrieval_k known replies (twice with MMI: after the prompt and
+        after an empty one); and the logprobs', one row per choice."""
+        d = self.decode
+        beam = d.strategy == "beam"
+        search = self.rows() * (d.beam_width if beam else 1)
+        candidates = d.nbest if beam else self.rows()
+        known = d.retrieval_k if d.retrieval and d.strategy in RERANKED else 0
+        rerank = (candidates + known) * (2 if d.mmi else 1) if d.mmi or known else 0
+        logprobs = self.n if self.logprobs is not None else 0
+        return d.max_reply_len * (search + rerank + logprobs)
 
 
 def parse_request(body: bytes, saved: DecodeConfig, limits: Limits) -> Completion:
@@ -149,10 +160,18 @@ def parse_request(body: bytes, saved: DecodeConfig, limits: Limits) -> Completio
                        "'stream': true", param="stream_options")
     _check_capabilities(value)
     n = _whole(value, "n", 1, limits.max_choices)
-    return Completion(_messages(value.get("messages")), _decode(value, saved, limits, n),
-                      n if n is not None else 1, stream,
-                      _flag(options or {}, "include_usage", "stream_options"),
-                      _stop(value.get("stop")), _logprobs(value))
+    completion = Completion(_messages(value.get("messages")), _decode(value, saved, limits, n),
+                            n if n is not None else 1, stream,
+                            _flag(options or {}, "include_usage", "stream_options"),
+                            _stop(value.get("stop")), _logprobs(value))
+    work = completion.work()
+    if work > limits.max_work:
+        raise ApiError(f"this request may take up to {work:,} decoding steps (rows decoded "
+                       "at once x max_tokens; beam width, n, nbest, mmi, retrieval_k and "
+                       f"logprobs each add rows), more than this server's --max-work "
+                       f"{limits.max_work:,}; ask for fewer tokens, choices or hypotheses",
+                       param="max_tokens" if "max_tokens" in value else None)
+    return completion
 
 
 def _check_capabilities(value: dict) -> None:
@@ -428,18 +447,16 @@ def response(id: str, model: str, choices: Sequence[ChoiceText], max_len: int,
     }
 
 
-def logprob_content(tokens: Sequence[str], scores: Sequence[tuple[float, list]],
+def logprob_content(pieces: Sequence[str], scores: Sequence[tuple[float, list]],
                     detokenize: Callable[[Sequence[str]], str], names: Sequence[str]
                     ) -> list[dict]:
-    """OpenAI's `logprobs.content` for a reply's `tokens`: per token, the text it adds to the
-    reply (so the entries' tokens join to the content), its log-probability, its UTF-8 bytes
-    and its `top_logprobs` alternatives. `scores` are chatbot.rerank.token_logprobs' (token
-    log-prob, [(id, log-prob)...]) for the tokens; `names` the vocabulary's tokens by id."""
-    entries, before = [], ""
-    for i, (token, (logprob, top)) in enumerate(zip(tokens, scores)):
-        text = detokenize(tokens[: i + 1])
-        piece = text[len(before):] if text.startswith(before) else token
-        before = text
+    """OpenAI's `logprobs.content` for a reply: per token, the text it adds to the reply
+    (`pieces`, the tokenizer's: the entries' tokens join to the content), its log-probability,
+    its UTF-8 bytes and its `top_logprobs` alternatives. `scores` are
+    chatbot.rerank.token_logprobs' (token log-prob, [(id, log-prob)...]) for the tokens;
+    `names` the vocabulary's tokens by id."""
+    entries = []
+    for piece, (logprob, top) in zip(pieces, scores):
         space = " " if piece.startswith(" ") else ""
         alternatives = [_entry(names[t] if names[t] in (*SPECIALS, TURN)  # (<EOS>: the end)
                                else space + detokenize([names[t]]), lp) for t, lp in top]

@@ -21,6 +21,8 @@ class Limits:
     max_choices: int = 8  # the largest n
     max_beam: int = 16  # the widest beam a request may ask for (each row of it is decoded)
     max_nbest: int = 16  # the most candidates a request may ask beam search to return
+    max_work: int = 2500  # the most rows x steps a request's decoding may take (see
+    # chatbot.completions.Completion.work): about 1 s of CPU here at its most
     body_timeout: float = 10.0  # seconds a request's headers, and then its body, may take
     # to arrive: 408 for a body, a closed connection for headers (slow clients)
     keep_alive: float = 5.0  # seconds an idle connection stays open between requests
@@ -54,6 +56,9 @@ LIMIT_FLAGS = [
     ("--max-choices", "max_choices", int, "the largest n (choices per request)"),
     ("--max-beam", "max_beam", int, "the widest beam a request may ask for"),
     ("--max-nbest", "max_nbest", int, "the most candidates a request may ask for (nbest)"),
+    ("--max-work", "max_work", int,
+     "the most decoding work a request may ask for, in rows x steps (the rows: beam width or "
+     "n, plus those reranked and those of logprobs)"),
     ("--body-timeout", "body_timeout", float,
      "seconds a request's headers, then its body, may take to arrive (slow clients get 408, "
      "or a closed connection)"),

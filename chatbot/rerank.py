@@ -107,20 +107,40 @@ def mmi_scores(engine: Engine, prompts: Sequence[Sequence[int]],
     return given, score
 
 
-def token_logprobs(engine: Engine, prompt: Sequence[int], reply: Sequence[int], top: int = 0
-                   ) -> list[tuple[float, list[tuple[int, float]]]]:
-    """For each token of `reply` (ids, the final <EOS> included if the caller puts it there):
-    its log-probability under the model after `prompt` and the tokens before it, and the `top`
-    most probable tokens at that position with theirs, best first. The model's own
-    distribution (temperature 1, before any decoding rule): what an API's `logprobs` report."""
-    out: list[tuple[float, list[tuple[int, float]]]] = []
-    if not reply:
+def token_logprobs(engine: Engine, prompt: Sequence[int], replies: Sequence[Sequence[int]],
+                   top: int = 0) -> list[list[tuple[float, list[tuple[int, float]]]]]:
+    """For each reply (ids, the final <EOS> included if the caller puts it there), for each of
+    its tokens: its log-probability under the model after `prompt` and the tokens before it,
+    and the `top` most probable tokens at that position with theirs, best first. The model's
+    own distribution (temperature 1, before any decoding rule): what an API's `logprobs`
+    report. The replies go through the engine together, as one batch of rows."""
+    out: list[list[tuple[float, list[tuple[int, float]]]]] = [[] for _ in replies]
+    longest = max((len(r) for r in replies), default=0)
+    if not longest:
         return out
-    logits, state = engine.start([list(prompt)])
-    for t, token in enumerate(reply):
-        logprobs = log_softmax(np.asarray(logits, dtype=np.float64))[0]  # (vocab,)
-        best = np.argsort(-logprobs, kind="stable")[:top] if top else []
-        out.append((float(logprobs[token]), [(int(i), float(logprobs[i])) for i in best]))
-        if t + 1 < len(reply):
-            logits, state = engine.step(np.array([token]), state)
+    padded = np.zeros((len(replies), longest), dtype=np.int64)  # ended rows read <PAD>
+    for row, reply in enumerate(replies):
+        padded[row, : len(reply)] = reply
+    logits, state = engine.start([list(prompt)] * len(replies))
+    for t in range(longest):
+        logprobs = log_softmax(np.asarray(logits, dtype=np.float64))  # (rows, vocab)
+        for row, reply in enumerate(replies):
+            if t < len(reply):
+                out[row].append((float(logprobs[row, reply[t]]),
+                                 _best(logprobs[row], top)))
+        if t + 1 < longest:
+            logits, state = engine.step(padded[:, t], state)
     return out
+
+
+def _best(logprobs: np.ndarray, top: int) -> list[tuple[int, float]]:
+    """The `top` most probable tokens of one row with their log-probabilities, best first
+    (ties in token order); the whole vocabulary is not sorted for a few of them."""
+    if not top:
+        return []
+    top = min(top, len(logprobs))
+    cut = -np.partition(-logprobs, top - 1)[top - 1]  # the top-th largest value
+    above = np.flatnonzero(logprobs > cut)
+    some = np.concatenate([above, np.flatnonzero(logprobs == cut)[: top - len(above)]])
+    best = some[np.lexsort((some, -logprobs[some]))]
+    return [(int(i), float(logprobs[i])) for i in best]

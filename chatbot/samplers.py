@@ -70,6 +70,19 @@ def _check(name: str, value: Any, ok: bool, expected: str) -> None:
         raise ChatbotError(f"`{name}` must be {expected}. Received: {name}={value!r}")
 
 
+class RowGenerators:
+    """One generator per row, seeded seed, seed + 1, ...: `random((rows, 1))` draws one
+    number from each, as np.random.Generator.random does from one. Only what _sample uses."""
+
+    def __init__(self, seed: int, rows: int):
+        self.generators = [np.random.default_rng(seed + row) for row in range(rows)]
+
+    def random(self, shape: tuple[int, int]) -> np.ndarray:
+        if shape != (len(self.generators), 1):
+            raise ValueError(f"{len(self.generators)} row generators cannot draw {shape}")
+        return np.array([[g.random()] for g in self.generators])
+
+
 def _sample(logprobs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One draw per row from exp(logprobs), (rows, vocab) -> (rows,); -inf is never drawn."""
     cdf = np.exp(logprobs).cumsum(axis=-1)
@@ -113,7 +126,11 @@ class Sampler:
         self.check_nbest(nbest)
         if not prompts:
             return []
-        rng = np.random.default_rng(self.seed)  # per call: the same seed gives the same replies
+        # Per call, so that the same seed gives the same replies; with a seed S, row i draws
+        # from its own generator, seeded S + i: it gets what it would get alone with seed
+        # S + i, so the n choices of a seeded request decode as one batch.
+        rng = (np.random.default_rng() if self.seed is None
+               else RowGenerators(self.seed, len(prompts)))
         return self.search(engine, prompts, vocab, nbest, rng, on_step)
 
     def check_nbest(self, nbest: int) -> None:
@@ -236,6 +253,8 @@ class TopKSampler(Sampler):
         self.k = k
 
     def next_tokens(self, logprobs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.k >= logprobs.shape[-1]:  # every token is among the k most probable
+            return _sample(logprobs, rng)
         top = np.argsort(-logprobs, axis=-1, kind="stable")[:, : self.k]  # (rows, k)
         kept = np.full_like(logprobs, -np.inf)
         np.put_along_axis(kept, top, np.take_along_axis(logprobs, top, axis=-1), axis=-1)

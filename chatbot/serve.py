@@ -81,7 +81,7 @@ async def chat_completions(request: Request) -> Response:
         return StreamingResponse(events, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
     try:
-        replies = await service.replies(completion, deadline, request, bot)
+        replies = await service.replies(completion, bot, deadline, request)
     except ClientGone:
         return Response(status_code=499)  # nobody reads it: nginx's "client closed request"
     except asyncio.TimeoutError:
@@ -120,7 +120,8 @@ async def models(request: Request) -> Response:
     return JSONResponse({"object": "list", "data": [_model_card(request.app.state.service)]})
 
 
-async def model(request: Request) -> Response:
+async def one_model(request: Request) -> Response:
+    # (not `model`: create_app's argument of that name would hide it from the routes)
     service: Service = request.app.state.service
     name = request.path_params["model"]
     if name != service.model:
@@ -172,7 +173,7 @@ def create_app(bot: Bot, model: str, limits: Limits = DEFAULT_LIMITS,
 
     app = Starlette(routes=[Route(COMPLETIONS, chat_completions, methods=["POST"]),
                             Route("/v1/models", models, methods=["GET"]),
-                            Route("/v1/models/{model:path}", model, methods=["GET"]),
+                            Route("/v1/models/{model:path}", one_model, methods=["GET"]),
                             Route("/health", health, methods=["GET"]),
                             # static, so outside /v1/: the Guard asks no key for them
                             Route("/", page, methods=["GET"]),

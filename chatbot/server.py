@@ -7,8 +7,8 @@ uvicorn closes a connection that stays idle between requests (`timeout_keep_aliv
 one that connects and then sends its headers a byte at a time, or never: such a connection
 (slowloris) is kept as long as it stays open. Here every request's headers must arrive within
 `header_timeout` seconds of its first byte (of the connection, for the first request) and
-hold at most MAX_HEADER_BYTES, else the connection is closed; the body has its own deadline
-in the app (chatbot.serve, 408).
+hold at most MAX_HEADER_BYTES, else the connection is closed (with 400 for headers too large);
+the body has its own deadline in the app (chatbot.serve, 408).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from chatbot.bot import Bot
@@ -42,7 +43,9 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._waiting:
-            # Counted before this packet, which may hold the start of a body too.
+            # Counted before this packet, which may hold the start of a body too. (This
+            # catches headers that trickle in; those that come in one packet, up to 256 KiB,
+            # are counted as the parser reads them: _count.)
             if self._header_bytes > MAX_HEADER_BYTES:
                 self._deadline.cancel()
                 self.send_400_response("Request headers too large.")
@@ -52,10 +55,26 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._parsed = 0  # bytes of this request's line and headers the parser has read
         if not self._waiting:  # the next request on a kept-alive connection
             self._waiting, self._header_bytes = True, 0
             self._deadline.cancel()
             self._deadline = self.loop.call_later(self.header_timeout, self._too_slow)
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)  # "name: value\r\n"
+        super().on_header(name, value)
+
+    def _count(self, size: int) -> None:
+        self._parsed += size
+        if self._parsed > MAX_HEADER_BYTES:
+            # Raised in a parser callback, it stops the parser before the request reaches the
+            # app; uvicorn answers it as any request it cannot parse: 400, connection closed.
+            raise httptools.HttpParserError("Request headers too large.")
 
     def on_headers_complete(self) -> None:
         self._waiting = False
@@ -106,6 +125,9 @@ def serve(bot: Bot, model: str, host: str = "127.0.0.1", port: int = 8000,
         reason = getattr(exc, "strerror", None) or exc
         raise ChatbotError(f"cannot listen on {host} port {port} ({reason}); choose another "
                            "with --port (0: any free port)") from None
+    # Listening now, before the line below names the port: a client that connects as soon as
+    # it reads the line waits in the backlog until uvicorn accepts, instead of being refused.
+    sock.listen(2048)  # uvicorn's backlog
     port = sock.getsockname()[1]
     app = create_app(bot, model, limits, api_key, host, allowed_hosts)
     # uvicorn's limits, set deliberately (the README lists them): idle connections close

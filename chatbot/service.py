@@ -65,11 +65,11 @@ class Service:
         config = Path(model) / CONFIG
         self.created = int(config.stat().st_mtime) if config.exists() else now()
 
-    def bot_for(self, completion: Completion, seed: int | None = None) -> Bot:
+    def bot_for(self, completion: Completion) -> Bot:
         """A Bot with the request's settings that shares everything else with the served one
         (see the module docstring)."""
         bot = copy.copy(self.bot)
-        decode = dataclasses.replace(completion.decode, seed=seed)
+        decode = completion.decode
         if decode != bot.decode:  # (most requests keep the run's settings)
             bot.configure(**{f.name: getattr(decode, f.name) for f in dataclasses.fields(decode)})
         return bot
@@ -79,7 +79,7 @@ class Service:
         Runs in a worker thread, so that no request's text holds up the event loop; the work
         is bounded by the limits and by what the model reads (chatbot.text.clip)."""
         completion = parse_request(body, self.bot.decode, self.limits)
-        bot = self.bot_for(completion, completion.decode.seed)
+        bot = self.bot_for(completion)
         turns = self.check_prompt(bot, completion)
         live = completion.stream and completion.logprobs is None and self.streams_live(bot, turns)
         return Prepared(completion, bot, turns, bot.prompt_tokens(turns), live)
@@ -107,28 +107,24 @@ class Service:
             return False
         return not bot.matches(turns)  # Bot's own rule for when retrieval adds replies
 
-    async def replies(self, completion: Completion, deadline: float,
-                      request: Request | None = None, bot: Bot | None = None
-                      ) -> list[list[str]]:
+    async def replies(self, completion: Completion, bot: Bot, deadline: float,
+                      request: Request | None = None) -> list[list[str]]:
         """Every choice's reply tokens, through the batcher. TimeoutError past `deadline`;
         ClientGone when `request`'s client disconnects first. Either way the decoding stops:
         not started if it had not, else at its next step once no one else shares its batch.
-        `bot`, the request's (bot_for), decodes the choices of its own seed."""
+        `bot` is the request's (bot_for)."""
         loop = asyncio.get_running_loop()
-        tickets = [self.batcher.submit(
-            bot if bot and bot.decode.seed == seed else self.bot_for(completion, seed),
-            [completion.messages] * rows) for seed, rows in completion.decodings()]
-        waiting = asyncio.gather(*map(asyncio.wrap_future, tickets))
+        ticket = self.batcher.submit(bot, [completion.messages] * completion.rows())
+        waiting = asyncio.wrap_future(ticket)
         gone = asyncio.ensure_future(_disconnected(request)) if request else None
         try:
             await asyncio.wait([w for w in (waiting, gone) if w], return_when=FIRST_COMPLETED,
                                timeout=max(0.0, deadline - loop.time()))
             if not waiting.done():
                 raise ClientGone if gone and gone.done() else asyncio.TimeoutError
-            replies = [r for rows in waiting.result() for r in rows]
+            replies = waiting.result()
         finally:
-            for ticket in tickets:
-                ticket.abandon()  # (nothing happens to one already decoded)
+            ticket.abandon()  # (nothing happens to one already decoded)
             for task in (waiting, gone):
                 if task:
                     task.cancel()
@@ -144,12 +140,9 @@ def logprobs(ready: Prepared, texts: list[ChoiceText]) -> list[list[dict]]:
     worker thread, like decoding."""
     bot, top = ready.bot, ready.completion.logprobs
     prompt = bot.vocab.encode(ready.prompt)
-    out = []
-    for text in texts:
-        scores = token_logprobs(bot.engine, prompt, bot.vocab.encode(text.tokens), top)
-        out.append(logprob_content(text.tokens, scores, bot.tokenizer.detokenize,
-                                   bot.vocab.tokens))
-    return out
+    scores = token_logprobs(bot.engine, prompt, [bot.vocab.encode(t.tokens) for t in texts], top)
+    return [logprob_content(bot.tokenizer.token_texts(text.tokens), rows, bot.tokenizer.detokenize,
+                            bot.vocab.tokens) for text, rows in zip(texts, scores)]
 
 
 class ClientGone(Exception):

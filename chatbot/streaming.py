@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import AsyncIterator
 
@@ -67,7 +66,7 @@ async def stream(service: Service, ready: Prepared, deadline: float) -> AsyncIte
                                      content, end):
                 yield piece
         else:
-            replies = await service.replies(completion, deadline, bot=bot)
+            replies = await service.replies(completion, bot, deadline)
             chosen = [choice_text(tokens, bot.tokenizer.detokenize, completion.stop)
                       for tokens in replies]
             entries = (await asyncio.to_thread(logprobs, ready, chosen)
@@ -108,27 +107,25 @@ async def _live(bot: Bot, completion: Completion, prompt_tokens: list[str],
                 ) -> AsyncIterator[str]:
     """The events of a reply streamed as the sampler generates it (Service.streams_live)."""
     prompt = bot.vocab.encode(prompt_tokens)
-    # n greedy choices: n equal rows, each streamed to its own choice
-    plan = [(None, completion.n)] if bot.decode.strategy == "greedy" else completion.decodings()
-    first = 0
-    for seed, rows in plan if prompt else []:  # an empty prompt: an empty reply
-        sampler = make_sampler(dataclasses.replace(bot.decode, seed=seed))
-        async with contextlib.aclosing(
-                stream_rows(sampler, bot, [prompt] * rows, deadline)) as tokens:
-            async for row, token in tokens:
-                index = first + row
-                if index in ended:
-                    continue
-                if token == bot.vocab.eos_id:
-                    yield end(index)
-                    continue
-                for word in bot.vocab.decode([token]):  # none for <TURN>, as Bot
-                    delta = texts[index].push(word)
-                    if delta:
-                        yield content(index, delta)
-                if texts[index].stopped:
-                    yield end(index)
-                if all(i in ended for i in range(first, first + rows)):
-                    break  # every row stopped: stop the search
-        first += rows
+    # A row per choice (greedy: n equal rows), each streamed to its own choice; with a seed S,
+    # row i draws from S + i (completions.Completion.rows)
+    rows = completion.n
+    if not prompt:  # an empty prompt: an empty reply
+        return
+    async with contextlib.aclosing(
+            stream_rows(make_sampler(bot.decode), bot, [prompt] * rows, deadline)) as tokens:
+        async for row, token in tokens:
+            if row in ended:
+                continue
+            if token == bot.vocab.eos_id:
+                yield end(row)
+                continue
+            for word in bot.vocab.decode([token]):  # none for <TURN>, as Bot
+                delta = texts[row].push(word)
+                if delta:
+                    yield content(row, delta)
+            if texts[row].stopped:
+                yield end(row)
+            if len(ended) >= rows:
+                break  # every row stopped: stop the search
 

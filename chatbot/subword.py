@@ -69,6 +69,22 @@ class SubwordTokenizer:
         # By id: byte pieces join into their characters, "▁" becomes a space.
         return self._processor.decode([self._processor.piece_to_id(t) for t in tokens])
 
+    def token_texts(self, tokens: Sequence[str]) -> list[str]:
+        # A byte piece adds nothing until its character's last byte: decoded prefix by prefix
+        # (in sentencepiece's C++, for at most a reply's tokens).
+        # U+FFFD stands for a character whose bytes have not all come: it waits for them.
+        ids = [self._processor.piece_to_id(t) for t in tokens]
+        out, before = [], ""
+        for end in range(1, len(ids) + 1):
+            text = self._processor.decode(ids[:end])
+            if end < len(ids):
+                text = text.rstrip("\ufffd")
+            if not text.startswith(before):  # (never seen: decoding only appends)
+                text = before
+            out.append(text[len(before):])
+            before = text
+        return out
+
     def save(self, path: str | Path) -> None:
         atomic_write_bytes(path, self.model)
 

@@ -70,6 +70,10 @@ class TextTokenizer(Protocol):
 
     def detokenize(self, tokens: Sequence[str]) -> str: ...
 
+    def token_texts(self, tokens: Sequence[str]) -> list[str]:
+        """The text each token adds to detokenize(tokens): they join to it."""
+        ...
+
 
 def normalize(text: str, lowercase: bool) -> str:
     """Text as every tokenizer reads it."""
@@ -91,6 +95,9 @@ class Tokenizer:
         return [match.group(0) for match in islice(matches, limit)]
 
     def detokenize(self, tokens: Sequence[str]) -> str:
+        return "".join(self.token_texts(tokens))
+
+    def token_texts(self, tokens: Sequence[str]) -> list[str]:
         out: list[str] = []
         prev = before = ""
         quote_open = False  # a straight " opens a quotation, the next one closes it
@@ -102,11 +109,9 @@ class Tokenizer:
                 joins = (_joins(prev, tok) or (prev == '"' and quote_open)
                          # ASCII punctuation inside Chinese text: "分支,致力于"
                          or (prev in ",.!?;:" and is_cjk(before) and is_cjk(tok)))
-            if out and not joins:
-                out.append(" ")
-            out.append(tok)
+            out.append(tok if joins or not out else " " + tok)
             prev, before = tok, prev
-        return "".join(out)
+        return out
 
 
 def clip(text: str, count: int, longest: int, end: bool = False) -> str:

@@ -65,11 +65,33 @@ def test_n_best_with_beam_search_widens_the_beam():
     assert (decode.strategy, decode.beam_width, decode.nbest) == ("beam", 4, 4)
 
 
-def test_decodings_say_where_each_choice_comes_from():
-    assert parse(n=3).decodings() == [(None, 1)]  # greedy: one row, copied
-    assert parse(n=3, temperature=1).decodings() == [(None, 3)]  # one generator, 3 rows
-    assert parse(n=3, temperature=1, seed=5).decodings() == [(5, 1), (6, 1), (7, 1)]
+def test_rows_say_how_many_rows_the_choices_come_from():
+    assert parse(n=3).rows() == 1  # greedy: one row, copied
+    assert parse(n=3, temperature=1).rows() == 3  # one row per choice
+    assert parse(n=3, temperature=1, seed=5).rows() == 3  # (row i drawn with seed 5 + i)
 
+
+
+@pytest.mark.parametrize("fields, rows", [
+    ({}, 1 + (1 + 3)),  # greedy, its reply and the memory's 3 known replies reranked
+    ({"retrieval": False}, 1),
+    ({"temperature": 1, "n": 4}, 4),  # sampled: no known replies join
+    ({"temperature": 1, "n": 4, "mmi": 1}, 4 + 2 * 4),  # each choice scored twice
+    ({"beam": 8, "n": 2, "retrieval": False}, 8),
+    ({"beam": 8, "nbest": 3, "mmi": 1}, 8 + 2 * (3 + 3)),
+    ({"n": 3, "logprobs": True, "retrieval": False}, 1 + 3),  # a logprobs row per choice
+])
+def test_work_counts_every_row_decoded_at_every_step(fields, rows):
+    assert parse(max_tokens=10, **fields).work() == 10 * rows
+
+
+def test_a_request_past_max_work_is_refused_by_name():
+    limits = Limits(max_work=100)
+    body = {"messages": HELLO, "max_tokens": 20, "beam": 4, "retrieval": False}
+    assert parse_request(json.dumps(body).encode(), SAVED, limits).work() == 80
+    with pytest.raises(ApiError, match="--max-work 100") as caught:
+        parse_request(json.dumps({**body, "max_tokens": 30}).encode(), SAVED, limits)
+    assert caught.value.status == 400 and caught.value.param == "max_tokens"
 
 def test_the_saved_min_len_gives_way_to_a_shorter_max_tokens():
     assert parse(DecodeConfig(min_len=8), max_tokens=3).decode.min_len == 3

@@ -10,7 +10,7 @@ from chatbot.chat import explain
 from chatbot.config import RunConfig
 from chatbot.data import read_pairs
 from chatbot.numpy_ops import log_softmax
-from chatbot.rerank import mmi_scores, reply_logprobs
+from chatbot.rerank import mmi_scores, reply_logprobs, token_logprobs
 from chatbot.retrieval import Memory
 from chatbot.rundir import CONFIG, MODEL, VOCAB
 from chatbot.vocab import Vocabulary
@@ -53,6 +53,24 @@ def test_reply_logprobs_are_the_step_by_step_sums(bot):
     empty = [step_by_step(engine, [], r, vocab.eos_id) / (len(r) + 1) for r in replies]
     np.testing.assert_allclose(mmi, means - 0.5 * np.array(empty), rtol=1e-5, atol=1e-5)
 
+
+
+def test_token_logprobs_of_replies_together_are_each_ones_step_by_step(bot):
+    vocab, engine = bot.vocab, bot.engine
+    prompt = vocab.encode(bot.prompt_tokens("how are you?"))
+    replies = [[*vocab.encode(bot.tokenizer.tokenize(t)), vocab.eos_id] for t in
+               ("i am fine, thanks.", "hi there!", "再见，明天见。")] + [[]]
+    together = token_logprobs(engine, prompt, replies, top=4)
+    assert [len(rows) for rows in together] == [len(r) for r in replies]
+    for reply, rows in zip(replies, together):
+        logits, state = engine.start([prompt])
+        for token, (logprob, best) in zip(reply, rows):
+            expected = log_softmax(np.asarray(logits, dtype=np.float64))[0]
+            assert logprob == pytest.approx(expected[token], abs=1e-5)
+            order = np.argsort(-expected, kind="stable")[:4]  # best first, ties in id order
+            assert [i for i, _ in best] == order.tolist()
+            np.testing.assert_allclose([p for _, p in best], expected[order], atol=1e-5)
+            logits, state = engine.step(np.array([token]), state)
 
 def test_the_model_alone_misses_a_variant_that_the_memory_answers(bot):
     bot.configure(retrieval=False)

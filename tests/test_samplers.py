@@ -409,6 +409,26 @@ def test_the_seed_fixes_the_sample():
     assert run(None) != run(None)
 
 
+@pytest.mark.parametrize("name", ["random", "top_k", "top_p"])
+def test_a_seeded_row_gets_what_its_own_seed_gives_alone(name):
+    # Row i of a seeded batch draws from seed + i: a request's n choices decode as one batch.
+    engine = TableEngine(BIG, seed=5, scale=0.5)
+    prompts = [[5, 6], [7], [5, 6], [8, 9]]
+    batch = best_tokens(get_sampler(name, max_len=6, seed=40)(engine, prompts, BIG))
+    alone = [best_tokens(get_sampler(name, max_len=6, seed=40 + i)(engine, [p], BIG))[0]
+             for i, p in enumerate(prompts)]
+    assert batch == alone
+    assert batch[0] != batch[2]  # the same prompt, another seed
+
+
+def test_top_k_of_the_whole_vocabulary_is_plain_sampling():
+    engine = TableEngine(BIG, seed=5, scale=0.5)
+    prompts = [[5, 6]] * 6
+    whole = TopKSampler(k=len(BIG.tokens) + 100, max_len=6, seed=3)(engine, prompts, BIG)
+    plain = RandomSampler(max_len=6, seed=3)(engine, prompts, BIG)
+    assert best_tokens(whole) == best_tokens(plain)
+
+
 # -- no repeated n-grams ----------------------------------------------------------------------
 
 

@@ -100,6 +100,83 @@ def test_openai_client_lists_the_served_run(client, tiny_run):
     assert [m.id for m in client.models.list()] == [tiny_run.name]
 
 
+def test_openai_client_retrieves_the_served_run_and_404_for_another(client, tiny_run):
+    import openai
+
+    card = client.models.retrieve(tiny_run.name)
+    assert card.id == tiny_run.name and card.owned_by == "chatbot"
+    with pytest.raises(openai.NotFoundError, match="no model"):
+        client.models.retrieve("gpt-4o")
+
+
+# --- the openai client, as applications call it -----------------------------------------------
+# Fields that chat applications send by default, or always: each must give the same reply as
+# a plain request, not a 400.
+
+TOOLS = [{"type": "function", "function": {
+    "name": "weather", "description": "today's weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+
+
+@pytest.mark.parametrize("fields", [
+    {"logprobs": False},
+    {"response_format": {"type": "text"}},
+    {"tool_choice": "none"},
+    {"tools": TOOLS, "tool_choice": "auto"},
+    {"reasoning_effort": "low"},
+    {"modalities": ["text"]},
+], ids=["logprobs off", "response_format text", "tool_choice none", "tools auto",
+        "reasoning_effort", "modalities text"])
+def test_openai_client_fields_of_applications_give_the_plain_reply(client, fields):
+    for prompt, expected in TINY_PAIRS[:2]:
+        completion = client.chat.completions.create(model="m", messages=user(prompt), **fields)
+        message = completion.choices[0].message
+        assert message.content == expected
+        assert message.tool_calls is None and completion.choices[0].finish_reason == "stop"
+        assert completion.choices[0].logprobs is None
+
+
+def test_openai_client_gets_each_tokens_logprob_and_its_top_alternatives(client):
+    for prompt, expected in TINY_PAIRS:
+        completion = client.chat.completions.create(model="m", messages=user(prompt),
+                                                    logprobs=True, top_logprobs=3)
+        content = completion.choices[0].logprobs.content
+        assert "".join(entry.token for entry in content) == expected
+        for entry in content:
+            assert entry.logprob <= 0 and bytes(entry.bytes) == entry.token.encode("utf-8")
+            assert len(entry.top_logprobs) == 3
+            scores = [alternative.logprob for alternative in entry.top_logprobs]
+            assert scores == sorted(scores, reverse=True) and all(x <= 0 for x in scores)
+            # Greedy decoding: each token of these replies is the model's most probable one.
+            assert entry.top_logprobs[0].token == entry.token
+            assert entry.top_logprobs[0].logprob == pytest.approx(entry.logprob)
+
+
+def test_openai_client_streams_logprobs_with_their_deltas(client):
+    for prompt, expected in TINY_PAIRS:
+        chunks = list(client.chat.completions.create(model="m", messages=user(prompt),
+                                                     logprobs=True, stream=True))
+        with_text = [c.choices[0] for c in chunks if c.choices and c.choices[0].delta.content]
+        assert "".join(c.delta.content for c in with_text) == expected
+        for choice in with_text:  # each delta carries the entries of its own tokens
+            assert "".join(e.token for e in choice.logprobs.content) == choice.delta.content
+            assert all(e.logprob <= 0 and e.top_logprobs == [] for e in choice.logprobs.content)
+
+
+def test_openai_client_tool_and_function_turns_are_not_read(client, bot):
+    said = [*user("what is the weather?"), *user("hello")]
+    messages = [said[0],
+                {"role": "assistant", "content": None, "tool_calls": [{
+                    "id": "call_1", "type": "function",
+                    "function": {"name": "weather", "arguments": '{"city": "Paris"}'}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 25 degrees"},
+                {"role": "function", "name": "weather", "content": "sunny, 25 degrees"},
+                said[1]]
+    completion = client.chat.completions.create(model="m", messages=messages, tools=TOOLS)
+    assert completion.choices[0].message.content == bot.reply(said).text
+    assert completion.usage.prompt_tokens == len(bot.prompt_tokens(said))
+
+
 def test_a_conversation_is_answered_at_its_last_user_turn(client, bot):
     messages = [{"role": "system", "content": "be brief"}, *user("hello"),
                 {"role": "assistant", "content": "hi there!"}, *user("how are you?")]
@@ -296,6 +373,22 @@ def test_a_request_past_the_timeout_gets_504_or_an_error_event(slow_server):
         events = sse(http.post("/v1/chat/completions", json={**LONG_REPLY, "stream": True}))
         assert events[0]["choices"][0]["delta"] == {"role": "assistant"}
         assert events[-1]["error"]["type"] == "timeout_error"  # and no [DONE]
+
+
+def test_a_504_tells_clients_not_to_retry(slow_server):
+    from openai import InternalServerError, OpenAI
+
+    server, _ = slow_server(timeout=0.4)
+    response = httpx.post(f"{server.url}/v1/chat/completions", json=LONG_REPLY, timeout=10)
+    assert response.status_code == 504 and response.headers["x-should-retry"] == "false"
+    sent = []  # the requests the openai client sends, retries included
+    with httpx.Client(event_hooks={"request": [sent.append]}, timeout=10) as session, OpenAI(
+            base_url=f"{server.url}/v1", api_key="none", max_retries=2,
+            http_client=session) as openai:
+        with pytest.raises(InternalServerError, match="no reply within"):
+            openai.chat.completions.create(model="m", messages=user("hello"), max_tokens=40,
+                                           extra_body={"min_len": 40, "retrieval": False})
+    assert len(sent) == 1
 
 
 def test_requests_over_the_concurrency_limit_get_429(slow_server):

@@ -49,6 +49,15 @@ def test_what_is_left_alone(speller, typed):
     assert speller.suggest(typed) is None
 
 
+def test_words_longer_than_any_known_word_plus_one_are_left_alone(speller):
+    # "weather" and "whether" (7 letters) are the longest words: 8 letters may be one slip
+    # from them, 9 cannot.
+    assert speller.suggest("wheather") == "weather"  # (the more frequent of the two)
+    assert speller.suggest("wheeather") is None
+    # A pasted word is never taken apart letter by letter: a million letters cost a length check.
+    assert speller.suggest("w" * 1_000_000) is None
+
+
 def test_correct_reports_each_change(speller):
     tokens, changed = speller.correct(["waht", "is", "yuor", "nmae", "?", "zzzz", "hey"])
     assert tokens == ["what", "is", "your", "name", "?", "zzzz", "hey"]

@@ -77,6 +77,13 @@ def test_any_text_comes_back_as_it_was_read(text):
     assert tokenizer.detokenize(vocab.decode(ids)) == as_read(text)
 
 
+
+def test_token_texts_are_what_each_token_adds(tokenizer):
+    for text in [*TEXTS, "naïve ☃ 𝄞"]:  # (the last in byte pieces)
+        tokens = tokenizer.tokenize(text)
+        texts = tokenizer.token_texts(tokens)
+        assert "".join(texts) == tokenizer.detokenize(tokens), text
+
 def test_unseen_characters_become_byte_pieces_never_unk(tokenizer):
     vocab = Vocabulary([*SPECIALS, *tokenizer.pieces])
     for text in TEXTS:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatbot.text import Tokenizer, is_cjk
+from chatbot.text import Tokenizer, clip, is_cjk
 
 LOWER = Tokenizer()
 KEEP_CASE = Tokenizer(lowercase=False)
@@ -134,6 +134,15 @@ def test_detokenize_of_nothing_is_empty():
     assert LOWER.detokenize([]) == ""
 
 
+
+@pytest.mark.parametrize("tokens", [["hello", ",", "world", "!"], ["he", "said", '"', "hi", '"'],
+                                    ["i", "love", "北", "京", "!"], []])
+def test_token_texts_are_what_each_token_adds(tokens):
+    pieces = LOWER.token_texts(tokens)
+    assert "".join(pieces) == LOWER.detokenize(tokens)
+    for end in range(len(tokens)):
+        assert "".join(pieces[: end + 1]) == LOWER.detokenize(tokens[: end + 1])
+
 ROUND_TRIP = [
     "Hello, world! How are you?",
     "你好，你叫什么名字？",
@@ -210,3 +219,41 @@ def test_ascii_punctuation_inside_chinese_text_gets_no_space():
     assert tok.detokenize(tok.tokenize("人工智能是工程和科学的分支,致力于构建机器。")) == (
         "人工智能是工程和科学的分支,致力于构建机器。")
     assert tok.detokenize(tok.tokenize("ok, 好")) == "ok, 好"  # after Latin text, a space stays
+
+
+# --- what a model reads of a long text ------------------------------------------------------
+
+
+def test_a_limit_stops_the_tokenizer_after_that_many_tokens():
+    assert LOWER.tokenize("Hello, how are you?", limit=3) == ["hello", ",", "how"]
+    assert LOWER.tokenize("你好吗", limit=2) == ["你", "好"]
+    assert LOWER.tokenize("hi", limit=5) == ["hi"]
+
+
+@pytest.mark.parametrize("text", [
+    "hello, how are you?",
+    "a" * 100,  # one word longer than any known one
+    "你好" * 300,  # no spaces at all: every character a token
+    "x" * 50 + " hello " + "y" * 3000 + " there",
+    "tab\tand\nnew lines   and  spaces " * 40,
+])
+def test_clip_keeps_the_first_tokens_the_model_reads(text):
+    longest = 10  # the longest token of some vocabulary
+    tokens = LOWER.tokenize(text)[:20]
+    clipped = LOWER.tokenize(clip(text, 20, longest))[:20]
+    # The same tokens, but a word longer than any known one may be cut: it stays longer than
+    # any known word (unknown either way).
+    assert len(clipped) == len(tokens)
+    for a, b in zip(tokens, clipped):
+        assert a == b or (len(a) > longest + 1 and len(b) > longest + 1 and a.startswith(b))
+
+
+def test_clip_from_the_end_keeps_the_last_tokens():
+    text = "z" * 5000 + " one two three"
+    assert LOWER.tokenize(clip(text, 3, 10, end=True)) == ["one", "two", "three"]
+
+
+def test_clip_bounds_what_any_text_leaves():
+    for text in ["b" * 1_000_000, "word " * 200_000, "你" * 1_000_000, " " * 1_000_000 + "x"]:
+        assert len(clip(text, 40, 15)) <= 40 * 40 * (15 + 2)
+    assert clip("short text", 40, 15) == "short text"  # nothing to cut: the text itself
