@@ -109,7 +109,7 @@ bench-context: $(BIN)/chatbot $(DATA)
 bench-serve: $(BIN)/chatbot $(DATA)
 	$(BIN)/python bench/serve.py -o bench/serve.json
 
-# What multiplying a few rows in blocks of columns saves (chatbot.numpy_ops.matmul): the products
+# What multiplying a few rows in blocks of columns saves (chatbot.models.kernels.matmul): the products
 # alone, and Bot.reply_batch of models/default in batches of 1 to 16; about 2 minutes.
 bench-products: $(BIN)/chatbot $(DATA)
 	$(BIN)/python bench/small_products.py -o bench/small_products.json

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from difflib import SequenceMatcher
 
-from chatbot.data import Pair
+from chatbot.data.pairs import Pair
 
 
 class ClosestMatch:

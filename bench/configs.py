@@ -7,7 +7,7 @@ Each starts from the run's saved decoding settings (its config.json) and changes
     model_no_spelling
              the model alone with the speller off too: what the model itself survives
     hybrid   the saved settings with retrieval on: known replies of similar training prompts
-             join the model's candidates, the model's scores decide (chatbot/bot.py)
+             join the model's candidates, the model's scores decide (chatbot/decoding/bot.py)
     beam     the model alone with beam search, its n-best kept (the control for mmi)
     mmi      beam, reranked by MMI (anti-language model, Li et al. 2016)
 """
@@ -17,8 +17,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from chatbot.bot import Bot
 from chatbot.config import DecodeConfig
+from chatbot.decoding.bot import Bot
 
 # What the known-prompt answer rates and latencies compare, and the unseen-prompt figures.
 KNOWN = ("model", "model_no_spelling", "hybrid")

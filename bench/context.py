@@ -128,9 +128,9 @@ def pets_config(arch: str, context_turns: int, epochs: int):
 
 
 def measure_pets(work: Path, archs: Sequence[str], epochs: int) -> dict[str, Any]:
-    from chatbot.bot import Bot
-    from chatbot.dialogue import write_conversations
-    from chatbot.train import train
+    from chatbot.data.dialogue import write_conversations
+    from chatbot.decoding.bot import Bot
+    from chatbot.training.train import train
 
     train_convs, test_convs = pet_conversations(False), pet_conversations(True)
     data = work / "pets.jsonl"
@@ -188,12 +188,12 @@ def measure_pets(work: Path, archs: Sequence[str], epochs: int) -> dict[str, Any
 def time_training(data: str, out: str, epochs: int, context_turns: int) -> dict[str, Any]:
     """The worker: trains the default preset on `data` with whichever chatbot package is first
     on sys.path, timing each epoch (training and validation) with a callback, and how many
-    cores other programs kept busy meanwhile. The run's final evaluation (chatbot.train's
+    cores other programs kept busy meanwhile. The run's final evaluation (chatbot.training.train's
     _finish) is skipped: it is not training, and the model file is written by then."""
     import keras
 
     import chatbot
-    import chatbot.train as trainer
+    import chatbot.training.train as trainer
     from chatbot.config import preset
 
     marks: dict[str, Any] = {"epoch_s": [], "epoch_cpu_s": [], "other_cores_busy": []}
@@ -335,8 +335,8 @@ def measure_speed(work: Path, epochs: int, repeats: int) -> dict[str, Any]:
 
 def chatterbot_jsonl(path: Path) -> dict[str, int]:
     """The default corpus as conversations (turns user, assistant, user, ...) in chat JSONL."""
-    from chatbot.corpora import ImportReport, as_messages, chatterbot_conversations
-    from chatbot.dialogue import write_conversations
+    from chatbot.corpora.chatterbot import ImportReport, as_messages, chatterbot_conversations
+    from chatbot.data.dialogue import write_conversations
 
     conversations = chatterbot_conversations(LANGUAGES, ImportReport())
     written = write_conversations(path, map(as_messages, conversations))
@@ -346,7 +346,7 @@ def chatterbot_jsonl(path: Path) -> dict[str, int]:
 
 def user_prefixes(path: Path, count: int, seed: int) -> list[list[dict[str, str]]]:
     """Up to `count` conversation prefixes that end in a user turn, drawn with `seed`."""
-    from chatbot.dialogue import read_conversations
+    from chatbot.data.dialogue import read_conversations
 
     prefixes = [[{"role": m.role, "content": m.content} for m in conv.messages[: end + 1]]
                 for conv in read_conversations(path)
@@ -392,7 +392,7 @@ def time_replies(bots: dict[str, Any], prefixes: Sequence[list[dict[str, str]]],
 
 def measure_latency(work: Path, epochs: int, count: int, chat_count: int,
                     warmup: int) -> dict[str, Any]:
-    from chatbot.bot import Bot
+    from chatbot.decoding.bot import Bot
 
     data = work / "chatterbot.jsonl"
     corpus = chatterbot_jsonl(data)

@@ -25,8 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from chatbot.bot import Bot  # noqa: E402
-from chatbot.data import read_pairs  # noqa: E402
+from chatbot.data.pairs import read_pairs  # noqa: E402
+from chatbot.decoding.bot import Bot  # noqa: E402
 
 
 def cold_start(model: Path, runs: int = 3) -> list[float]:

@@ -8,7 +8,7 @@ against uncached decoding at a fixed reply length, and the chat's cold start.
   through the run's engine and, for the transformer, through `UncachedEngine` (the same model
   recomputing the whole sequence at every step), taking turns prompt by prompt; the replies
   of both must be identical;
-- cold start: wall time of a fresh `python -c "from chatbot.bot import Bot;
+- cold start: wall time of a fresh `python -c "from chatbot.decoding.bot import Bot;
   Bot.load(DIR).reply('hi')"`, and whether that process imported TensorFlow.
 """
 
@@ -44,7 +44,7 @@ class DecodeJob:
     def run(self) -> dict[str, Any]:
         from known import run_split
 
-        from chatbot.bot import Bot
+        from chatbot.decoding.bot import Bot
 
         bot = Bot.load(self.run_dir)
         train, _ = run_split(bot.config, bot.config.data.path)
@@ -64,10 +64,10 @@ class DecodeJob:
 
     def forced(self, bot, prompts: Sequence[str]) -> dict[str, Any]:
         """ms per reply of exactly `forced_tokens` tokens, cached and (transformer) uncached."""
+        from chatbot.decoding.samplers import get_sampler
         from chatbot.models import transformer
+        from chatbot.models.weights import read_keras_weights
         from chatbot.rundir import MODEL
-        from chatbot.samplers import get_sampler
-        from chatbot.weights import read_keras_weights
 
         sampler = get_sampler("greedy", max_len=self.forced_tokens, min_len=self.forced_tokens)
         encoded = [bot.vocab.encode(bot.prompt_tokens(p)) for p in prompts]
@@ -106,7 +106,7 @@ class DecodeJob:
 
     def cold_start(self) -> dict[str, Any]:
         """Seconds of fresh processes that load the run and reply once."""
-        code = f"from chatbot.bot import Bot; Bot.load({self.run_dir!r}).reply('hi')"
+        code = f"from chatbot.decoding.bot import Bot; Bot.load({self.run_dir!r}).reply('hi')"
         times = []
         for _ in range(self.cold_starts):
             started = time.perf_counter()

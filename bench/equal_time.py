@@ -28,15 +28,15 @@ from typing import Any
 
 from harness import ROOT, JobError
 
-from chatbot.bot import Bot
 from chatbot.config import TextConfig, preset
-from chatbot.data import Pair, read_pairs
+from chatbot.data.pairs import Pair, read_pairs
+from chatbot.decoding.bot import Bot
 from chatbot.evaluate import answer_rate, evaluate
 from chatbot.rundir import METRICS, MODEL, read_history, read_json
-from chatbot.text import Tokenizer
+from chatbot.text.words import Tokenizer
 
 WORDS = Tokenizer(lowercase=TextConfig().lowercase)  # what "a word" is for perplexity per word
-EPOCH_LINE = " pairs/s, "  # chatbot.callbacks.EpochReport's line at the end of every epoch
+EPOCH_LINE = " pairs/s, "  # chatbot.training.callbacks.EpochReport's line at the end of every epoch
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class TrainJob:
         if self.reuse and (out / METRICS).exists():
             print(f"[{self.name}] reusing {out}", file=sys.stderr, flush=True)
             return {"reused": True, "epochs": len(read_history(out))}
-        from chatbot.train import train
+        from chatbot.training.train import train
 
         config = preset(self.preset)
         config.train.max_minutes = self.minutes
@@ -142,7 +142,7 @@ class QualityJob:
         return len({p.prompt for p in pairs} & known)
 
     def settings(self, bot: Bot) -> dict[str, Any]:
-        from chatbot.weights import read_keras_weights
+        from chatbot.models.weights import read_keras_weights
 
         weights = read_keras_weights(Path(self.run_dir) / MODEL)
         model = bot.config.model

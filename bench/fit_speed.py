@@ -2,14 +2,16 @@
 style of keras-io's "English-to-Spanish translation with a sequence-to-sequence Transformer".
 
 Both train the same Keras model (chatbot.models.transformer.build with the transformer preset:
-the same layers, sizes and initial weights) on the same examples (chatbot.prepare.prepare_data
-with the preset: the run's training split with its noisy copies), with the same optimizer
-(compile_model: Adam, clipnorm) and batch size, and both minimize the same loss, the mean
-cross-entropy per scored token (reply tokens and <EOS>). What differs (`PIPELINES`):
+the same layers, sizes and initial weights) on the same examples
+(chatbot.training.prepare.prepare_data with the preset: the run's training split with its noisy
+copies), with the same optimizer (compile_model: Adam, clipnorm) and batch size, and both minimize
+the same loss, the mean cross-entropy per scored token (reply tokens and <EOS>). What differs
+(`PIPELINES`):
 
-    ours     chatbot.batches.Batches: rows of similar length batched together, each batch padded
-             to its own longest row; chatbot.loop.Loop: the output layer (Dense over the whole
-             vocabulary, and its softmax) only at the scored positions
+    ours     chatbot.training.batches.Batches: rows of similar length batched together, each batch
+    padded
+             to its own longest row; chatbot.training.loop.Loop: the output layer (Dense over the
+             whole vocabulary, and its softmax) only at the scored positions
     fit      every row padded to the longest training row, one array; model.fit(x, target,
              shuffle=True) with the model's compiled loss, SparseCategoricalCrossentropy(
              from_logits=True, ignore_class=0) (keras-io's masked sparse cross-entropy, computed
@@ -46,8 +48,8 @@ from harness import EpochClock, rss_mib
 from pipelines import ValidationLoss
 
 PIPELINES = {
-    "ours": "chatbot train: length-bucketed Batches, chatbot.loop.Loop with the output layer at "
-            "scored positions only",
+    "ours": "chatbot train: length-bucketed Batches, chatbot.training.loop.Loop with the output "
+            "layer at scored positions only",
     "fit": "keras-io style: every row padded to the longest training row, model.fit() with "
            "SparseCategoricalCrossentropy(from_logits=True, ignore_class=0) and the output "
            "layer (full softmax) at every position",
@@ -81,12 +83,12 @@ class SpeedJob:
         import numpy as np
         import tensorflow as tf
 
-        from chatbot.batches import Batches
         from chatbot.config import preset
-        from chatbot.loop import Loop
         from chatbot.models import transformer
         from chatbot.models.common import compile_model
-        from chatbot.prepare import prepare_data
+        from chatbot.training.batches import Batches
+        from chatbot.training.loop import Loop
+        from chatbot.training.prepare import prepare_data
 
         config = preset(self.preset)
         config.train.seed = self.seed
@@ -160,7 +162,7 @@ def flops(m, vocab: int, sizes: list[tuple[int, int]]) -> int:
 def batch_shapes(examples, batch: int, pipeline: str, seed: int) -> list[tuple[int, int]]:
     """(rows, padded positions) of every batch of one epoch of `pipeline`. Bucketed batches
     hold the same lengths every epoch (rows are sorted by length; only ties are shuffled)."""
-    from chatbot.batches import Batches
+    from chatbot.training.batches import Batches
 
     if pipeline == "ours":
         return [(len(rows), lengths[-1])

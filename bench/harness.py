@@ -136,7 +136,7 @@ class EpochClock:
         self.val_loss: list[float] = []
 
     def callback(self):
-        """The clock as a Keras callback, for Keras fit() and chatbot.loop.Loop alike."""
+        """The clock as a Keras callback, for Keras fit() and chatbot.training.loop.Loop alike."""
         import keras
 
         return keras.callbacks.LambdaCallback(

@@ -9,7 +9,7 @@ the real ones' sizes:
 - Turns text: the same dialogues, one turn a line, a blank line between them.
 
 Each import runs alone in a fresh process (bench/harness.py), three times; the wall clock of
-the library call (chatbot.importers) and the process's peak resident set size are kept.
+the library call (chatbot.corpora.importers) and the process's peak resident set size are kept.
 Whether the Cornell import streams is measured with tracemalloc, in separate runs (it slows
 Python down): the peak of the whole import against the peak of building the {line id: text}
 dict alone, which the import must hold, and against reading every conversation into a list
@@ -38,8 +38,8 @@ if str(ROOT) not in sys.path:
 
 from harness import load_average, machine, rss_mib, spawn, write_results  # noqa: E402
 
-from chatbot import importers  # noqa: E402
-from chatbot.corpora import as_messages  # noqa: E402
+from chatbot.corpora import importers  # noqa: E402
+from chatbot.corpora.chatterbot import as_messages  # noqa: E402
 
 CORNELL_LINES = 300_000
 CORNELL_CONVERSATIONS = 83_000  # about: conversation lengths are drawn, 2 + geometric
@@ -116,8 +116,8 @@ def write_dailydialog(path: Path, turns_path: Path, seed: int = SEED) -> dict[st
 
 @dataclass(frozen=True)
 class ImportJob:
-    """One import: `importer` (a function of chatbot.importers) from `source` to `out`, timed
-    by the wall clock; or, with `trace`, the tracemalloc peak of `mode`: "import" (the whole
+    """One import: `importer` (a function of chatbot.corpora.importers) from `source` to `out`,
+    timed by the wall clock; or, with `trace`, the tracemalloc peak of `mode`: "import" (the whole
     import), "lines" (the Cornell line dict alone) or "list" (the line dict and a list of every
     conversation, as an import that did not stream would hold)."""
 
@@ -193,10 +193,10 @@ def main() -> None:
 
     peak = {mode: figures["traced_peak_mib"] for mode, figures in traced.items()}
     results = {
-        "what": "chatbot.importers on synthetic corpora of the real ones' sizes: wall-clock "
-                "seconds of the library call (the fastest of 3 fresh processes, and each run's) "
-                "and the process's peak RSS; for Cornell, the tracemalloc peak of the import "
-                "against that of its {line id: text} dict alone and of also holding every "
+        "what": "chatbot.corpora.importers on synthetic corpora of the real ones' sizes: "
+                "wall-clock seconds of the library call (the fastest of 3 fresh processes, and "
+                "each run's) and the process's peak RSS; for Cornell, the tracemalloc peak of the "
+                "import against that of its {line id: text} dict alone and of also holding every "
                 "conversation in a list",
         "cornell": {
             "input": {**cornell_input, "mib": round(cornell_input["bytes"] / MIB, 1)},

@@ -14,12 +14,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from chatbot.bot import Bot
 from chatbot.config import RunConfig
-from chatbot.data import Pair, read_pairs, split_pairs
+from chatbot.data.pairs import Pair, read_pairs, split_pairs
+from chatbot.data.variants import KINDS, prompt_rng, typing_variants
+from chatbot.decoding.bot import Bot
 from chatbot.evaluate import answer_rate, variant_answer_rates
-from chatbot.text import is_cjk
-from chatbot.variants import KINDS, prompt_rng, typing_variants
+from chatbot.text.words import is_cjk
 
 LANGUAGES = ("en", "zh")  # zh: a prompt with a CJK character; en: every other prompt
 Tokens = tuple[str, ...]
@@ -41,7 +41,7 @@ def by_language(pairs: Sequence[Pair]) -> dict[str, list[Pair]]:
 
 def run_split(config: RunConfig, data: str | Path) -> tuple[list[Pair], list[Pair]]:
     """The run's own (training, validation) pairs of `data`: the first two steps of
-    chatbot.prepare.prepare_data, without importing TensorFlow."""
+    chatbot.training.prepare.prepare_data, without importing TensorFlow."""
     pairs = read_pairs(data, config.data.on_bad_lines).pairs
     return split_pairs(pairs, config.data.val_fraction, config.train.seed)
 

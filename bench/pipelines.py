@@ -29,22 +29,22 @@ import numpy as np
 from harness import EpochClock, JobError, rss_mib
 
 from chatbot.config import DataConfig, ModelConfig, TextConfig, TrainConfig
-from chatbot.data import Pair, read_pairs, split_pairs
-from chatbot.text import Tokenizer
-from chatbot.vocab import Vocabulary
+from chatbot.data.pairs import Pair, read_pairs, split_pairs
+from chatbot.text.vocab import Vocabulary
+from chatbot.text.words import Tokenizer
 
 if TYPE_CHECKING:
     import keras
 
-    from chatbot.batches import Batches, Example
+    from chatbot.training.batches import Batches, Example
 
 VAL_FRACTION = 0.1  # held out before sampling, so training pairs never leak into validation
 TOKENIZER = Tokenizer(lowercase=TextConfig().lowercase)
 
 PIPELINES = {
     "ours": "what `chatbot train` runs: Batches(...).dataset() with length buckets and sparse "
-            "targets, trained by chatbot.loop.Loop, which computes the output layer at scored "
-            "positions only",
+            "targets, trained by chatbot.training.loop.Loop, which computes the output layer at "
+            "scored positions only",
     "ours_fit": "our batches, but Keras fit() with the output layer at every position",
     "padded": "padded one-hot fit, masked by sample weights: every row padded to the longest "
               "training row, one-hot float32 targets (to_categorical), CategoricalCrossentropy("
@@ -147,8 +147,8 @@ def scaled_pairs(train: list[Pair], n: int, setup: Setup) -> list[Pair]:
 
 def encode(pairs: list[Pair], vocab: Vocabulary, max_len: int) -> list[Example]:
     """The lstm architecture's examples of `pairs`, as `chatbot train` encodes them."""
-    from chatbot.batches import encode_pairs
     from chatbot.models import lstm
+    from chatbot.training.batches import encode_pairs
 
     return encode_pairs(pairs, TOKENIZER, vocab, max_len, lstm.encode_example)[0]
 
@@ -168,7 +168,7 @@ def prepare(setup: Setup, pairs: int | None) -> tuple[Vocabulary, list[Example],
 def bucketed_inputs(examples: list[Example], setup: Setup,
                     pad_multiple: int) -> tuple[Batches, dict[str, Any]]:
     """Our batches, and the fit() arguments that train on them (ours and ours_fit)."""
-    from chatbot.batches import Batches
+    from chatbot.training.batches import Batches
 
     batches = Batches(examples, setup.batch, seed=setup.seed, pad_multiple=pad_multiple)
     # Endless, reshuffled every epoch: one iterator for the whole run, as in chatbot train.
@@ -182,7 +182,7 @@ def padded_inputs(model: keras.Model, examples: list[Example], vocab_size: int,
     the padded one-hot pipeline (masked by sample weights); recompiles `model` for it."""
     import keras
 
-    from chatbot.batches import Batches
+    from chatbot.training.batches import Batches
 
     rows = Batches(examples, len(examples), bucket_by_length=False, shuffle=False)
     longest = max(len(target) for _, target in examples)
@@ -207,7 +207,7 @@ class ValidationLoss:
     of `model` on fixed bucketed batches of `examples`, whichever pipeline trains the model."""
 
     def __init__(self, model: keras.Model, examples: list[Example], batch_size: int):
-        from chatbot.batches import Batches
+        from chatbot.training.batches import Batches
 
         self.model, self.loop = model, None
         self.batches = Batches(examples, batch_size, shuffle=False)
@@ -215,7 +215,7 @@ class ValidationLoss:
     def __call__(self) -> float:
         import tensorflow as tf
 
-        from chatbot.loop import Loop
+        from chatbot.training.loop import Loop
 
         if self.loop is None:  # at the first call, after epoch 1: outside fit's setup time
             self.loop = Loop(self.model, tf.distribute.get_strategy())
@@ -232,9 +232,9 @@ def train_and_measure(job: FitJob) -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
-    from chatbot.loop import Loop
     from chatbot.models import lstm
     from chatbot.models.common import compile_model
+    from chatbot.training.loop import Loop
 
     started, setup = time.perf_counter(), job.setup
     vocab, examples, val_pairs = prepare(setup, job.pairs)

@@ -13,7 +13,7 @@ A smoke run (about 2 minutes on 2 cores; its figures mean nothing), with a tiny 
 
 1. Known prompts: the run's distinct training prompts (its own split of --data, rebuilt from
    its config.json), English and Chinese (a prompt with a CJK character) apart and together.
-   Exact answer rate, and the answer rate of typing variants of each kind (chatbot.variants,
+   Exact answer rate, and the answer rate of typing variants of each kind (chatbot.data.variants,
    seed 0, as `chatbot eval --variants`), for the model alone, the hybrid (bench/configs.py),
    and the closest-match baseline (bench/closest.py: ChatterBot's difflib selection).
 2. Latency per reply, one prompt at a time, over a fixed sample of typing variants of the
@@ -49,12 +49,12 @@ from harness import ROOT, load_average, machine, write_results
 from known import bot_rates, latency_sample, rates_by_language, reply_fn_rates, run_split
 from unseen import FraSetup
 
-from chatbot.bot import Bot
 from chatbot.config import DecodeConfig
-from chatbot.data import Pair
+from chatbot.data.pairs import Pair
+from chatbot.decoding.bot import Bot
 from chatbot.errors import ChatbotError
+from chatbot.models.weights import read_keras_weights
 from chatbot.rundir import MODEL
-from chatbot.weights import read_keras_weights
 
 FRA_ENG = Path(os.path.normpath(ROOT / "../shared/data/fra-eng.tsv"))  # see its README.md
 VARIANT_SEED = 0  # the variants `chatbot eval --variants` reports on
@@ -223,9 +223,9 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
 NOTES = (
     "Known prompts: the distinct prompts of the run's training split of --data (rebuilt from "
     "its config.json: val_fraction and train.seed). zh = a prompt with a CJK character "
-    "(chatbot.text.is_cjk), en = the others; all = both. A prompt is answered when its reply "
+    "(chatbot.text.words.is_cjk), en = the others; all = both. A prompt is answered when its reply "
     "equals one of its references after the model's tokenization (chatbot.evaluate). Variants: "
-    "chatbot.variants with seed 0, one per kind that applies to a prompt; 'all' pools the "
+    "chatbot.data.variants with seed 0, one per kind that applies to a prompt; 'all' pools the "
     "kinds. Configurations: see settings.decode and bench/configs.py; hybrid = the run's saved "
     "decoding settings with retrieval on. Baseline: the first reply of the known prompt with "
     "the highest difflib.SequenceMatcher ratio, both lower-cased and the ratio rounded to 2 "

@@ -87,8 +87,8 @@ if str(ROOT) not in sys.path:
 
 from harness import cpu_seconds, load_average, machine, write_results  # noqa: E402
 
-from chatbot.limits import DEFAULT_LIMITS  # noqa: E402
 from chatbot.rundir import FINISHED, run_state  # noqa: E402
+from chatbot.serving.limits import DEFAULT_LIMITS  # noqa: E402
 
 DEFAULT_RUN = ROOT / "models" / "default"
 BENCH_RUN = ROOT / "bench" / ".work" / "serve"
@@ -247,7 +247,7 @@ def bot_batch_seconds(run: Path, texts: list[str], count: int, batch: int = 1,
     with the server's one BLAS thread."""
     from threadpoolctl import threadpool_limits
 
-    from chatbot.bot import Bot
+    from chatbot.decoding.bot import Bot
 
     bot = Bot.load(run)
     bot.configure(**settings)
@@ -279,8 +279,8 @@ def adversarial_bodies() -> dict[str, bytes]:
     chinese = "".join("，" if i % 12 == 11 else chr(rng.randint(0x4E00, 0x9FA5))
                       for i in range(333_000))
     # The costliest found within the limits: 8 choices of as many tokens as --max-work
-    # allows (chatbot.completions.Completion.work), no shorter, each reranked by MMI and sent
-    # with its 20 most probable tokens at every position.
+    # allows (chatbot.serving.completions.Completion.work), no shorter, each reranked by MMI and
+    # sent with its 20 most probable tokens at every position.
     costly = {"n": 8, "mmi": 10, "logprobs": True, "top_logprobs": 20}
 
     def longest(rows: int) -> dict:

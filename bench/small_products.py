@@ -1,4 +1,4 @@
-"""What multiplying a few rows in blocks of columns (chatbot.numpy_ops.matmul) saves:
+"""What multiplying a few rows in blocks of columns (chatbot.models.kernels.matmul) saves:
 
     .venv/bin/python bench/small_products.py -o bench/small_products.json   (make bench-products)
 
@@ -36,7 +36,7 @@ if str(ROOT) not in sys.path:
 
 from harness import load_average, machine, write_results  # noqa: E402
 
-from chatbot import numpy_ops  # noqa: E402
+from chatbot.models import kernels  # noqa: E402
 
 SHAPES = {"lstm_recurrent_384x1536": (384, 1536), "lstm_output_384x4576": (384, 4576),
           "transformer_ff_256x1024": (256, 1024), "transformer_qkv_256x768": (256, 768)}
@@ -65,30 +65,30 @@ def products() -> dict:
         for rows in ROWS:
             x = rng.standard_normal((rows, inner)).astype(np.float32)
             plain = best_ms(lambda x=x, w=w: x @ w)
-            blocked = best_ms(lambda x=x, w=w: numpy_ops.matmul(x, w))
+            blocked = best_ms(lambda x=x, w=w: kernels.matmul(x, w))
             figures[name][f"rows_{rows}"] = {"plain": plain, "blocked": blocked,
                                              "speedup": round(plain / blocked, 2)}
     return figures
 
 
 def reply_batch(run: Path, texts: list[str]) -> dict:
-    from chatbot.bot import Bot
+    from chatbot.decoding.bot import Bot
 
     bot = Bot.load(run)
     for text in texts[:20]:  # warm-up
         bot.reply(text)
-    blocked_rows = numpy_ops.BLOCKED_ROWS
+    blocked_rows = kernels.BLOCKED_ROWS
     cpu: dict[str, dict[int, list[float]]] = {"plain": {}, "blocked": {}}
     for _ in range(3):
         for way in ("plain", "blocked"):
-            numpy_ops.BLOCKED_ROWS = range(0) if way == "plain" else blocked_rows
+            kernels.BLOCKED_ROWS = range(0) if way == "plain" else blocked_rows
             for batch in BATCHES:
                 start = time.process_time()
                 for i in range(0, len(texts), batch):
                     bot.reply_batch(texts[i:i + batch])
                 cpu[way].setdefault(batch, []).append(
                     1000 * (time.process_time() - start) / len(texts))
-    numpy_ops.BLOCKED_ROWS = blocked_rows
+    kernels.BLOCKED_ROWS = blocked_rows
     figures = {}
     for batch in BATCHES:
         plain, blocked = (statistics.median(cpu[way][batch]) for way in ("plain", "blocked"))
@@ -112,10 +112,10 @@ def main() -> None:
                 for info in threadpool_info() if info.get("user_api") == "blas"]
         results = {
             "what": "float32 products of a few rows by a weight matrix, as numpy's x @ w and "
-                    "in blocks of columns (chatbot.numpy_ops.matmul); one BLAS thread",
+                    "in blocks of columns (chatbot.models.kernels.matmul); one BLAS thread",
             "blas": blas,
-            "small_product_limit": numpy_ops.SMALL_PRODUCT,
-            "blocked_rows": [numpy_ops.BLOCKED_ROWS.start, numpy_ops.BLOCKED_ROWS.stop - 1],
+            "small_product_limit": kernels.SMALL_PRODUCT,
+            "blocked_rows": [kernels.BLOCKED_ROWS.start, kernels.BLOCKED_ROWS.stop - 1],
             "products_ms": products(),
             "model": str(run.relative_to(ROOT) if run.is_relative_to(ROOT) else run),
             "reply_batch_cpu_ms_per_reply": reply_batch(run, prompts(DATA, PROMPTS)),

@@ -14,10 +14,10 @@ alone. The pipelines are in bench/pipelines.py, the figures made of their measur
 bench/figures.py:
 
 1. ours (what `chatbot train` runs: `Batches(...).dataset()` with length buckets and sparse
-   targets, trained by `chatbot.loop.Loop`, which computes the output layer at scored positions
-   only) against padded (a padded one-hot fit, masked by sample weights: `pad_sequences` to the
-   global longest row, one-hot `to_categorical` targets, `CategoricalCrossentropy` weighted by a
-   0/1 "scored" mask, `fit(x, y, shuffle=True)`), and against ours_fit (our batches, but Keras
+   targets, trained by `chatbot.training.loop.Loop`, which computes the output layer at scored
+   positions only) against padded (a padded one-hot fit, masked by sample weights: `pad_sequences`
+   to the global longest row, one-hot `to_categorical` targets, `CategoricalCrossentropy` weighted
+   by a 0/1 "scored" mask, `fit(x, y, shuffle=True)`), and against ours_fit (our batches, but Keras
    `fit()` with the output layer at every position), which separates what bucketing gains from
    what the loop gains; all are scored after every epoch with `chatbot train`'s validation loss
    on the same validation batches: on 10k fra-eng pairs (short sentences of similar length:

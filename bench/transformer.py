@@ -11,11 +11,12 @@ barely trained runs; its figures mean nothing):
 
 1. Quality at equal training time (bench/equal_time.py): `lstm` (preset default),
    `transformer` (preset transformer) and, when the checkout has sentencepiece,
-   `transformer` with `text.tokenizer = "sentencepiece"`, each trained by chatbot.train.train
-   with the same wall-clock budget (`--minutes`, TrainConfig.max_minutes) on the default corpus
-   (scored on the run's own validation split) and on English-French pairs (scored on held-out
-   prompts, the split of bench/quality.py: bench/unseen.py fra_split). Perplexity per word,
-   chrF and answer rate of greedy replies, and the known-prompt answer rates.
+   `transformer` with `text.tokenizer = "sentencepiece"`, each trained by
+   chatbot.training.train.train with the same wall-clock budget (`--minutes`,
+   TrainConfig.max_minutes) on the default corpus (scored on the run's own validation split) and on
+   English-French pairs (scored on held-out prompts, the split of bench/quality.py: bench/unseen.py
+   fra_split). Perplexity per word, chrF and answer rate of greedy replies, and the known-prompt
+   answer rates.
 2. Training speed (bench/fit_speed.py): the transformer preset on the default corpus through
    `chatbot train`'s loop and through a keras-io style padded fit(); samples/s, their ratio,
    and the share of the float32 matmul peak (harness.MatmulJob) each reaches.
@@ -52,7 +53,7 @@ from harness import ROOT, MatmulJob, load_average, machine, spawn, write_results
 from unseen import FraSetup, fra_split
 
 from chatbot.config import TextConfig
-from chatbot.data import Pair
+from chatbot.data.pairs import Pair
 
 FRA_ENG = Path(os.path.normpath(ROOT / "../shared/data/fra-eng.tsv"))  # see its README.md
 DEFAULT_CORPUS = "data/chatterbot.tsv"  # what `make data` writes and `make train` reads
@@ -287,14 +288,14 @@ def _shown(path: Path | str) -> str:
 NOTES = (
     "Units: seconds (_s), ms per reply (_ms), samples = training examples (pairs and their "
     "noisy copies, as `chatbot train` trains on them). "
-    "Quality: each row trained by chatbot.train.train with max_minutes = settings.minutes "
+    "Quality: each row trained by chatbot.training.train.train with max_minutes = settings.minutes "
     "(it stops after the first epoch that ends past the budget, so train_wall_s, from the "
     "call to the end of the last epoch, data preparation included, can exceed it by up to one "
     "epoch); the saved model is the best epoch by the preset's monitor (training loss); "
     "history holds every epoch's validation loss. held_out: perplexity_per_word = exp(nll_total "
     "/ words_with_eos), nll_total = the model's teacher-forced NLL of every held-out reply's "
     "tokens and <EOS> (its own tokenizer, replies truncated to max_len tokens as in training), "
-    "words_with_eos = the replies' word-tokenizer tokens (chatbot.text.Tokenizer) + 1 per "
+    "words_with_eos = the replies' word-tokenizer tokens (chatbot.text.words.Tokenizer) + 1 per "
     "reply; word-tokenizer rows score <UNK> targets (reply_unk_share of the reply tokens) as "
     "any token, which favours them on open text. chrf / answer_rate: greedy replies of the "
     "model alone (retrieval off); _hybrid: retrieval on, as the chat. known: metrics.json of "

@@ -23,10 +23,10 @@ sys.path.insert(0, str(ROOT))
 
 from harness import write_results  # noqa: E402
 
-from chatbot.bot import Bot, Reply  # noqa: E402
 from chatbot.config import RunConfig  # noqa: E402
-from chatbot.prepare import prepare_data  # noqa: E402
-from chatbot.variants import prompt_rng, typing_variants  # noqa: E402
+from chatbot.data.variants import prompt_rng, typing_variants  # noqa: E402
+from chatbot.decoding.bot import Bot, Reply  # noqa: E402
+from chatbot.training.prepare import prepare_data  # noqa: E402
 
 TUNING_SEED = 1  # never the reported seed (chatbot.evaluate.VARIANT_SEED = 0)
 WEIGHTS = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0)

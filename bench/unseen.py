@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chatbot.bot import Bot, Reply
-from chatbot.data import Pair, read_pairs
+from chatbot.data.pairs import Pair, read_pairs
+from chatbot.decoding.bot import Bot, Reply
 from chatbot.evaluate import bleu_chrf, distinct_n, most_common_reply, same_reply_share
 from chatbot.rundir import METRICS, read_json
 

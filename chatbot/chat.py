@@ -1,7 +1,7 @@
 """The terminal REPL: type a prompt, read the reply. Ctrl-C clears the line, Ctrl-D leaves.
 
 The REPL carries the conversation: a model trained with --context-turns N reads the last N
-turns before each reply (chatbot.context); /reset starts a new conversation, /history shows
+turns before each reply (chatbot.text.context); /reset starts a new conversation, /history shows
 what the model reads, /save FILE appends the conversation to a chat JSONL file.
 
 Input and output are passed in (as in prompt-toolkit's own tests), so a test drives a real
@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from chatbot.bot import Bot, Reply
-from chatbot.dialogue import Message, to_json_line
+from chatbot.data.dialogue import Message, to_json_line
+from chatbot.decoding.bot import Bot, Reply
+from chatbot.decoding.settings import SETTING_NAMES
 from chatbot.errors import ChatbotError
-from chatbot.settings import SETTING_NAMES
 
 if TYPE_CHECKING:
     from prompt_toolkit.history import History

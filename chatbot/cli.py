@@ -12,13 +12,13 @@ import sys
 from collections.abc import Sequence
 
 from chatbot.config import MONITORS, OPTIMIZERS, PRESETS
-from chatbot.corpora import FORMATS as CHATTERBOT_FORMATS
-from chatbot.data import BAD_LINE_CHOICES
-from chatbot.distribute import STRATEGIES
+from chatbot.corpora.chatterbot import FORMATS as CHATTERBOT_FORMATS
+from chatbot.data.pairs import BAD_LINE_CHOICES
 from chatbot.errors import ChatbotError
-from chatbot.export import FORMATS as EXPORT_FORMATS
+from chatbot.export.saved_model import FORMATS as EXPORT_FORMATS
 from chatbot.models import ARCHS
-from chatbot.text import SUBWORD_MODELS, TOKENIZERS
+from chatbot.text.tokenizer import SUBWORD_MODELS, TOKENIZERS
+from chatbot.training.distribute import STRATEGIES
 
 DEFAULT_MODEL = "models/default"
 EXIT_USER_ERROR = 1
@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("-o", "--out", default="curves.png", help="PNG to write (default curves.png)")
     plot.set_defaults(func=cmd_plot)
 
-    from chatbot.limits import DEFAULT_LIMITS, LIMIT_FLAGS
+    from chatbot.serving.limits import DEFAULT_LIMITS, LIMIT_FLAGS
 
     serve = sub.add_parser("serve", help="serve the model over HTTP as an OpenAI-compatible "
                                          "API (POST /v1/chat/completions)")
@@ -204,9 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _decode_options(parser: argparse.ArgumentParser) -> None:
-    """A `--name` flag per decoding setting (chatbot.settings.SETTINGS), read as `/set` reads
-    its value."""
-    from chatbot.settings import SETTINGS
+    """A `--name` flag per decoding setting (chatbot.decoding.settings.SETTINGS), read as `/set`
+    reads its value."""
+    from chatbot.decoding.settings import SETTINGS
 
     group = parser.add_argument_group("decoding (default: greedy, as saved with the model)")
     for name, setting in SETTINGS.items():
@@ -215,9 +215,9 @@ def _decode_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_bot(args: argparse.Namespace):
-    from chatbot.bot import Bot
+    from chatbot.decoding.bot import Bot
+    from chatbot.decoding.settings import SETTINGS, in_order
     from chatbot.rundir import unfinished_warning
-    from chatbot.settings import SETTINGS, in_order
 
     bot = Bot.load(args.model)
     warning = unfinished_warning(args.model)  # the best model of a run that did not finish
@@ -228,7 +228,7 @@ def _load_bot(args: argparse.Namespace):
               "pairs): replies come from the model alone; train the run again to add one",
               file=sys.stderr)
     given = [name for name in SETTINGS if getattr(args, f"decode_{name}") is not None]
-    for name in in_order(given):  # (chatbot.settings.in_order says why the order matters)
+    for name in in_order(given):  # (chatbot.decoding.settings.in_order says why the order matters)
         bot.set(name, getattr(args, f"decode_{name}"))
     return bot
 
@@ -239,7 +239,7 @@ def _bad_lines_option(parser: argparse.ArgumentParser, default: str | None) -> N
 
 
 def cmd_import_chatterbot(args: argparse.Namespace) -> int:
-    from chatbot.corpora import import_chatterbot
+    from chatbot.corpora.chatterbot import import_chatterbot
 
     report = import_chatterbot(args.lang, args.out, args.format)
     print(report.format())
@@ -249,7 +249,7 @@ def cmd_import_chatterbot(args: argparse.Namespace) -> int:
     return 0
 
 
-# The importers of corpora that users download (chatbot.importers), all writing chat JSONL:
+# The importers of corpora that users download (chatbot.corpora.importers), all writing chat JSONL:
 # (command, function, help, source metavar, source help, default --out or None: required).
 IMPORTERS = [
     ("import-cornell", "import_cornell",
@@ -266,7 +266,7 @@ IMPORTERS = [
 
 
 def cmd_import_conversations(args: argparse.Namespace) -> int:
-    from chatbot import importers
+    from chatbot.corpora import importers
 
     report = getattr(importers, args.importer)(args.source, args.out)
     print(report.format())
@@ -276,8 +276,8 @@ def cmd_import_conversations(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from chatbot.config import RunConfig
-    from chatbot.data import format_summary, read_pairs, summarize, tokens_per_pair
-    from chatbot.text import Tokenizer
+    from chatbot.data.pairs import format_summary, read_pairs, summarize, tokens_per_pair
+    from chatbot.text.words import Tokenizer
 
     config = RunConfig()
     report = read_pairs(args.file, args.on_bad_lines)
@@ -370,7 +370,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ChatbotError("--data FILE is required (unless you --resume a run)")
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
-    from chatbot.train import train
+    from chatbot.training.train import train
 
     options = {"resume": True, "epochs": args.epochs, "strategy": args.strategy} if resume \
         else {"config": _train_config(args), "overwrite": overwrite, "init_from": args.init_from}
@@ -394,7 +394,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     elif not args.text:
         raise ChatbotError("--text FILE is required (unless you --resume a run)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from chatbot.train import train
+    from chatbot.training.train import train
 
     if args.resume:
         options = {"resume": True, "epochs": args.epochs, "strategy": args.strategy}
@@ -537,7 +537,7 @@ def _conversations(bot, lines: list[str], status: int) -> tuple[list, int]:
     that is not one is named on stderr and answered with an empty line."""
     import json
 
-    from chatbot.dialogue import parse_messages
+    from chatbot.data.dialogue import parse_messages
 
     out = []
     for number, line in enumerate(lines, start=1):
@@ -562,7 +562,7 @@ def _conversations(bot, lines: list[str], status: int) -> tuple[list, int]:
 def cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from chatbot.data import read_pairs
+    from chatbot.data.pairs import read_pairs
     from chatbot.evaluate import (
         context_comparison,
         evaluate,
@@ -602,7 +602,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_attention(args: argparse.Namespace) -> int:
     from chatbot.plot import cjk_font, plot_attention_map
-    from chatbot.text import is_cjk
+    from chatbot.text.words import is_cjk
 
     bot = _load_bot(args)
     reply = bot.reply(args.text)
@@ -624,8 +624,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from chatbot.limits import LIMIT_FLAGS, Limits
-    from chatbot.server import serve
+    from chatbot.serving.limits import LIMIT_FLAGS, Limits
+    from chatbot.serving.server import serve
 
     limits = Limits(**{name: getattr(args, name) for _, name, *_ in LIMIT_FLAGS})
     key = args.api_key
@@ -639,7 +639,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from chatbot.export import export
+    from chatbot.export.saved_model import export
 
     exported = export(args.model, args.out, args.format, args.overwrite)
     print(f"wrote {exported.path} ({exported.size / 1e6:.1f} MB, {exported.seconds:.1f} s); "

@@ -12,23 +12,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chatbot.data import BAD_LINE_CHOICES
-from chatbot.distribute import STRATEGIES
+from chatbot.data.pairs import BAD_LINE_CHOICES
+from chatbot.decoding.settings import DecodeConfig, check_decode
 from chatbot.errors import ChatbotError
 from chatbot.rundir import read_json, write_json
-from chatbot.settings import DecodeConfig, check_decode
-from chatbot.text import SUBWORD_MODELS, TOKENIZERS
+from chatbot.text.tokenizer import SUBWORD_MODELS, TOKENIZERS, TextConfig
+from chatbot.training.distribute import STRATEGIES
 
 # Bump when the meaning of config.json changes; older files still load, newer ones are refused.
 FORMAT_VERSION = 1
-
-
-@dataclass
-class TextConfig:
-    lowercase: bool = True  # fold case before tokenizing; "Hello" and "hello" become one token
-    tokenizer: str = "word"  # one of text.TOKENIZERS: words and CJK characters, or sentencepiece
-    subword_vocab: int = 4000  # sentencepiece: most pieces, the 256 byte pieces included
-    subword_model: str = "unigram"  # sentencepiece: one of text.SUBWORD_MODELS
 
 
 @dataclass
@@ -41,7 +33,7 @@ class DataConfig:
     path: str = ""  # the TSV this run was trained on, recorded so --resume can find it again
     text: list[str] = field(default_factory=list)  # `chatbot pretrain`: the text files read
     # Turns the model reads before each reply: the prompt and up to N - 1 turns before it, at
-    # most N * max_len tokens (chatbot.context); 1 answers each prompt on its own.
+    # most N * max_len tokens (chatbot.text.context); 1 answers each prompt on its own.
     context_turns: int = 1
 
 
@@ -59,7 +51,7 @@ class ModelConfig:
 
 OPTIMIZERS = ("adam", "rmsprop")  # compile_model maps each name to its Keras optimizer
 # What the best checkpoint and early stopping watch: losses fall, accuracies rise
-# (chatbot.callbacks.Monitor); "val_" ones need validation pairs.
+# (chatbot.training.callbacks.Monitor); "val_" ones need validation pairs.
 MONITORS = ("loss", "masked_accuracy", "val_loss", "val_masked_accuracy")
 
 
@@ -82,7 +74,7 @@ class TrainConfig:
     seed: int = 1234  # seeds the split, shuffling and initial weights
     probes: int = 3  # training prompts whose replies are printed after every epoch
     strategy: str = "default"  # one of distribute.STRATEGIES: default, mirrored or multiworker
-    noise_copies: int = 4  # noisy copies of each training prompt (chatbot/noise.py), same reply
+    noise_copies: int = 4  # noisy copies of each training prompt (chatbot.data.noise), same reply
     max_minutes: float = 0.0  # stop after the epoch that ends past this many minutes (0: no limit)
 
 

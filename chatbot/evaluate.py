@@ -1,7 +1,7 @@
 """How well a model answers: what training measured, what it says, and how varied it is.
 
-    from chatbot.bot import Bot
-    from chatbot.data import read_pairs
+    from chatbot.decoding.bot import Bot
+    from chatbot.data.pairs import read_pairs
     from chatbot.evaluate import evaluate, format_metrics
     bot = Bot.load("models/default")
     print(format_metrics(evaluate(bot, read_pairs("data/test.tsv").pairs)))
@@ -25,13 +25,13 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
-from chatbot.bot import Bot, Reply
-from chatbot.context import context_tokens
-from chatbot.data import Pair
+from chatbot.data.pairs import Pair
+from chatbot.data.variants import KINDS, prompt_rng, typing_variants
+from chatbot.decoding.bot import Bot, Reply
+from chatbot.decoding.rerank import teacher_forced_rows
 from chatbot.errors import ChatbotError
-from chatbot.rerank import teacher_forced_rows
-from chatbot.variants import KINDS, prompt_rng, typing_variants
-from chatbot.vocab import UNK
+from chatbot.text.context import context_tokens
+from chatbot.text.vocab import UNK
 
 VARIANT_SEED = 0  # the typing variants `chatbot eval --variants` reports on; never train on them
 SAME_REPLY_SHARE = 0.5  # flag a model that gives one reply to more than this share of prompts
@@ -162,7 +162,7 @@ def context_comparison(bot: Bot, pairs: Sequence[Pair], batch_size: int = 256) -
 
 def variant_answer_rates(bot: Bot, pairs: Sequence[Pair], seed: int = VARIANT_SEED,
                          batch_size: int = 256) -> dict:
-    """How often typing variants of the pairs' prompts (chatbot.variants) still get one of
+    """How often typing variants of the pairs' prompts (chatbot.data.variants) still get one of
     their original prompt's replies: per kind, and over all variants.
 
     Every distinct prompt gets one variant of each kind that applies to it, chosen by `seed`

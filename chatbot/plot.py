@@ -25,7 +25,7 @@ from chatbot.errors import ChatbotError
 from chatbot.rundir import CONFIG, HISTORY, atomic_write, read_history, read_json
 
 if TYPE_CHECKING:  # only for the annotation: plot imports nothing that decodes
-    from chatbot.bot import AttentionMap
+    from chatbot.decoding.bot import AttentionMap
 
 REQUIRED = ("epoch", "loss", "masked_accuracy")
 PANELS = (("loss", "loss"), ("masked_accuracy", "masked accuracy"))
@@ -234,7 +234,7 @@ def plot_self_attention(weights, tokens: Sequence[str], out_path: str | Path) ->
 
 
 def plot_attention_map(amap: AttentionMap, out_path: str | Path) -> Path:
-    """The picture of a `chatbot.bot.AttentionMap`: the grid of every head's self-attention
+    """The picture of a `chatbot.decoding.bot.AttentionMap`: the grid of every head's self-attention
     (transformer), or the one heatmap of reply over prompt tokens (attention)."""
     if amap.tokens:
         return plot_self_attention(amap.weights, amap.tokens, out_path)

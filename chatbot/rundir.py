@@ -4,8 +4,9 @@
     model.keras   the best epoch's model               history.csv   one row per finished epoch
     metrics.json  figures measured at the end          status.json   "training" or "finished"
     memory.json   the training pairs by prompt, for retrieval (runs from before it have none)
-    tokenizer.model  the sentencepiece model of a `--tokenizer sentencepiece` run (chatbot.subword)
-    .backup/      while training: the last finished epoch (weights with optimizer state, and
+    tokenizer.model  the sentencepiece model of a `--tokenizer sentencepiece` run
+    (chatbot.text.subword) .backup/      while training: the last finished epoch (weights with
+    optimizer state, and
                   the callbacks' state), so that a killed run continues where it was
 
 Every file is written to a temporary name beside it and renamed into place (`atomic_write`), so
@@ -40,8 +41,8 @@ MODEL = "model.keras"
 HISTORY = "history.csv"
 METRICS = "metrics.json"
 STATUS = "status.json"
-MEMORY = "memory.json"  # the training pairs, for retrieval (chatbot.retrieval); optional
-TOKENIZER = "tokenizer.model"  # the sentencepiece model (chatbot.subword); word runs have none
+MEMORY = "memory.json"  # the training pairs, for retrieval (chatbot.decoding.retrieval); optional
+TOKENIZER = "tokenizer.model"  # the sentencepiece model (chatbot.text.subword); word runs have none
 BACKUP = ".backup"  # the last finished epoch while training runs; removed when it ends
 _POINTER = "epoch.json"  # in BACKUP: which weights file holds the last finished epoch
 _LOCK = "lock"  # in BACKUP: held by the process that trains the run

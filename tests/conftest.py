@@ -133,7 +133,7 @@ TINY_RUN_EPOCHS, TINY_RUN_LEARNING_RATE = 150, 5e-3
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, tiny_tsv) -> Path:
     """A run directory trained on TINY_PAIRS until it answers them (about 15 s)."""
-    from chatbot.train import train
+    from chatbot.training.train import train
 
     config = tiny_config(epochs=TINY_RUN_EPOCHS)
     config.train.learning_rate = TINY_RUN_LEARNING_RATE
@@ -150,7 +150,7 @@ TINY_TRAINING = {"seq2seq": (30, 1e-2), "attention": (60, 5e-3), "transformer": 
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory, tiny_tsv, tiny_run) -> dict[str, Path]:
     """One tiny run directory per architecture, trained once per session (TINY_TRAINING)."""
-    from chatbot.train import train
+    from chatbot.training.train import train
 
     def trainer(arch: str, epochs: int, learning_rate: float):
         config = tiny_config(epochs=epochs, arch=arch)

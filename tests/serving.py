@@ -10,7 +10,7 @@ from pathlib import Path
 
 import uvicorn
 
-from chatbot.bot import Bot
+from chatbot.decoding.bot import Bot
 
 
 class Server:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from chatbot.config import ModelConfig
+from chatbot.decoding.samplers import select_state
 from chatbot.models import attention
 from chatbot.models.base import OUTPUT_LAYER
-from chatbot.samplers import select_state
-from chatbot.vocab import SPECIALS, Vocabulary
-from chatbot.weights import model_weights, read_keras_weights
+from chatbot.models.weights import model_weights, read_keras_weights
+from chatbot.text.vocab import SPECIALS, Vocabulary
 
 VOCAB = Vocabulary(list(SPECIALS) + [f"w{i}" for i in range(25)])
 SOS, EOS, SEP = VOCAB.sos_id, VOCAB.eos_id, VOCAB.sep_id

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from chatbot.batcher import Batcher
-from chatbot.bot import Bot
+from chatbot.decoding.bot import Bot
+from chatbot.serving.batcher import Batcher
 from tests.conftest import TINY_PAIRS
 from tests.test_serve import SlowEngine
 
@@ -22,7 +22,7 @@ def bot(tiny_run) -> Bot:
 
 
 def configured(bot: Bot, **settings) -> Bot:
-    clone = copy.copy(bot)  # what chatbot.serve does for each request
+    clone = copy.copy(bot)  # what chatbot.serving.app does for each request
     clone.configure(**settings)
     return clone
 

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from chatbot.batches import Batches
+from chatbot.training.batches import Batches
 
 
 def examples(n: int, inputs: int = 1, seed: int = 0):

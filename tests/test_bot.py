@@ -5,10 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from chatbot.bot import Bot, make_sampler, parse_setting
 from chatbot.config import DecodeConfig
+from chatbot.decoding.bot import Bot, make_sampler, parse_setting
+from chatbot.decoding.samplers import (
+    BeamSampler,
+    GreedySampler,
+    RandomSampler,
+    TopKSampler,
+    TopPSampler,
+)
 from chatbot.errors import ChatbotError
-from chatbot.samplers import BeamSampler, GreedySampler, RandomSampler, TopKSampler, TopPSampler
 
 
 @pytest.mark.parametrize("name, value, expected", [

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from chatbot import rundir
-from chatbot.callbacks import (
+from chatbot.config import RunConfig
+from chatbot.text.vocab import SPECIALS, Vocabulary
+from chatbot.training.callbacks import (
     AtomicCheckpoint,
     EarlyStopping,
     EpochBackup,
@@ -19,8 +21,6 @@ from chatbot.callbacks import (
     HistoryCSV,
     Monitor,
 )
-from chatbot.config import RunConfig
-from chatbot.vocab import SPECIALS, Vocabulary
 
 
 @pytest.mark.parametrize("name, lower_is_better", [

@@ -6,8 +6,8 @@ import pytest
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
-from chatbot.bot import Bot
 from chatbot.chat import run_repl
+from chatbot.decoding.bot import Bot
 
 pytestmark = pytest.mark.slow  # needs the tiny trained model
 

@@ -14,20 +14,20 @@ import pytest
 from chatbot import rundir
 from chatbot.cli import main
 from chatbot.config import preset
-from chatbot.vocab import SPECIALS, Vocabulary
+from chatbot.text.vocab import SPECIALS, Vocabulary
 from tests.conftest import TINY_RUN_EPOCHS
 
 
 @pytest.fixture
 def calls(monkeypatch) -> list[dict]:
-    import chatbot.train
+    import chatbot.training.train
 
     recorded: list[dict] = []
 
     def fake_train(data_path, out_dir, **options):
         recorded.append({"data": data_path, "out": str(out_dir), **options})
 
-    monkeypatch.setattr(chatbot.train, "train", fake_train)
+    monkeypatch.setattr(chatbot.training.train, "train", fake_train)
     return recorded
 
 

@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from chatbot.completions import ApiError, ChoiceText, choice_text, parse_request
 from chatbot.config import DecodeConfig
 from chatbot.errors import ChatbotError
-from chatbot.limits import Limits
-from chatbot.text import Tokenizer
+from chatbot.serving.completions import ApiError, ChoiceText, choice_text, parse_request
+from chatbot.serving.limits import Limits
+from chatbot.text.words import Tokenizer
 
 SAVED = DecodeConfig()  # greedy, max_reply_len 40, retrieval on
 LIMITS = Limits(max_reply_tokens=100, max_choices=4)

@@ -19,11 +19,11 @@ from chatbot.config import (
     TrainConfig,
     preset,
 )
-from chatbot.data import BAD_LINE_CHOICES
-from chatbot.distribute import STRATEGIES
+from chatbot.data.pairs import BAD_LINE_CHOICES
 from chatbot.errors import ChatbotError
 from chatbot.models import ARCHS
-from chatbot.text import SUBWORD_MODELS, TOKENIZERS
+from chatbot.text.tokenizer import SUBWORD_MODELS, TOKENIZERS
+from chatbot.training.distribute import STRATEGIES
 
 
 def custom_config() -> RunConfig:

@@ -1,5 +1,5 @@
 """Context: a model trained with --context-turns N reads the last N turns of a conversation
-(chatbot.context), in training, in `Bot.reply(messages)`, in the REPL and in `chatbot eval`."""
+(chatbot.text.context), in training, in `Bot.reply(messages)`, in the REPL and in `chatbot eval`."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import json
 
 import pytest
 
-from chatbot.bot import Bot
 from chatbot.cli import main
-from chatbot.context import context_key, context_tokens, longest_sequence
-from chatbot.data import read_pairs
+from chatbot.data.pairs import read_pairs
+from chatbot.decoding.bot import Bot
 from chatbot.errors import ChatbotError
-from chatbot.text import Tokenizer
-from chatbot.vocab import SPECIALS, TURN, Vocabulary
+from chatbot.text.context import context_key, context_tokens, longest_sequence
+from chatbot.text.vocab import SPECIALS, TURN, Vocabulary
+from chatbot.text.words import Tokenizer
 from tests.conftest import shared, tiny_config
 
 TOKENIZER = Tokenizer()
@@ -87,7 +87,7 @@ def test_a_single_turn_vocabulary_cannot_train_with_context(tmp_path, tiny_run, 
 @pytest.fixture(scope="module")
 def context_run(tmp_path_factory):
     """An lstm trained with --context-turns 2 on every (animal, name) conversation."""
-    from chatbot.train import train
+    from chatbot.training.train import train
 
     def build(root):
         root.mkdir()

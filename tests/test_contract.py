@@ -15,17 +15,17 @@ import keras
 import numpy as np
 import pytest
 
-from chatbot.batches import Batches
-from chatbot.bot import Bot
 from chatbot.config import ModelConfig, RunConfig, TrainConfig
+from chatbot.decoding.bot import Bot
+from chatbot.decoding.samplers import get_sampler
 from chatbot.errors import ChatbotError
-from chatbot.loop import Loop
 from chatbot.models import ARCHS, arch_module
 from chatbot.models.base import OUTPUT_LAYER, check_weights, select_state
 from chatbot.models.common import compile_model
-from chatbot.samplers import get_sampler
-from chatbot.vocab import SPECIALS, Vocabulary
-from chatbot.weights import model_weights, read_keras_weights
+from chatbot.models.weights import model_weights, read_keras_weights
+from chatbot.text.vocab import SPECIALS, Vocabulary
+from chatbot.training.batches import Batches
+from chatbot.training.loop import Loop
 from tests.conftest import assert_bounded_candidates
 
 VOCAB = Vocabulary(list(SPECIALS) + [f"w{i}" for i in range(25)])
@@ -172,16 +172,16 @@ def test_numpy_engine_matches_keras_forward_pass(arch, num_layers):
         assert np.max(np.abs(got - expected)) < 1e-4, (prompt, reply)
 
 
-# numpy_ops.matmul multiplies 2 to 12 rows in blocks of columns past SMALL_PRODUCT; at 1, every
+# kernels.matmul multiplies 2 to 12 rows in blocks of columns past SMALL_PRODUCT; at 1, every
 # such product of these tiny models is blocked.
 BLOCKED = pytest.mark.parametrize("small_product", [None, 1])
 
 
 def block_products(monkeypatch, small_product: int | None) -> None:
-    from chatbot import numpy_ops
+    from chatbot.models import kernels
 
     if small_product is not None:
-        monkeypatch.setattr(numpy_ops, "SMALL_PRODUCT", small_product)
+        monkeypatch.setattr(kernels, "SMALL_PRODUCT", small_product)
 
 
 @BLOCKED
@@ -213,17 +213,17 @@ def test_select_state_reorders_the_rows(arch):
 
 
 @BLOCKED
-@pytest.mark.parametrize("chunk", [2, 512])  # positions scored at once (numpy_ops)
+@pytest.mark.parametrize("chunk", [2, 512])  # positions scored at once (kernels)
 def test_scoring_whole_replies_equals_stepping_through_them(arch, chunk, small_product,
                                                             monkeypatch):
     """`rerank.teacher_forced_rows` (what reranking and evaluation score replies with) gives,
     batched, each row's summed log-probability and arg-max hits of stepping through it alone;
     through the engine's one-pass `teacher_forced` when it has one, else token by token."""
-    from chatbot import numpy_ops
-    from chatbot.numpy_ops import log_softmax
-    from chatbot.rerank import teacher_forced_rows
+    from chatbot.decoding.rerank import teacher_forced_rows
+    from chatbot.models import kernels
+    from chatbot.models.kernels import log_softmax
 
-    monkeypatch.setattr(numpy_ops, "SCORED_CHUNK", chunk)
+    monkeypatch.setattr(kernels, "SCORED_CHUNK", chunk)
     block_products(monkeypatch, small_product)
     model, config = make_model(arch, num_layers=2)
     engine = engine_of(arch, model, config)
@@ -255,7 +255,7 @@ def test_greedy_equals_a_beam_of_width_one(arch):
 
 def searches(monkeypatch) -> list[int]:
     """The prompts of each greedy search from now on."""
-    from chatbot.samplers import GreedySampler
+    from chatbot.decoding.samplers import GreedySampler
 
     calls: list[int] = []
     search = GreedySampler.search
@@ -272,7 +272,7 @@ def test_known_replies_the_model_would_write_skip_the_search(arch, monkeypatch):
     """Speculative decoding and bounds (Bot._drafts): a known reply that is the model's own
     greedy reply is taken as it is, and a prompt whose best known reply beats anything the
     model could write is not searched; replies, sources and scores are the search's."""
-    from chatbot.retrieval import Memory
+    from chatbot.decoding.retrieval import Memory
 
     model, config = make_model(arch, seed=3)
     run = RunConfig(model=config)

@@ -1,4 +1,4 @@
-"""Tests for chatbot.corpora: chatterbot-corpus import and TSV writing."""
+"""Tests for chatbot.corpora.chatterbot: chatterbot-corpus import and TSV writing."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from chatbot import corpora
-from chatbot.corpora import (
+from chatbot.corpora import chatterbot
+from chatbot.corpora.chatterbot import (
     ImportReport,
     chatterbot_languages,
     chatterbot_pairs,
@@ -152,7 +152,7 @@ def test_missing_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) ->
     def missing(name: str) -> None:
         raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
-    monkeypatch.setattr(corpora.importlib.resources, "files", missing)
+    monkeypatch.setattr(chatterbot.importlib.resources, "files", missing)
     with pytest.raises(ChatbotError, match=r"pip install chatterbot-corpus \(or make install\)"):
         chatterbot_languages()
     with pytest.raises(ChatbotError, match="pip install chatterbot-corpus"):
@@ -344,7 +344,7 @@ def install_fake_corpus(root: Path, monkeypatch: pytest.MonkeyPatch, files: dict
         path = root / "data" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-    monkeypatch.setattr(corpora.importlib.resources, "files", lambda package: root)
+    monkeypatch.setattr(chatterbot.importlib.resources, "files", lambda package: root)
     return root / "data"
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from chatbot.config import TextConfig
-from chatbot.data import (
+from chatbot.data.pairs import (
     LoadReport,
     Pair,
     format_summary,
@@ -17,7 +17,7 @@ from chatbot.data import (
     tokens_per_pair,
 )
 from chatbot.errors import ChatbotError
-from chatbot.text import Tokenizer
+from chatbot.text.words import Tokenizer
 
 ONE_COLUMN = "expected 2 tab-separated columns (prompt<TAB>reply), found 1"
 EMPTY_PROMPT = "the prompt (first column) is empty"

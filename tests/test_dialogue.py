@@ -1,6 +1,6 @@
-"""chatbot.dialogue and the chat JSONL path of read_pairs, split_pairs and `chatbot data check`:
-every bad line named FILE:LINE (error mode) or counted (skip mode), the tolerated quirks of real
-files (BOM, CRLF, blank lines), exchanges turned into pairs exactly, writing that round-trips
+"""chatbot.data.dialogue and the chat JSONL path of read_pairs, split_pairs and `chatbot data
+check`: every bad line named FILE:LINE (error mode) or counted (skip mode), the tolerated quirks of
+real files (BOM, CRLF, blank lines), exchanges turned into pairs exactly, writing that round-trips
 and is atomic, and splits that keep a conversation's pairs together."""
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chatbot.cli import main
-from chatbot.data import Pair, format_summary, read_pairs, split_pairs, summarize
-from chatbot.dialogue import (
+from chatbot.data.dialogue import (
     Message,
     exchanges,
     is_conversation_file,
@@ -24,8 +23,9 @@ from chatbot.dialogue import (
     to_json_line,
     write_conversations,
 )
+from chatbot.data.pairs import Pair, format_summary, read_pairs, split_pairs, summarize
 from chatbot.errors import ChatbotError
-from chatbot.text import Tokenizer
+from chatbot.text.words import Tokenizer
 
 HINT = "(fix the line, or pass --on-bad-lines skip to skip bad lines)"
 NOTHING_TO_LEARN = "a conversation with no assistant turn after another turn: nothing to learn"

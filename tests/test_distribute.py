@@ -17,11 +17,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from chatbot.batches import Batches
-from chatbot.bot import Bot
-from chatbot.distribute import is_chief, make_strategy, refuse_together
+from chatbot.decoding.bot import Bot
 from chatbot.errors import ChatbotError
 from chatbot.rundir import finish_run, read_history
+from chatbot.training.batches import Batches
+from chatbot.training.distribute import is_chief, make_strategy, refuse_together
 from tests.conftest import write_tsv
 
 
@@ -51,9 +51,9 @@ def train_on_three_devices() -> None:
     3 logical CPUs of 1 pair (1 batch) and of 5 pairs (2 batches); prints the losses as JSON."""
     strategy = make_strategy("mirrored", logical_cpus=3)
     from chatbot.config import ModelConfig, TrainConfig
-    from chatbot.loop import Loop
     from chatbot.models import lstm
     from chatbot.models.common import compile_model
+    from chatbot.training.loop import Loop
 
     losses = {}
     for pairs in (1, 5):

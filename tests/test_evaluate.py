@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from chatbot.bot import Bot, Reply
-from chatbot.data import Pair
+from chatbot.data.pairs import Pair
+from chatbot.decoding.bot import Bot, Reply
 from chatbot.errors import ChatbotError
 from chatbot.evaluate import (
     answer_rate,
@@ -25,8 +25,8 @@ from chatbot.evaluate import (
     teacher_forced,
     unk_rate,
 )
-from chatbot.text import Tokenizer
-from chatbot.vocab import SPECIALS, Vocabulary
+from chatbot.text.vocab import SPECIALS, Vocabulary
+from chatbot.text.words import Tokenizer
 from tests.conftest import TINY_PAIRS
 
 # -- pure metrics -----------------------------------------------------------------------------
@@ -229,8 +229,8 @@ def test_teacher_forced_agrees_with_keras_evaluate(tiny_run, pairs):
     import keras
 
     import chatbot.models.common  # noqa: F401  (registers MaskedAccuracy for load_model)
-    from chatbot.batches import Batches, encode_pairs
     from chatbot.models import lstm
+    from chatbot.training.batches import Batches, encode_pairs
 
     bot = Bot.load(tiny_run)
     model = keras.saving.load_model(tiny_run / "model.keras")

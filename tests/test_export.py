@@ -2,7 +2,7 @@
 
 "Exactly" under plain settings: greedy decoding with no retrieval, no MMI, no repetition guards
 (no_repeat_ngram, loop_guard) and no spelling correction, which are Python steps of chat and
-reply that the graph does not have (`chatbot.export.PLAIN`); min_len, allow_unk and
+reply that the graph does not have (`chatbot.export.saved_model.PLAIN`); min_len, allow_unk and
 max_reply_len are the run's own on both sides. The NumPy reference is then `GreedySampler`
 with those three settings, which is what `Bot.reply` runs under PLAIN.
 
@@ -25,19 +25,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from chatbot.bot import Bot
 from chatbot.cli import main
 from chatbot.config import DecodeConfig, ModelConfig
-from chatbot.export import CLIENT_FILE, PLAIN, VERSION, export
-from chatbot.export_graph import graph_engine, greedy
-from chatbot.export_text import detokenize, feature_table, tokenize
+from chatbot.decoding.bot import Bot
+from chatbot.decoding.samplers import GreedySampler
+from chatbot.export.graph import graph_engine, greedy
+from chatbot.export.saved_model import CLIENT_FILE, PLAIN, VERSION, export
+from chatbot.export.text_ops import detokenize, feature_table, tokenize
 from chatbot.models import ARCHS, arch_module
-from chatbot.numpy_ops import pad_batch
+from chatbot.models.kernels import pad_batch
+from chatbot.models.weights import model_weights
 from chatbot.rundir import STATUS, TOKENIZER, write_json
-from chatbot.samplers import GreedySampler
-from chatbot.text import Tokenizer
-from chatbot.vocab import SPECIALS, Vocabulary
-from chatbot.weights import model_weights
+from chatbot.text.vocab import SPECIALS, Vocabulary
+from chatbot.text.words import Tokenizer
 from tests.conftest import shared, tiny_config
 
 # English, Chinese, an unknown word (zzyzx), and one longer than max_len (40 tokens).
@@ -72,7 +72,7 @@ ALPHABET = [*"aZ09 .,!?'’-_\"`*=~#\t\n", "你", "好", "。", "，", "é", "\u
 @pytest.mark.parametrize("lowercase", [True, False])
 def test_tokenize_finds_the_tokens_of_the_word_tokenizer(lowercase):
     # Random strings of the characters the rules treat differently, in NFC (the form the
-    # graph expects: it has no normalization op, chatbot.export_text).
+    # graph expects: it has no normalization op, chatbot.export.text_ops).
     rng = random.Random(0)
     texts = TRICKY + [unicodedata.normalize("NFC", "".join(
         rng.choice(ALPHABET) for _ in range(rng.randint(0, 20)))) for _ in range(1000)]
@@ -194,7 +194,7 @@ def test_the_export_holds_what_a_client_needs(exports):
 
 @pytest.mark.slow
 def test_a_sentencepiece_run_is_exported_without_the_text_signature(tiny_tsv, tmp_path):
-    from chatbot.train import train
+    from chatbot.training.train import train
 
     config = tiny_config(epochs=1)
     config.text.tokenizer = "sentencepiece"

@@ -1,5 +1,5 @@
-"""What chatbot.guard refuses before any route, from the request's scope alone (no server: the
-real one is tested in test_serve.py and test_server.py)."""
+"""What chatbot.serving.guard refuses before any route, from the request's scope alone (no server:
+the real one is tested in test_serve.py and test_server.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from chatbot.guard import Guard, Hosts, host_name
-from chatbot.limits import Limits
+from chatbot.serving.guard import Guard, Hosts, host_name
+from chatbot.serving.limits import Limits
 
 
 @pytest.mark.parametrize("header, name", [

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chatbot.data import LoadReport, read_pairs
+from chatbot.data.pairs import LoadReport, read_pairs
 from chatbot.errors import ChatbotError
 
 MODES = ("skip", "error")

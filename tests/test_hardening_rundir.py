@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.bot import Bot
+from chatbot.decoding.bot import Bot
 from chatbot.errors import ChatbotError
 
 PACKAGE = Path(__file__).resolve().parents[1] / "chatbot"

@@ -1,5 +1,5 @@
-"""Tests for chatbot.importers (Cornell, DailyDialog, turns text) and the chat JSONL output of
-the chatterbot-corpus import, each on small files written in the corpus's own format."""
+"""Tests for chatbot.corpora.importers (Cornell, DailyDialog, turns text) and the chat JSONL output
+of the chatterbot-corpus import, each on small files written in the corpus's own format."""
 
 from __future__ import annotations
 
@@ -7,13 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from chatbot import corpora
 from chatbot.cli import main
-from chatbot.corpora import ImportReport, import_chatterbot
-from chatbot.data import read_pairs
-from chatbot.dialogue import read_conversations
-from chatbot.errors import ChatbotError
-from chatbot.importers import (
+from chatbot.corpora import chatterbot
+from chatbot.corpora.chatterbot import ImportReport, import_chatterbot
+from chatbot.corpora.importers import (
     ConversationReport,
     check_output,
     cornell_conversations,
@@ -22,6 +19,9 @@ from chatbot.importers import (
     import_dailydialog,
     import_turns,
 )
+from chatbot.data.dialogue import read_conversations
+from chatbot.data.pairs import read_pairs
+from chatbot.errors import ChatbotError
 
 
 def turns_of(path: Path) -> list[list[tuple[str, str]]]:
@@ -30,7 +30,7 @@ def turns_of(path: Path) -> list[list[tuple[str, str]]]:
 
 
 def pairs_of(path: Path) -> list[tuple[tuple[str, ...], str, str]]:
-    """(context, prompt, reply) of every training pair that chatbot.data reads from `path`."""
+    """(context, prompt, reply) of every training pair that chatbot.data.pairs reads from `path`."""
     return [(p.context, p.prompt, p.reply) for p in read_pairs(path).pairs]
 
 
@@ -346,7 +346,7 @@ def fake_chatterbot(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "- [a, null, b, c, d]\n"  # cut at the null: [b, c, d]
         "- [solo]\n", encoding="utf-8")
     (data / "2.yml").write_text("conversations:\n- [hi, hello]\n- [yes, 42]\n", encoding="utf-8")
-    monkeypatch.setattr(corpora.importlib.resources, "files", lambda package: root)
+    monkeypatch.setattr(chatterbot.importlib.resources, "files", lambda package: root)
     return data
 
 

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from chatbot.batches import Batches
 from chatbot.config import ModelConfig
-from chatbot.distribute import make_strategy
-from chatbot.loop import UNSUPPORTED, Loop
 from chatbot.models import arch_module
 from chatbot.models.common import MaskedAccuracy, masked_loss
-from chatbot.vocab import SPECIALS, Vocabulary
+from chatbot.text.vocab import SPECIALS, Vocabulary
+from chatbot.training.batches import Batches
+from chatbot.training.distribute import make_strategy
+from chatbot.training.loop import UNSUPPORTED, Loop
 
 VOCAB = Vocabulary(list(SPECIALS) + [f"w{i}" for i in range(25)])
 ARCHS = ["lstm", "seq2seq", "attention", "transformer"]

@@ -8,12 +8,12 @@ import keras
 import numpy as np
 import pytest
 
-from chatbot.batches import Batches
 from chatbot.config import ModelConfig, TrainConfig
 from chatbot.models import lstm
 from chatbot.models.base import OUTPUT_LAYER
 from chatbot.models.common import compile_model
-from chatbot.vocab import SPECIALS, Vocabulary
+from chatbot.text.vocab import SPECIALS, Vocabulary
+from chatbot.training.batches import Batches
 
 VOCAB = Vocabulary(list(SPECIALS) + [f"w{i}" for i in range(25)])
 

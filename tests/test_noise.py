@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from chatbot.data import Pair
-from chatbot.noise import LEAD_WORDS, ZH_LEAD_WORDS, final_forms, noisy, noisy_copies
-from chatbot.variants import FILLERS, ZH_FILLERS
+from chatbot.data.noise import LEAD_WORDS, ZH_LEAD_WORDS, final_forms, noisy, noisy_copies
+from chatbot.data.pairs import Pair
+from chatbot.data.variants import FILLERS, ZH_FILLERS
 
 PAIRS = [Pair(p, r, i) for i, (p, r) in enumerate([
     ("How are you?", "I am fine."), ("What is your name?", "Bot."), ("你好吗？", "我很好。"),

@@ -1,18 +1,19 @@
-"""chatbot.numpy_ops.matmul: the product of a few rows, in blocks of columns, is the product."""
+"""chatbot.models.kernels.matmul: the product of a few rows, in blocks of columns, is the
+product."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from chatbot import numpy_ops
-from chatbot.numpy_ops import matmul
+from chatbot.models import kernels
+from chatbot.models.kernels import matmul
 
 
 @pytest.mark.parametrize("rows", [0, 1, 2, 3, 7, 12, 13, 40])
-@pytest.mark.parametrize("small_product", [numpy_ops.SMALL_PRODUCT, 1, 5000])
+@pytest.mark.parametrize("small_product", [kernels.SMALL_PRODUCT, 1, 5000])
 def test_matmul_is_the_product_however_it_is_split(rows, small_product, monkeypatch):
-    monkeypatch.setattr(numpy_ops, "SMALL_PRODUCT", small_product)
+    monkeypatch.setattr(kernels, "SMALL_PRODUCT", small_product)
     rng = np.random.default_rng(rows)
     w = rng.standard_normal((384, 1000)).astype(np.float32)  # 1000: a last, narrower block
     x = rng.standard_normal((rows, 384)).astype(np.float32)
@@ -36,7 +37,7 @@ def test_only_a_few_rows_over_a_large_matrix_are_split(monkeypatch):
         calls.append(args[1].shape)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(numpy_ops.np, "matmul", counting)
+    monkeypatch.setattr(kernels.np, "matmul", counting)
     w = np.ones((384, 1536), np.float32)
     matmul(np.ones((2, 384), np.float32), w)  # 2 * 384 * 1536 > 100**3: in blocks
     assert len(calls) == 2 and sum(shape[1] for shape in calls) == 1536

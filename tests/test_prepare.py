@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from chatbot.config import RunConfig
-from chatbot.prepare import Split, prepare_data
-from chatbot.subword import SubwordTokenizer
-from chatbot.text import Tokenizer
-from chatbot.vocab import SPECIALS, Vocabulary
+from chatbot.text.subword import SubwordTokenizer
+from chatbot.text.vocab import SPECIALS, Vocabulary
+from chatbot.text.words import Tokenizer
+from chatbot.training.prepare import Split, prepare_data
 
 ROWS = [
     "a a a b\tc c",

@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from chatbot.bot import Bot
 from chatbot.cli import main
 from chatbot.config import RunConfig
+from chatbot.decoding.bot import Bot
 from chatbot.errors import ChatbotError
-from chatbot.pretrain import prepare_text, read_text, windows
 from chatbot.rundir import CONFIG, METRICS, TOKENIZER, VOCAB
+from chatbot.training.pretrain_data import prepare_text, read_text, windows
 
 # Who owns what: the text says it in several ways, the pairs ask about it.
 OWNERS = {"rex": "dog", "tom": "cat", "ann": "car", "bob": "book", "kim": "tree"}
@@ -121,7 +121,7 @@ def test_an_interrupted_pretraining_resumes_on_its_text(tmp_path, monkeypatch):
     lm = tmp_path / "lm"
     small = ["--embedding-dim", "16", "--hidden-dim", "32", "--num-heads", "2",
              "--max-len", "8"]
-    import chatbot.callbacks as callbacks
+    import chatbot.training.callbacks as callbacks
 
     calls = {"n": 0}
     original = callbacks.EpochBackup.on_epoch_end

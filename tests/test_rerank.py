@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from chatbot.bot import Bot
 from chatbot.chat import explain
 from chatbot.config import RunConfig
-from chatbot.data import read_pairs
-from chatbot.numpy_ops import log_softmax
-from chatbot.rerank import mmi_scores, reply_logprobs, token_logprobs
-from chatbot.retrieval import Memory
+from chatbot.data.pairs import read_pairs
+from chatbot.decoding.bot import Bot
+from chatbot.decoding.rerank import mmi_scores, reply_logprobs, token_logprobs
+from chatbot.decoding.retrieval import Memory
+from chatbot.models.kernels import log_softmax
+from chatbot.models.weights import read_keras_weights
 from chatbot.rundir import CONFIG, MODEL, VOCAB
-from chatbot.vocab import Vocabulary
-from chatbot.weights import read_keras_weights
+from chatbot.text.vocab import Vocabulary
 from tests.conftest import TINY_PAIRS, assert_bounded_candidates
 
 pytestmark = pytest.mark.slow  # the tiny run trains once per session
@@ -119,7 +119,7 @@ def test_known_replies_taken_as_drafts_change_no_reply(bot, monkeypatch, setting
     replies and the scores of the candidates kept are what a search gives, and those left out
     could not have won; known replies that the model writes itself, with nothing against
     them, are taken without one."""
-    from chatbot.samplers import GreedySampler
+    from chatbot.decoding.samplers import GreedySampler
 
     prompts = [p for p, _ in TINY_PAIRS] + ["hey, how are you", "DO YOU LIKE TEA", "你好吗",
                                             "what is your nme", "purple elephants"]
@@ -144,7 +144,7 @@ def test_known_replies_taken_as_drafts_change_no_reply(bot, monkeypatch, setting
 def test_a_known_reply_one_token_short_of_the_models_is_no_draft(bot, tiny_run, monkeypatch):
     """Each training reply without its last token: the model agrees with every token but
     the <EOS> that would come too soon, so each prompt is still searched."""
-    from chatbot.samplers import GreedySampler
+    from chatbot.decoding.samplers import GreedySampler
 
     short = [[bot.tokenizer.detokenize(bot.tokenizer.tokenize(r)[:-1])] for _, r in TINY_PAIRS]
     memory = Memory([p for p, _ in TINY_PAIRS], short)
@@ -169,7 +169,7 @@ def test_a_known_reply_that_beats_anything_the_model_could_write_needs_no_search
     own reply could score at most 0 (a mean log p): the search is skipped (Bot._drafts), and
     the reply is the one a search and every score would have given. /why says what was not
     scored."""
-    from chatbot.samplers import GreedySampler
+    from chatbot.decoding.samplers import GreedySampler
 
     searched: list[int] = []
     search = GreedySampler.search

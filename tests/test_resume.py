@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import chatbot.train
-from chatbot.batches import Batches
-from chatbot.bot import Bot
-from chatbot.callbacks import EpochBackup
+import chatbot.training.train
+from chatbot.decoding.bot import Bot
 from chatbot.errors import ChatbotError
 from chatbot.rundir import BACKUP, read_backup, run_state
-from chatbot.train import train
+from chatbot.training.batches import Batches
+from chatbot.training.callbacks import EpochBackup
+from chatbot.training.train import train
 from tests.conftest import shared, tiny_config
 
 pytestmark = pytest.mark.slow
@@ -203,17 +203,17 @@ def test_a_run_stopped_early_then_killed_while_measuring_trains_no_more(tmp_path
     data = synthetic_tsv(tmp_path / "pairs.tsv", n=40)
     config = tiny_config(epochs=60)
     config.train.patience, config.train.monitor, config.data.val_fraction = 1, "val_loss", 0.3
-    finish = chatbot.train._finish
+    finish = chatbot.training.train._finish
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(chatbot.train, "_finish", killed)
+    monkeypatch.setattr(chatbot.training.train, "_finish", killed)
     with pytest.raises(KeyboardInterrupt):
         train(data, tmp_path / "run", config, log=lambda _: None, verbose=0)
     stopped = rows(tmp_path / "run")
     assert stopped < 60 and run_state(tmp_path / "run").state == "training"
-    monkeypatch.setattr(chatbot.train, "_finish", finish)
+    monkeypatch.setattr(chatbot.training.train, "_finish", finish)
     lines: list[str] = []
     result = train(None, tmp_path / "run", resume=True, log=lines.append, verbose=0)
     assert result.epochs == rows(tmp_path / "run") == stopped  # no epoch more

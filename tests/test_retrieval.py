@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from chatbot.data import Pair
+from chatbot.data.pairs import Pair
+from chatbot.decoding.retrieval import Memory, normalize
 from chatbot.errors import ChatbotError
-from chatbot.retrieval import Memory, normalize
 
 PAIRS = [Pair(p, r, line) for line, (p, r) in enumerate([
     ("How are you?", "I am doing well."), ("How are you?", "Fine, thanks."),
@@ -73,7 +73,7 @@ def test_similarity_is_the_cosine_of_the_tf_idf_vectors(memory):
     length, dotted with the query's; every prompt that shares an n-gram is found."""
     import math
 
-    from chatbot.retrieval import ngrams
+    from chatbot.decoding.retrieval import ngrams
 
     documents = [ngrams(p) for p in memory.prompts]
 

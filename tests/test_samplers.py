@@ -7,8 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from chatbot.errors import ChatbotError
-from chatbot.samplers import (
+from chatbot.decoding.samplers import (
     SAMPLERS,
     BeamSampler,
     Candidate,
@@ -19,7 +18,8 @@ from chatbot.samplers import (
     get_sampler,
     select_state,
 )
-from chatbot.vocab import SPECIALS, Vocabulary
+from chatbot.errors import ChatbotError
+from chatbot.text.vocab import SPECIALS, Vocabulary
 
 VOCAB = Vocabulary(list(SPECIALS) + ["a", "b", "c"])  # a=5, b=6, c=7
 BIG = Vocabulary(list(SPECIALS) + [f"w{i}" for i in range(10)])  # w0=5 .. w9=14
@@ -206,7 +206,7 @@ def test_log_probs_are_the_log_softmax_of_the_constrained_logits_bit_for_bit():
     # log_probs takes the max before dividing by the temperature (x / t has its max at
     # max(x) / t) and mends a row where everything is banned: the same floats as the plain
     # formula, computed here on its own.
-    from chatbot.numpy_ops import log_softmax
+    from chatbot.models.kernels import log_softmax
 
     logits = np.random.default_rng(0).normal(size=(3, len(VOCAB))).astype(np.float32) * 4
     replies = [[A, B, C], [], [C]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from chatbot.samplers import BeamSampler, GreedySampler, RandomSampler
+from chatbot.decoding.samplers import BeamSampler, GreedySampler, RandomSampler
 from tests.test_samplers import EOS, VOCAB, A, B, C, MarkovEngine, ScriptedEngine
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from chatbot.config import ModelConfig
 from chatbot.models import seq2seq
 from chatbot.models.base import OUTPUT_LAYER
-from chatbot.vocab import SPECIALS, Vocabulary
+from chatbot.text.vocab import SPECIALS, Vocabulary
 
 VOCAB = Vocabulary(list(SPECIALS) + [f"w{i}" for i in range(25)])
 SOS, EOS, SEP = VOCAB.sos_id, VOCAB.eos_id, VOCAB.sep_id

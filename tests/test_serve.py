@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chatbot.bot import Bot
-from chatbot.limits import Limits
-from chatbot.serve import create_app
+from chatbot.decoding.bot import Bot
+from chatbot.serving.app import create_app
+from chatbot.serving.limits import Limits
 from tests.conftest import TINY_PAIRS
 from tests.serving import Server, SlowEngine, bot_with
 from tests.test_hardening_input import HOSTILE

@@ -1,6 +1,6 @@
 """`chatbot serve` under attack, on localhost: the command started as users start it (a process
-of its own, so that chatbot.server's uvicorn settings, GuardedProtocol and the limits are what
-is tested), sent what a hostile or careless client sends. Each such request must be answered
+of its own, so that chatbot.serving.server's uvicorn settings, GuardedProtocol and the limits are
+what is tested), sent what a hostile or careless client sends. Each such request must be answered
 as specified while /health, polled on a connection of its own, answers 95% of its polls within
 HEALTH_WAIT and every one within FREEZE. Every socket has a timeout: no test can hang."""
 

@@ -1,5 +1,5 @@
-"""The one table of decoding settings (chatbot.settings): every DecodeConfig field reachable
-from the CLI, `/set` and the HTTP API, and every value checked against its range."""
+"""The one table of decoding settings (chatbot.decoding.settings): every DecodeConfig field
+reachable from the CLI, `/set` and the HTTP API, and every value checked against its range."""
 
 from __future__ import annotations
 
@@ -9,11 +9,8 @@ import json
 import pytest
 
 from chatbot.cli import build_parser
-from chatbot.completions import ApiError, parse_request
-from chatbot.errors import ChatbotError
-from chatbot.limits import Limits
-from chatbot.samplers import SAMPLERS
-from chatbot.settings import (
+from chatbot.decoding.samplers import SAMPLERS
+from chatbot.decoding.settings import (
     BY_FIELD,
     SETTINGS,
     STRATEGIES,
@@ -21,6 +18,9 @@ from chatbot.settings import (
     check_decode,
     parse_setting,
 )
+from chatbot.errors import ChatbotError
+from chatbot.serving.completions import ApiError, parse_request
+from chatbot.serving.limits import Limits
 
 # Fields no front end sets on purpose: none today. (A field added here needs a reason.)
 NOT_REACHABLE: dict[str, str] = {}

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatbot.spelling import MIN_LENGTH, Speller, distance, is_word
-from chatbot.variants import typing_variants
+from chatbot.data.variants import typing_variants
+from chatbot.decoding.spelling import MIN_LENGTH, Speller, distance, is_word
 
 # Most frequent first, as Vocabulary.build orders words.
 WORDS = ["<PAD>", "<SOS>", "<EOS>", "<UNK>", "<SEP>", "?", "the", "is", "what", "your", "name",
@@ -82,7 +82,7 @@ def test_distance_counts_a_swap_of_neighbours_once():
 
 
 def test_the_evaluations_typos_are_mostly_undone():
-    """Every typo the evaluation makes (chatbot.variants, seeded) is one slip in one word of at
+    """Every typo the evaluation makes (chatbot.data.variants, seeded) is one slip in one word of at
     least 4 letters; over a vocabulary of the prompts' own words, the speller restores nearly
     every one that leaves MIN_LENGTH letters (the rest turn one word into another known word,
     which only the model can judge), and leaves the shorter ones as they are."""
@@ -116,7 +116,7 @@ def test_is_word():
 
 
 def test_the_bot_reads_a_typo_as_the_word_and_says_so(tiny_run):
-    from chatbot.bot import Bot
+    from chatbot.decoding.bot import Bot
 
     bot = Bot.load(tiny_run)
     bot.configure(retrieval=False)  # the model alone: the memory would forgive the typo too

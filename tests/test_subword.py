@@ -14,15 +14,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatbot.bot import Bot
-from chatbot.callbacks import EpochBackup
 from chatbot.cli import main
 from chatbot.config import TextConfig
+from chatbot.decoding.bot import Bot
 from chatbot.errors import ChatbotError
 from chatbot.rundir import TOKENIZER, read_backup
-from chatbot.subword import SubwordTokenizer, train
-from chatbot.text import SUBWORD_MODELS, normalize
-from chatbot.vocab import SPECIALS, Vocabulary
+from chatbot.text.subword import SubwordTokenizer
+from chatbot.text.tokenizer import SUBWORD_MODELS, train_tokenizer
+from chatbot.text.vocab import SPECIALS, Vocabulary
+from chatbot.text.words import normalize
+from chatbot.training.callbacks import EpochBackup
 from tests.conftest import TINY_PAIRS, shared, tiny_config, write_tsv
 
 CORPUS = [text for pair in TINY_PAIRS for text in pair] + [
@@ -51,12 +52,12 @@ def as_read(text: str, lowercase: bool = True) -> str:
 
 @functools.cache
 def unigram() -> SubwordTokenizer:
-    return train(CORPUS, settings())
+    return train_tokenizer(settings(), CORPUS)
 
 
 @pytest.fixture(scope="module", params=SUBWORD_MODELS)
 def tokenizer(request) -> SubwordTokenizer:
-    return train(CORPUS, settings(request.param))
+    return train_tokenizer(settings(request.param), CORPUS)
 
 
 def test_text_comes_back_as_it_was_read_through_the_vocabulary(tokenizer):
@@ -99,17 +100,17 @@ def test_chinese_full_width_punctuation_is_not_folded_to_ascii(tokenizer):
 
 
 def test_frequent_words_are_pieces_of_their_own():
-    tokenizer = train(CORPUS, settings("bpe"))
+    tokenizer = train_tokenizer(settings("bpe"), CORPUS)
     assert tokenizer.tokenize("What is your name?") == ["▁what", "▁is", "▁your", "▁name", "?"]
 
 
 def test_case_is_kept_when_asked():
-    tokenizer = train(CORPUS, settings(lowercase=False))
+    tokenizer = train_tokenizer(settings(lowercase=False), CORPUS)
     assert tokenizer.detokenize(tokenizer.tokenize("Hello World")) == "Hello World"
 
 
 def test_training_is_deterministic_and_the_size_a_maximum():
-    first, second = train(CORPUS, settings()), train(CORPUS, settings())
+    first, second = train_tokenizer(settings(), CORPUS), train_tokenizer(settings(), CORPUS)
     assert first.model == second.model
     assert 256 < len(first.pieces) < 4000  # a small corpus gets fewer pieces than asked
 
@@ -118,15 +119,15 @@ def test_a_vocabulary_too_small_for_the_characters_says_how_big_it_must_be():
     with pytest.raises(ChatbotError, match=r"subword_vocab 100 is too small for this text: "
                                            r"its characters and the 256 byte pieces alone need "
                                            r"\d+; pass --subword-vocab \d+ or more"):
-        train(CORPUS, settings(vocab=100))
+        train_tokenizer(settings(vocab=100), CORPUS)
 
 
 def test_bad_settings_and_no_text_are_refused():
     with pytest.raises(ChatbotError, match="subword_model is 'wordpiece'; choose one of: "
                                            "unigram, bpe"):
-        train(CORPUS, settings("wordpiece"))
+        train_tokenizer(settings("wordpiece"), CORPUS)
     with pytest.raises(ChatbotError, match="no text"):
-        train(["", "  "], settings())
+        train_tokenizer(settings(), ["", "  "])
 
 
 def test_save_and_load_round_trip(tokenizer, tmp_path):
@@ -214,7 +215,7 @@ def test_a_damaged_missing_or_foreign_tokenizer_file_is_refused(spm_run, tmp_pat
     (run / TOKENIZER).unlink()
     with pytest.raises(ChatbotError, match=f"{run / TOKENIZER}: missing"):
         Bot.load(run)
-    train(["some other text entirely"], settings()).save(run / TOKENIZER)
+    train_tokenizer(settings(), ["some other text entirely"]).save(run / TOKENIZER)
     with pytest.raises(ChatbotError, match="pieces of the sentencepiece model .* the files are "
                                            "from different runs; retrain the model"):
         Bot.load(run)
@@ -222,7 +223,7 @@ def test_a_damaged_missing_or_foreign_tokenizer_file_is_refused(spm_run, tmp_pat
 
 @pytest.mark.slow
 def test_resume_keeps_the_tokenizer_even_on_other_data(tmp_path, monkeypatch):
-    from chatbot.train import train as train_run
+    from chatbot.training.train import train as train_run
 
     data = write_tsv(tmp_path / "tiny.tsv")
     config = tiny_config(epochs=4)
@@ -252,7 +253,7 @@ def test_resume_keeps_the_tokenizer_even_on_other_data(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_init_from_keeps_the_tokenizer_and_learns_the_new_pairs(spm_run, tmp_path):
-    from chatbot.train import train as train_run
+    from chatbot.training.train import train as train_run
 
     new = write_tsv(tmp_path / "new.tsv", [("hello zebra", "my name is bot."),
                                            ("hello", "hi there!")])
@@ -271,7 +272,7 @@ def test_init_from_keeps_the_tokenizer_and_learns_the_new_pairs(spm_run, tmp_pat
 
 @pytest.mark.slow
 def test_overwrite_with_a_word_run_removes_the_tokenizer(spm_run, tmp_path):
-    from chatbot.train import train as train_run
+    from chatbot.training.train import train as train_run
 
     run = shutil.copytree(spm_run, tmp_path / "run")
     train_run(write_tsv(tmp_path / "tiny.tsv"), run, tiny_config(epochs=1), overwrite=True,

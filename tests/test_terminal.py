@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.bot import Bot
 from chatbot.chat import describe
+from chatbot.decoding.bot import Bot
 
 pytestmark = pytest.mark.slow  # spawns processes on the tiny trained model
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatbot.text import Tokenizer, clip, is_cjk
+from chatbot.text.words import Tokenizer, clip, is_cjk
 
 LOWER = Tokenizer()
 KEEP_CASE = Tokenizer(lowercase=False)

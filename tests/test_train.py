@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chatbot.bot import Bot
+from chatbot.decoding.bot import Bot
 from chatbot.errors import ChatbotError
 from chatbot.models.common import MaskedAccuracy  # noqa: F401  (registers it for load_model)
-from chatbot.prepare import prepare_data
 from chatbot.rundir import check_run_dir
-from chatbot.train import train
+from chatbot.training.prepare import prepare_data
+from chatbot.training.train import train
 from tests.conftest import TINY_PAIRS, TINY_RUN_EPOCHS, tiny_config, write_tsv
 
 pytestmark = pytest.mark.slow

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from chatbot.config import ModelConfig, RunConfig
+from chatbot.decoding.samplers import get_sampler
 from chatbot.errors import ChatbotError
 from chatbot.models import transformer
-from chatbot.samplers import get_sampler
-from chatbot.vocab import SPECIALS, Vocabulary
-from chatbot.weights import model_weights
+from chatbot.models.weights import model_weights
+from chatbot.text.vocab import SPECIALS, Vocabulary
 from tests.test_contract import engine_logits
 
 VOCAB = Vocabulary(list(SPECIALS) + [f"w{i}" for i in range(40)])
@@ -97,7 +97,7 @@ def test_a_step_equals_the_whole_sequence_at_once():
 
 
 def test_one_pass_scoring_equals_the_token_by_token_walk():
-    from chatbot import rerank
+    from chatbot.decoding import rerank
 
     cached, _ = engines()
     asked = prompts(10, seed=4)

@@ -9,13 +9,13 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from chatbot.bot import AttentionMap, Bot
 from chatbot.config import ModelConfig, RunConfig
+from chatbot.decoding.bot import AttentionMap, Bot
 from chatbot.errors import ChatbotError
 from chatbot.models import lstm, transformer
+from chatbot.models.weights import model_weights
 from chatbot.plot import plot_attention_map
-from chatbot.vocab import SPECIALS, Vocabulary
-from chatbot.weights import model_weights
+from chatbot.text.vocab import SPECIALS, Vocabulary
 from tests.test_chat import drive
 
 VOCAB = Vocabulary([*SPECIALS, "hello", "你", "好", "hi", "!", "there"])

@@ -6,8 +6,7 @@ import random
 
 import pytest
 
-from chatbot.text import Tokenizer
-from chatbot.variants import (
+from chatbot.data.variants import (
     CONTRACTIONS,
     KINDS,
     contraction,
@@ -21,6 +20,7 @@ from chatbot.variants import (
     zh_particle,
     zh_width,
 )
+from chatbot.text.words import Tokenizer
 
 PROMPTS = ["How are you?", "What is your name?", "hello", "I'm fine. What's up?", "你好吗？",
            "你叫什么名字?", "Tell me a joke", "what is AI?", "再见", "Do you like tea?"]
@@ -108,8 +108,8 @@ def test_variants_of_a_known_prompt_keep_its_chinese(prompt):
 
 @pytest.mark.slow
 def test_eval_reports_each_kind_and_case_costs_a_lowercasing_model_nothing(tiny_run, tiny_tsv):
-    from chatbot.bot import Bot
-    from chatbot.data import read_pairs
+    from chatbot.data.pairs import read_pairs
+    from chatbot.decoding.bot import Bot
     from chatbot.evaluate import format_metrics, variant_answer_rates
 
     bot = Bot.load(tiny_run)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from chatbot.errors import ChatbotError
-from chatbot.vocab import EOS, PAD, SEP, SOS, SPECIALS, UNK, Vocabulary
+from chatbot.text.vocab import EOS, PAD, SEP, SOS, SPECIALS, UNK, Vocabulary
 
 SENTENCES = [
     ["b", "a", "c"],

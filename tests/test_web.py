@@ -15,8 +15,8 @@ from html.parser import HTMLParser
 import pytest
 from starlette.testclient import TestClient
 
-from chatbot.bot import Bot
-from chatbot.serve import WEB, create_app
+from chatbot.decoding.bot import Bot
+from chatbot.serving.app import WEB, create_app
 from tests.serving import Server, SlowEngine, bot_with
 
 try:
@@ -90,10 +90,11 @@ def test_nothing_is_loaded_from_other_hosts(name):
 
 def test_the_page_files_are_package_data():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
-    root = WEB.parent.parent
+    package = WEB.parent  # chatbot/serving
+    root = package.parent.parent
     globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
-        "package-data"]["chatbot"]
-    shipped = {p.name for g in globs for p in (root / "chatbot").glob(g)}
+        "package-data"]["chatbot.serving"]
+    shipped = {p.name for g in globs for p in package.glob(g)}
     assert {p.name for p in WEB.iterdir()} == shipped == set(FILES)
 
 

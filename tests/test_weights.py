@@ -8,7 +8,7 @@ import numpy as np
 from chatbot.config import ModelConfig
 from chatbot.models import lstm
 from chatbot.models.base import DENSE, OUTPUT_LAYER
-from chatbot.weights import model_weights, read_keras_weights
+from chatbot.models.weights import model_weights, read_keras_weights
 
 
 def test_sublayers_are_keyed_by_their_path_not_their_position():

@@ -17,10 +17,10 @@ import numpy as np
 
 from chatbot.config import ModelConfig
 from chatbot.models.base import DENSE, OUTPUT_LAYER, Shapes, Weights, arrays, dense_shapes
+from chatbot.models.kernels import matmul
 from chatbot.models.seq2seq import Engine as Seq2seqEngine
 from chatbot.models.seq2seq import encode_example, encoder_decoder, encoder_decoder_shapes
-from chatbot.numpy_ops import matmul
-from chatbot.vocab import Vocabulary
+from chatbot.text.vocab import Vocabulary
 
 __all__ = ["Engine", "build", "encode_example", "weight_shapes"]
 

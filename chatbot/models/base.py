@@ -17,7 +17,8 @@ An architecture is a module registered in `chatbot.models.ARCHS` that provides:
 and may provide
 
     encode_text(ids, vocab) -> (inputs, target)
-        a decoder-only architecture's row of plain text, every token scored (chatbot.pretrain);
+        a decoder-only architecture's row of plain text, every token scored
+        (chatbot.training.pretrain_data);
 
     fit_to_data(config: RunConfig)
         called when training starts, once the vocabulary is built: fills in or checks the
@@ -27,7 +28,7 @@ and its Engine may provide
 
     teacher_forced(prompts, targets, never=()) -> (summed log-probabilities, arg-max hits)
             or None
-        what `chatbot.rerank.teacher_forced_rows` computes by feeding targets token by
+        what `chatbot.decoding.rerank.teacher_forced_rows` computes by feeding targets token by
         token, in one pass (a decoder-only model reads whole sequences at once); None hands
         a batch back to the token-by-token walk.
 
@@ -46,7 +47,7 @@ import numpy as np
 
 from chatbot.config import ModelConfig
 from chatbot.errors import ChatbotError
-from chatbot.vocab import Vocabulary
+from chatbot.text.vocab import Vocabulary
 
 # The layer that turns hidden states into next-token logits, in every architecture: a Dense
 # applied to a (batch, time, hidden) tensor, which computes what TimeDistributed(Dense) would
@@ -55,7 +56,7 @@ OUTPUT_LAYER = "output_dense"
 # Names earlier versions gave a layer, read as today's name so that older runs still load.
 LEGACY_LAYER_NAMES = {"time_distributed_dense": OUTPUT_LAYER}
 
-# A model's weights, read from a `.keras` file or from a model in memory (chatbot.weights):
+# A model's weights, read from a `.keras` file or from a model in memory (chatbot.models.weights):
 # {layer name: {path: array}}, the path being where Keras stores the array inside the layer's
 # group of the weights file: "vars/0" for a layer's own first variable, "cell/vars/1" for an
 # LSTM cell's recurrent kernel, "query_dense/vars/0" for a MultiHeadAttention's query kernel.
@@ -78,7 +79,7 @@ State = Any
 class Engine(Protocol):
     """NumPy inference: read the prompts once, then one step per generated token.
 
-    Samplers (chatbot.samplers) drive every engine the same way and reorder its state with
+    Samplers (chatbot.decoding.samplers) drive every engine the same way and reorder its state with
     `select_state` (beam search keeps the rows of the surviving hypotheses), so an engine's
     state must be a `State`: nothing in it may depend on the batch order except along axis 0.
     """

@@ -2,7 +2,7 @@
 
 Each is registered with Keras under the package "chatbot", keeps its `__init__` arguments as
 attributes and returns them from `get_config`, so a `.keras` file that uses it reloads in Keras'
-safe mode, and `chatbot.weights` admits it by that registered name and nothing else.
+safe mode, and `chatbot.models.weights` admits it by that registered name and nothing else.
 """
 
 from __future__ import annotations

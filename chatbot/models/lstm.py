@@ -27,8 +27,8 @@ from chatbot.models.base import (
     embedding_shapes,
     lstm_shapes,
 )
-from chatbot.numpy_ops import lstm_layers, lstm_step, matmul, pad_batch, target_scores
-from chatbot.vocab import Vocabulary
+from chatbot.models.kernels import lstm_layers, lstm_step, matmul, pad_batch, target_scores
+from chatbot.text.vocab import Vocabulary
 
 
 def encode_example(
@@ -45,7 +45,8 @@ def encode_example(
 
 
 def encode_text(ids: Sequence[int], vocab: Vocabulary) -> tuple[tuple[list[int], ...], list[int]]:
-    """(inputs, target) for a window of plain text (chatbot.pretrain): every token scored.
+    """(inputs, target) for a window of plain text (chatbot.training.pretrain_data): every token
+    scored.
 
     tokens: <SOS> t1 .. tn
     target:  t1   t2 .. <EOS>
@@ -120,8 +121,8 @@ class Engine:
 
     def teacher_forced(self, prompts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
                        never: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray]:
-        """What `chatbot.rerank.teacher_forced_rows` computes token by token, with the output
-        layer run once, at the target positions only (one large matmul instead of one per
+        """What `chatbot.decoding.rerank.teacher_forced_rows` computes token by token, with the
+        output layer run once, at the target positions only (one large matmul instead of one per
         step). Each distinct prompt is read once (reranking scores many replies to one
         prompt); its rows then go on from its state over `target[:-1]` together."""
         distinct: dict[tuple[int, ...], int] = {}

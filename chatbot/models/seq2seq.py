@@ -26,8 +26,8 @@ from chatbot.models.base import (
     embedding_shapes,
     lstm_shapes,
 )
-from chatbot.numpy_ops import lstm_layers, lstm_step, matmul, pad_batch
-from chatbot.vocab import Vocabulary
+from chatbot.models.kernels import lstm_layers, lstm_step, matmul, pad_batch
+from chatbot.text.vocab import Vocabulary
 
 
 def encode_example(

@@ -30,7 +30,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from chatbot.config import ModelConfig, RunConfig
-from chatbot.context import longest_sequence
 from chatbot.errors import ChatbotError
 from chatbot.models.base import (
     DENSE,
@@ -42,9 +41,10 @@ from chatbot.models.base import (
     dense_shapes,
     embedding_shapes,
 )
+from chatbot.models.kernels import matmul, pad_batch, softmax, standardize, target_scores
 from chatbot.models.lstm import encode_example, encode_text
-from chatbot.numpy_ops import matmul, pad_batch, softmax, standardize, target_scores
-from chatbot.vocab import Vocabulary
+from chatbot.text.context import longest_sequence
+from chatbot.text.vocab import Vocabulary
 
 __all__ = ["Engine", "build", "encode_example", "encode_text", "fit_to_data", "weight_shapes"]
 
@@ -66,7 +66,7 @@ def _check(config: ModelConfig) -> None:
 
 def fit_to_data(config: RunConfig) -> None:
     """Fills in max_positions for the data when it is 0, or refuses one too small for the
-    longest training sequence: <SOS>, the prompt (with its context: chatbot.context), <SEP>,
+    longest training sequence: <SOS>, the prompt (with its context: chatbot.text.context), <SEP>,
     max_len reply tokens; 2 * max_len + 2 for single turns."""
     data = config.data
     needed = longest_sequence(data.max_len, data.context_turns)
@@ -143,7 +143,7 @@ def fold(norm: Sequence[np.ndarray], kernel: np.ndarray, bias: np.ndarray,
 
         ((z·γ + β)·W + b)·s = z·(γ ⊙ W ⊙ s) + (β·W + b)·s
 
-    so inference standardizes (numpy_ops.standardize) and skips two passes over every row,
+    so inference standardizes (kernels.standardize) and skips two passes over every row,
     in every norm of every step. Computed in float64 and rounded once: the result differs
     from Keras's order of operations by float32 rounding only."""
     gamma, beta = (np.asarray(a, np.float64) for a in norm)
@@ -303,8 +303,8 @@ class Engine:
 
     def teacher_forced(self, prompts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
                        never: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray] | None:
-        """What `chatbot.rerank.teacher_forced_rows` computes token by token, in one pass over
-        every whole sequence `<SOS> prompt <SEP> target[:-1]`: per row, the summed
+        """What `chatbot.decoding.rerank.teacher_forced_rows` computes token by token, in one pass
+        over every whole sequence `<SOS> prompt <SEP> target[:-1]`: per row, the summed
         log-probability of its targets and how many were the arg-max. The output layer runs at
         the target positions only. None when a sequence does not fit in max_positions: the
         token-by-token walk then scores it as generation would (only <EOS> past the end)."""

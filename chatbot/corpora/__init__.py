@@ -1,0 +1,2 @@
+"""Public corpora as our files: chatterbot-corpus (chatterbot), and the ones users download
+(importers: Cornell, DailyDialog, plain turns)."""

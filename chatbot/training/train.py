@@ -1,0 +1,373 @@
+"""Fit a model on a TSV of pairs and write a self-describing run directory.
+
+Three ways to start, one way to train:
+
+    fresh      a new run: settings from `config`, a tokenizer (sentencepiece learns its pieces)
+               and a vocabulary made from the training pairs
+    resume     an interrupted run continues from its last finished epoch, exactly as if it had
+               not stopped (same batches, optimizer state, early-stopping counters, best model)
+    init_from  fine-tune another run's model on new data: its tokenizer, its vocabulary and the
+               shape of its model are kept, everything else comes from `config`
+
+The run directory (chatbot.rundir) says "training" from the start and "finished" once the
+model, history and metrics are all written; in between, `.backup/` holds the last finished
+epoch, so a run killed at any moment loses at most the epoch it was in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+
+from chatbot import rundir
+from chatbot.config import RunConfig
+from chatbot.decoding.bot import Bot
+from chatbot.decoding.retrieval import Memory
+from chatbot.errors import ChatbotError
+from chatbot.evaluate import answer_rate, evaluate
+from chatbot.models import arch_module
+from chatbot.models.common import compile_model
+from chatbot.models.weights import read_keras_weights
+from chatbot.rundir import (
+    BACKUP,
+    CONFIG,
+    HISTORY,
+    MEMORY,
+    METRICS,
+    MODEL,
+    STATUS,
+    TOKENIZER,
+    VOCAB,
+    check_run_dir,
+)
+from chatbot.text.context import context_key
+from chatbot.text.subword import SubwordTokenizer
+from chatbot.text.tokenizer import load_tokenizer
+from chatbot.text.vocab import Vocabulary
+from chatbot.text.words import TextTokenizer
+from chatbot.training.batches import Batches
+from chatbot.training.callbacks import (
+    AtomicCheckpoint,
+    EarlyStopping,
+    EpochBackup,
+    EpochReport,
+    HistoryCSV,
+    Monitor,
+    TimeBudget,
+)
+from chatbot.training.distribute import is_chief, make_strategy, refuse_together
+from chatbot.training.loop import Loop
+from chatbot.training.prepare import Prepared, prepare_data
+from chatbot.training.pretrain_data import prepare_text
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs: int  # epochs finished, counting those before a resume
+    best_epoch: int  # 1-based epoch whose weights are in model.keras
+    seconds: float
+    metrics: dict
+
+
+def train(
+    data_path: str | Path | None, out_dir: str | Path, config: RunConfig | None = None, *,
+    overwrite: bool = False, resume: bool = False, init_from: str | Path | None = None,
+    epochs: int | None = None, strategy: str | None = None, log: Log = print,
+    verbose: int | str = "auto",
+) -> TrainResult:
+    """Trains a model and writes its run directory `out_dir`; `config` is not changed.
+
+    resume: continue the interrupted run in `out_dir` with its own settings and vocabulary;
+        `data_path` defaults to the recorded one; `epochs` and `strategy` may change.
+    init_from: fine-tune the model of another run directory on `data_path` (see module doc).
+    """
+    started = time.perf_counter()
+    out = Path(out_dir)
+    if resume:
+        config, vocab, tokenizer, source = _resumed(out, data_path, log)
+    elif init_from is not None:
+        config, vocab, tokenizer, source = _fine_tuned(Path(init_from), config, data_path, log)
+    else:
+        config, vocab, tokenizer, source = _fresh(config, data_path)
+    if epochs is not None:
+        config.train.epochs = epochs
+    if strategy is not None:  # a resumed run may continue on other devices
+        config.train.strategy = strategy
+    if config.train.max_minutes and config.train.strategy == "multiworker":
+        raise ChatbotError("--max-minutes cannot stop several workers at the same epoch (each "
+                           "has its own clock); use --epochs with --strategy multiworker")
+    # First TensorFlow work of the run: a strategy must be made before devices initialize.
+    distribution = make_strategy(config.train.strategy)
+
+    if config.data.text:  # chatbot pretrain: plain text, a language model
+        data = prepare_text(config, config.data.text, vocab, tokenizer)
+    else:
+        data = prepare_data(config, config.data.path, vocab, source, tokenizer)
+    for line in data.report.lines():
+        log(line)
+    config.model.vocab_size = len(data.vocab)
+    fit_to_data = getattr(arch_module(config.model.arch), "fit_to_data", None)
+    if fit_to_data is not None:  # settings that follow from the data (transformer: positions)
+        fit_to_data(config)
+    monitor = _monitor(config, has_val=bool(data.val_pairs), log=log)
+
+    # With several workers, the chief alone writes the run directory; the others keep in step.
+    chief = is_chief(distribution)
+    if not chief:
+        log(f"worker {distribution.cluster_resolver.task_id}: training with the chief, which "
+            f"writes {out}")
+    if distribution.num_replicas_in_sync > 1:
+        log(f"training on {distribution.num_replicas_in_sync} devices ({config.train.strategy});"
+            f" each takes batches of {config.train.batch_size}")
+    lock = contextlib.ExitStack()  # the chief's hold on the run directory while it trains
+
+    def claim() -> None:
+        if not resume:
+            _prepare_run_dir(out, overwrite)
+        lock.enter_context(rundir.training_lock(out))  # refuses a second trainer
+
+    # On every worker: the chief checks and claims --out, and its refusal stops them all.
+    refuse_together(distribution, claim)
+    with lock:
+        if not resume and chief:
+            _start_run_dir(out, config, data)
+        model = _build_model(config, distribution, init_from)
+        checkpoint = AtomicCheckpoint(out / MODEL, monitor)
+        early_stop = EarlyStopping(monitor, config.train.patience)
+        budget = [TimeBudget(config.train.max_minutes)] if config.train.max_minutes else []
+        backup = EpochBackup(out, stateful=[checkpoint, early_stop], then=[checkpoint.commit])
+        with distribution.scope():  # optimizer variables, if restored, live on every device
+            done = backup.restore(model) if resume else 0
+        if resume and chief:
+            log(f"resuming {out} after epoch {done} of {config.train.epochs}")
+            if checkpoint.best_epoch == done > 0:
+                # The kill may have landed after the backup of the best epoch, before its
+                # model was written: write it now from the same, restored, weights.
+                checkpoint.write(model)
+        train_data, val_data = _batches(config, data, done)
+        callbacks = [
+            EpochReport(config, data.vocab, _probes(data, config), train_data.scored_tokens,
+                        len(data.train_examples), log, data.tokenizer),
+            HistoryCSV(out, keep=done),
+            early_stop,
+            *budget,
+            checkpoint,
+            backup,  # last: it backs the epoch up, then lets the checkpoint write the model
+        ] if chief else [early_stop]  # the same logs on every worker: all stop together
+        # A run that early stopping had already stopped (killed while measuring) trains no more.
+        last = done if early_stop.stopped_epoch else config.train.epochs
+        history = _fit(model, distribution, train_data, val_data, done, last, callbacks,
+                       verbose if chief else 0)
+        if early_stop.stopped_epoch:
+            log(f"stopped early after epoch {early_stop.stopped_epoch}: {monitor.name} has not "
+                f"improved for {config.train.patience} epochs")
+        elif budget and budget[0].stopped_epoch:
+            log(f"stopped after epoch {budget[0].stopped_epoch}: the time budget of "
+                f"{config.train.max_minutes:g} minutes is spent")
+        if not chief:
+            return TrainResult(out, done + len(history), 0, time.perf_counter() - started, {})
+        return _finish(out, data, checkpoint, started, log)
+
+
+# --- the three ways to start: each returns (config, vocabulary, tokenizer, where they came
+# from), the vocabulary and tokenizer None for a fresh run: prepare_data makes them -----------
+
+
+def _fresh(config: RunConfig | None, data_path) -> tuple[RunConfig, None, None, None]:
+    if config is None:
+        raise ChatbotError("train() needs a config unless resuming")
+    config = copy.deepcopy(config)
+    if config.data.text:  # pretraining reads the text files it names
+        return config, None, None, None
+    if not data_path:
+        raise ChatbotError("no training data: pass --data FILE")
+    config.data.path = str(data_path)
+    return config, None, None, None
+
+
+def _resumed(out: Path, data_path, log: Log) -> tuple[RunConfig, Vocabulary, TextTokenizer, str]:
+    rundir.check_resumable(out)
+    config = RunConfig.load(out / CONFIG)
+    if config.data.text:
+        if data_path:
+            raise ChatbotError(f"{out} is a pretraining run on {', '.join(config.data.text)}; "
+                               "it resumes on that text: drop --data")
+        return config, Vocabulary.load(out / VOCAB), load_tokenizer(config.text, out), f"of {out}"
+    if data_path and Path(data_path).resolve() != Path(config.data.path).resolve():
+        log(f"resuming on {data_path}; the run started on {config.data.path}")
+    config.data.path = str(data_path or config.data.path)
+    return config, Vocabulary.load(out / VOCAB), load_tokenizer(config.text, out), f"of {out}"
+
+
+def _fine_tuned(source: Path, config: RunConfig | None, data_path,
+                log: Log) -> tuple[RunConfig, Vocabulary, TextTokenizer, str]:
+    """The old run's tokenizer and vocabulary (and the settings that shape them: text,
+    min_count, max_vocab) and model shape (all of `model` but dropout); everything else from
+    `config`."""
+    check_run_dir(source)
+    read_keras_weights(source / MODEL)  # refuses hostile or damaged files before Keras sees them
+    if not data_path:
+        raise ChatbotError("no training data: pass --data FILE")
+    old = RunConfig.load(source / CONFIG)
+    new = copy.deepcopy(config if config is not None else old)
+    new.text = old.text
+    new.data.min_count, new.data.max_vocab = old.data.min_count, old.data.max_vocab
+    new.model = dataclasses.replace(old.model, dropout=new.model.dropout)
+    new.data.path = str(data_path)
+    new.data.text = []  # a pretrained model is fine-tuned on pairs
+    m = new.model
+    heads = f", {m.num_heads} heads" if m.arch == "transformer" else ""
+    log(f"fine-tuning {source}: keeping its vocabulary and its model ({m.arch}, embedding "
+        f"{m.embedding_dim}, hidden {m.hidden_dim}, {m.num_layers} layer(s){heads})")
+    return (new, Vocabulary.load(source / VOCAB), load_tokenizer(old.text, source),
+            f"of {source}")
+
+
+def _monitor(config: RunConfig, has_val: bool, log: Log) -> Monitor:
+    name = config.train.monitor
+    try:
+        monitor = Monitor(name)
+    except ValueError as exc:
+        raise ChatbotError(str(exc)) from None
+    if name.startswith("val_") and not has_val:
+        log(f"no validation pairs (val_fraction={config.data.val_fraction}): monitoring "
+            f"{name[4:]} instead of {name}")
+        monitor = Monitor(name[4:])
+    return monitor
+
+
+# --- the run directory ---------------------------------------------------------------------------
+
+
+def _prepare_run_dir(out: Path, overwrite: bool) -> None:
+    """Refuses to replace a run unless `overwrite`; then removes the old run's files."""
+    state = rundir.run_state(out)
+    if state.busy:
+        raise ChatbotError(f"{out}: another process is training it right now; wait for it to "
+                           "finish, or stop it first")
+    if state.state is not None:
+        if not overwrite:
+            what = "a trained model" if state.state == rundir.FINISHED else "an interrupted run"
+            raise ChatbotError(
+                f"{out}: already holds {what}; pass --resume to continue an interrupted run, "
+                "--overwrite to replace it, or choose another --out directory"
+            )
+        # The status goes first and the model before the new vocabulary lands, so that the
+        # directory never pairs a new vocab.json with an old model.keras (which would reload
+        # into gibberish), whenever the removal is interrupted.
+        (out / STATUS).unlink(missing_ok=True)
+        shutil.rmtree(out / BACKUP, ignore_errors=True)
+        for name in (MODEL, HISTORY, METRICS, MEMORY, TOKENIZER):
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _start_run_dir(out: Path, config: RunConfig, data: Prepared) -> None:
+    rundir.start_run(out)  # from now on the run counts as unfinished until it finishes
+    config.save(out / CONFIG)
+    if isinstance(data.tokenizer, SubwordTokenizer):  # before vocab.json, which makes the
+        data.tokenizer.save(out / TOKENIZER)  # run resumable (rundir.run_state)
+    data.vocab.save(out / VOCAB)
+    if data.train_pairs:  # the training pairs by prompt, for retrieval (chatbot.decoding.retrieval)
+        turns = config.data.context_turns
+        memory = Memory.build(data.train_pairs,
+                              key=lambda p: context_key([*p.context, p.prompt], turns))
+        rundir.atomic_write_text(out / MEMORY, memory.to_json())
+
+
+def _finish(out: Path, data: Prepared, checkpoint: AtomicCheckpoint, started: float,
+            log: Log) -> TrainResult:
+    """Measures the best model, writes metrics.json, and marks the run finished."""
+    if not (out / MODEL).exists():
+        raise ChatbotError(f"{out}: no epoch improved {checkpoint.monitor.name}; nothing was "
+                           "saved")
+    bot = Bot.load(out)  # exactly what `chatbot chat` will load
+    metrics = {"best_epoch": checkpoint.best_epoch, "monitor": checkpoint.monitor.name,
+               "best_value": checkpoint.best}
+    if not data.train_pairs:  # a pretraining run: its loss is what it learned
+        return _finished(out, metrics, started, checkpoint, log,
+                         f"a language model of {data.report.path}")
+    metrics["train"] = evaluate(bot, data.train_pairs, True)
+    if bot.memory is not None:  # "train" is the bot as it chats; this, its model without memory
+        bot.configure(retrieval=False)
+        metrics["train_model_alone"] = {"answer_rate": answer_rate(bot, data.train_pairs)}
+        bot.configure(retrieval=True)
+    if data.val_pairs:
+        metrics["validation"] = evaluate(bot, data.val_pairs)
+    answered = metrics["train"]["answer_rate"]
+    return _finished(out, metrics, started, checkpoint, log,
+                     f"answers {answered['answer_rate']:.1%} of {answered['prompts']} training "
+                     "prompts with one of their replies")
+
+
+def _finished(out: Path, metrics: dict, started: float, checkpoint: AtomicCheckpoint, log: Log,
+              summary: str) -> TrainResult:
+    """Writes metrics.json and marks the run finished."""
+    seconds = time.perf_counter() - started
+    metrics["train_seconds"] = round(seconds, 1)
+    rundir.write_json(out / METRICS, metrics)
+    epochs = len(rundir.read_history(out))
+    rundir.finish_run(out, epochs=epochs, best_epoch=checkpoint.best_epoch)
+    log(f"best epoch {checkpoint.best_epoch} ({checkpoint.monitor.name} {checkpoint.best:.4f}); "
+        f"{summary}; {seconds:.0f} s")
+    return TrainResult(out, epochs, checkpoint.best_epoch, seconds, metrics)
+
+
+# --- the model and the loop ----------------------------------------------------------------------
+
+
+def _build_model(config: RunConfig, distribution, init_from: str | Path | None) -> keras.Model:
+    keras.utils.set_random_seed(config.train.seed)
+    with distribution.scope():  # variables on every device of the strategy
+        model = arch_module(config.model.arch).build(config.model)
+        if init_from is not None:
+            model.load_weights(Path(init_from) / MODEL)
+        compile_model(model, config.train)
+    return model
+
+
+def _batches(config: RunConfig, data: Prepared, done: int) -> tuple[Batches, Batches | None]:
+    options = dict(batch_size=config.train.batch_size,
+                   bucket_by_length=config.train.bucket_by_length, seed=config.train.seed)
+    # epoch=done: each epoch's shuffle depends on (seed, epoch) only, so a resumed run gets
+    # the batches the uninterrupted run had.
+    train_data = Batches(data.train_examples, epoch=done, **options)
+    val_data = Batches(data.val_examples, shuffle=False, **options) if data.val_examples else None
+    return train_data, val_data
+
+
+def _fit(model: keras.Model, distribution, train_data: Batches, val_data: Batches | None,
+         done: int, last: int, callbacks: list, verbose: int | str) -> list[dict[str, float]]:
+    """Trains epochs done+1 .. last; returns their logs."""
+    devices = distribution.num_replicas_in_sync
+
+    def endless(batches: Batches):
+        """`batches` repeated without end: the loop keeps one iterator for the whole run."""
+        if devices > 1:
+            return batches.distributed(distribution, repeat=True)
+        return batches.dataset(repeat=True)
+
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
+    return Loop(model, distribution).fit(
+        endless(train_data), epochs=last, initial_epoch=done, steps=train_data.steps(devices),
+        validation=endless(val_data) if val_data else None,
+        validation_steps=val_data.steps(devices) if val_data else None,
+        callbacks=callbacks, verbose=verbose)
+
+
+def _probes(data: Prepared, config: RunConfig) -> list[str]:
+    """The first distinct training prompts, whose replies EpochReport prints."""
+    return list(dict.fromkeys(p.prompt for p in data.train_pairs))[: config.train.probes]
