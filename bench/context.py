@@ -188,12 +188,16 @@ def measure_pets(work: Path, archs: Sequence[str], epochs: int) -> dict[str, Any
 def time_training(data: str, out: str, epochs: int, context_turns: int) -> dict[str, Any]:
     """The worker: trains the default preset on `data` with whichever chatbot package is first
     on sys.path, timing each epoch (training and validation) with a callback, and how many
-    cores other programs kept busy meanwhile. The run's final evaluation (chatbot.training.train's
-    _finish) is skipped: it is not training, and the model file is written by then."""
+    cores other programs kept busy meanwhile. Trees from before the redesign (#26) evaluate the
+    run in chatbot.train's _finish: that is skipped, it is not training, and the model file is
+    written by then."""
     import keras
 
     import chatbot
-    import chatbot.training.train as trainer
+    try:
+        import chatbot.training.train as trainer
+    except ImportError:  # a tree from before the redesign (#26): one flat folder
+        import chatbot.train as trainer  # type: ignore[no-redef]
     from chatbot.config import preset
 
     marks: dict[str, Any] = {"epoch_s": [], "epoch_cpu_s": [], "other_cores_busy": []}

@@ -8,10 +8,9 @@ copies), with the same optimizer (compile_model: Adam, clipnorm) and batch size,
 the same loss, the mean cross-entropy per scored token (reply tokens and <EOS>). What differs
 (`PIPELINES`):
 
-    ours     chatbot.training.batches.Batches: rows of similar length batched together, each batch
-    padded
-             to its own longest row; chatbot.training.loop.Loop: the output layer (Dense over the
-             whole vocabulary, and its softmax) only at the scored positions
+    ours     chatbot.training.batches.Batches: rows of similar length batched together, each
+             batch padded to its own longest row; chatbot.training.loop.Loop: the output layer
+             (Dense over the whole vocabulary, and its softmax) only at the scored positions
     fit      every row padded to the longest training row, one array; model.fit(x, target,
              shuffle=True) with the model's compiled loss, SparseCategoricalCrossentropy(
              from_logits=True, ignore_class=0) (keras-io's masked sparse cross-entropy, computed

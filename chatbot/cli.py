@@ -370,12 +370,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ChatbotError("--data FILE is required (unless you --resume a run)")
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
+    from chatbot.decoding.probes import ProbeReplies
+    from chatbot.evaluate import evaluate_training
     from chatbot.training.train import train
 
     options = {"resume": True, "epochs": args.epochs, "strategy": args.strategy} if resume \
         else {"config": _train_config(args), "overwrite": overwrite, "init_from": args.init_from}
     try:
-        train(args.data, out, **options)
+        evaluate_training(train(args.data, out, callbacks=[ProbeReplies.of], **options))
     except KeyboardInterrupt:
         again = " (or the same command again)" if args.if_needed else ""
         print(f"\nchatbot: training interrupted; continue with 'chatbot train --resume {out}'"
@@ -394,6 +396,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     elif not args.text:
         raise ChatbotError("--text FILE is required (unless you --resume a run)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from chatbot.decoding.probes import ProbeReplies
     from chatbot.training.train import train
 
     if args.resume:
@@ -405,7 +408,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         config.train.noise_copies = 0  # typing noise is for prompts; text has none
         options = {"config": config, "overwrite": args.overwrite}
     try:
-        train(None, args.out, **options)
+        train(None, args.out, callbacks=[ProbeReplies.of], **options)
     except KeyboardInterrupt:
         print(f"\nchatbot: pretraining interrupted; continue with 'chatbot pretrain --resume "
               f"--out {args.out}'", file=sys.stderr)
@@ -569,7 +572,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         format_metrics,
         variant_answer_rates,
     )
-    from chatbot.rundir import METRICS, read_json, write_json
+    from chatbot.rundir import update_metrics, write_json
 
     bot = _load_bot(args)
     pairs = read_pairs(args.data, args.on_bad_lines).pairs
@@ -582,20 +585,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         metrics["variants"] = variant_answer_rates(bot, pairs)
     print(format_metrics(metrics))
     if args.out:
-        path, document = Path(args.out), metrics
+        path = Path(args.out)
+        write_json(path, metrics)
     else:  # keep what training wrote; add this evaluation under "eval", keyed by data file
-        path = Path(args.model) / METRICS
-        # A damaged metrics.json is refused rather than replaced: it may be all that is left
-        # of what training measured.
-        try:
-            document = read_json(path) if path.exists() else {}
-        except ChatbotError as exc:
-            document = exc
-        if not isinstance(document, dict):
-            raise ChatbotError(f"{path}: not valid JSON or not a JSON object; move it away, or "
-                               "write this evaluation elsewhere with -o FILE")
-        document.setdefault("eval", {})[str(args.data)] = metrics
-    write_json(path, document)
+        path = update_metrics(args.model, {"eval": {str(args.data): metrics}})
     print(f"wrote {path}")
     return 0
 

@@ -15,23 +15,27 @@ Two views of the same pairs:
   whatever decoding settings the bot has, and the replies are scored against every reference
   reply of their prompt (BLEU, chrF), and for variety (distinct-n, the most common reply).
 
-Everything runs in NumPy from the run directory, without TensorFlow. The pure computations are
-small functions of their own (`distinct_n`, `same_reply_share`, `bleu_chrf`, ...).
+Everything runs in NumPy from the run directory, without TensorFlow.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from chatbot.data.pairs import Pair
 from chatbot.data.variants import KINDS, prompt_rng, typing_variants
 from chatbot.decoding.bot import Bot, Reply
 from chatbot.decoding.rerank import teacher_forced_rows
 from chatbot.errors import ChatbotError
+from chatbot.rundir import update_metrics
 from chatbot.text.context import context_tokens
 from chatbot.text.vocab import UNK
+
+if TYPE_CHECKING:
+    from chatbot.training.train import TrainResult
 
 VARIANT_SEED = 0  # the typing variants `chatbot eval --variants` reports on; never train on them
 SAME_REPLY_SHARE = 0.5  # flag a model that gives one reply to more than this share of prompts
@@ -131,6 +135,27 @@ def evaluate(bot: Bot, pairs: Sequence[Pair], training_pairs: bool = False,
     if training_pairs:
         metrics["answer_rate"] = _answered(prompts, replies, references)
     metrics["flags"] = quality_flags(metrics)
+    return metrics
+
+
+def evaluate_training(result: TrainResult, log: Callable[[str], None] = print) -> dict:
+    """What `chatbot train` measures of a finished run, added to its metrics.json: the bot as
+    it chats on its training pairs, its model alone, and the validation pairs."""
+    data = result.data
+    if data is None or not data.train_pairs:  # a worker, or a pretraining run
+        return {}
+    bot = Bot.load(result.run_dir)  # exactly what `chatbot chat` will load
+    metrics = {"train": evaluate(bot, data.train_pairs, True)}
+    if bot.memory is not None:  # "train" is the bot as it chats; this, its model without memory
+        bot.configure(retrieval=False)
+        metrics["train_model_alone"] = {"answer_rate": answer_rate(bot, data.train_pairs)}
+        bot.configure(retrieval=True)
+    if data.val_pairs:
+        metrics["validation"] = evaluate(bot, data.val_pairs)
+    update_metrics(result.run_dir, metrics)
+    answered = metrics["train"]["answer_rate"]
+    log(f"answers {answered['answer_rate']:.1%} of {answered['prompts']} training prompts with "
+        "one of their replies")
     return metrics
 
 

@@ -5,8 +5,8 @@
     metrics.json  figures measured at the end          status.json   "training" or "finished"
     memory.json   the training pairs by prompt, for retrieval (runs from before it have none)
     tokenizer.model  the sentencepiece model of a `--tokenizer sentencepiece` run
-    (chatbot.text.subword) .backup/      while training: the last finished epoch (weights with
-    optimizer state, and
+                  (chatbot.text.subword)
+    .backup/      while training: the last finished epoch (weights with optimizer state, and
                   the callbacks' state), so that a killed run continues where it was
 
 Every file is written to a temporary name beside it and renamed into place (`atomic_write`), so
@@ -41,7 +41,7 @@ MODEL = "model.keras"
 HISTORY = "history.csv"
 METRICS = "metrics.json"
 STATUS = "status.json"
-MEMORY = "memory.json"  # the training pairs, for retrieval (chatbot.decoding.retrieval); optional
+MEMORY = "memory.json"  # the training pairs, for retrieval (chatbot.data.memory); optional
 TOKENIZER = "tokenizer.model"  # the sentencepiece model (chatbot.text.subword); word runs have none
 BACKUP = ".backup"  # the last finished epoch while training runs; removed when it ends
 _POINTER = "epoch.json"  # in BACKUP: which weights file holds the last finished epoch
@@ -104,6 +104,28 @@ def read_json(path: str | Path) -> Any:
         raise ChatbotError(f"{path}: not valid JSON ({exc}); retrain the model") from None
     except OSError as exc:
         raise ChatbotError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def update_metrics(run_dir: str | Path, sections: dict[str, Any],
+                   path: str | Path | None = None) -> Path:
+    """Adds `sections` to the run's metrics.json (or to `path`), keeping what is there (a
+    section that is an object keeps its other entries: `{"eval": {FILE: ...}}` adds one
+    evaluation); returns the file written. A damaged file is refused rather than replaced: it
+    may be all that is left of what training measured."""
+    path = Path(path) if path is not None else Path(run_dir) / METRICS
+    try:
+        document = read_json(path) if path.exists() else {}
+    except ChatbotError:
+        document = None
+    if not isinstance(document, dict):
+        raise ChatbotError(f"{path}: not valid JSON or not a JSON object; move it away, or "
+                           "write this evaluation elsewhere with -o FILE")
+    for name, value in sections.items():
+        kept = document.get(name)
+        document[name] = {**kept, **value} if isinstance(kept, dict) and isinstance(value, dict) \
+            else value
+    write_json(path, document)
+    return path
 
 
 def _umask() -> int:

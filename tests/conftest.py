@@ -132,13 +132,17 @@ TINY_RUN_EPOCHS, TINY_RUN_LEARNING_RATE = 150, 5e-3
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, tiny_tsv) -> Path:
-    """A run directory trained on TINY_PAIRS until it answers them (about 15 s)."""
+    """A run directory trained on TINY_PAIRS until it answers them (about 15 s), then measured
+    as `chatbot train` measures it (metrics.json)."""
+    from chatbot.evaluate import evaluate_training
     from chatbot.training.train import train
 
     config = tiny_config(epochs=TINY_RUN_EPOCHS)
     config.train.learning_rate = TINY_RUN_LEARNING_RATE
+    quiet = lambda _: None  # noqa: E731
     return shared(tmp_path_factory, "runs", {
-        "tiny": lambda out: train(tiny_tsv, out, config, log=lambda _: None, verbose=0),
+        "tiny": lambda out: evaluate_training(
+            train(tiny_tsv, out, config, log=quiet, verbose=0), log=quiet),
     })["tiny"]
 
 

@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 
 from chatbot import rundir
-from chatbot.config import RunConfig
-from chatbot.text.vocab import SPECIALS, Vocabulary
 from chatbot.training.callbacks import (
     AtomicCheckpoint,
     EarlyStopping,
@@ -46,7 +44,7 @@ def test_one_rule_losses_fall_accuracies_rise(name, lower_is_better):
     (lambda: HistoryCSV("run", keep=-2), "keep must be a number of epochs >= 0; received -2"),
     (lambda: EpochBackup("run", stateful=[EarlyStopping("loss", 1), EarlyStopping("loss", 2)]),
      r"distinct names other than 'random'; received \['early_stopping', 'early_stopping'\]"),
-    (lambda: EpochReport(RunConfig(), Vocabulary(list(SPECIALS)), [], 0, 10, print),
+    (lambda: EpochReport(0, 10, print),
      "received 10 pairs and 0 tokens"),
 ])
 def test_bad_arguments_are_refused_in_the_constructor(make, says):

@@ -20,14 +20,22 @@ from tests.conftest import TINY_RUN_EPOCHS
 
 @pytest.fixture
 def calls(monkeypatch) -> list[dict]:
+    import chatbot.evaluate
     import chatbot.training.train
+    from chatbot.decoding.probes import ProbeReplies
 
     recorded: list[dict] = []
 
-    def fake_train(data_path, out_dir, **options):
+    def fake_train(data_path, out_dir, callbacks=(), **options):
+        assert list(callbacks) == [ProbeReplies.of]  # the replies after every epoch
         recorded.append({"data": data_path, "out": str(out_dir), **options})
+        return "trained"
+
+    def fake_evaluation(result):
+        assert result == "trained"  # what train returned is what is measured
 
     monkeypatch.setattr(chatbot.training.train, "train", fake_train)
+    monkeypatch.setattr(chatbot.evaluate, "evaluate_training", fake_evaluation)
     return recorded
 
 

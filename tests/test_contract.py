@@ -272,7 +272,7 @@ def test_known_replies_the_model_would_write_skip_the_search(arch, monkeypatch):
     """Speculative decoding and bounds (Bot._drafts): a known reply that is the model's own
     greedy reply is taken as it is, and a prompt whose best known reply beats anything the
     model could write is not searched; replies, sources and scores are the search's."""
-    from chatbot.decoding.retrieval import Memory
+    from chatbot.data.memory import Memory
 
     model, config = make_model(arch, seed=3)
     run = RunConfig(model=config)

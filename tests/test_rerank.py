@@ -7,10 +7,10 @@ import pytest
 
 from chatbot.chat import explain
 from chatbot.config import RunConfig
+from chatbot.data.memory import Memory
 from chatbot.data.pairs import read_pairs
 from chatbot.decoding.bot import Bot
 from chatbot.decoding.rerank import mmi_scores, reply_logprobs, token_logprobs
-from chatbot.decoding.retrieval import Memory
 from chatbot.models.kernels import log_softmax
 from chatbot.models.weights import read_keras_weights
 from chatbot.rundir import CONFIG, MODEL, VOCAB

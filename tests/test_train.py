@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 
 from chatbot.decoding.bot import Bot
+from chatbot.decoding.probes import ProbeReplies
 from chatbot.errors import ChatbotError
+from chatbot.evaluate import evaluate_training
 from chatbot.models.common import MaskedAccuracy  # noqa: F401  (registers it for load_model)
 from chatbot.rundir import check_run_dir
 from chatbot.training.prepare import prepare_data
@@ -114,11 +116,12 @@ def test_validation_split_probes_and_data_changes_are_reported(tmp_path):
     config.train.probes = 2
     before = copy.deepcopy(config)
     lines: list[str] = []
-    result = train(data, tmp_path / "run", config, log=lines.append, verbose=0)
+    result = train(data, tmp_path / "run", config, log=lines.append, verbose=0,
+                   callbacks=[ProbeReplies.of])
     assert config == before  # the caller's config is not changed
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     assert {"val_loss", "val_masked_accuracy"} <= set(history.columns)
-    assert result.metrics["validation"]["prompts"] == 2
+    assert evaluate_training(result, log=lines.append)["validation"]["prompts"] == 2
     assert sum(" -> " in line for line in lines) == 2 * 2  # two probes, two epochs
     assert any("pairs/s" in line for line in lines)
     report = prepare_data(config, data).report  # the same counts, checked in test_prepare.py

@@ -25,8 +25,8 @@ import numpy as np
 
 from chatbot.config import RunConfig
 from chatbot.data.dialogue import Message, parse_messages
+from chatbot.data.memory import Match, Memory
 from chatbot.decoding.rerank import mmi_scores, reply_scores
-from chatbot.decoding.retrieval import Match, Memory
 from chatbot.decoding.samplers import GreedySampler, Sampler, get_sampler
 from chatbot.decoding.settings import DecodeConfig, check_decode, parse_setting
 from chatbot.decoding.spelling import Speller
@@ -165,7 +165,7 @@ class Bot:
 
         The sampler proposes candidates (one, or beam search's n-best). With `retrieval` on
         and a greedy or beam strategy (sampling asks for variety), the replies of the known
-        prompts most similar to the prompt join them (chatbot.decoding.retrieval); with `mmi` > 0,
+        prompts most similar to the prompt join them (chatbot.data.memory); with `mmi` > 0,
         or whenever known replies joined, the model scores every candidate as a whole
         (chatbot.decoding.rerank):
 

@@ -2,7 +2,7 @@
 
 A sampler proposes replies token by token. Here the model scores replies that are already
 written, from any source: the sampler's n-best, or the replies of known prompts that the
-retrieval memory found (chatbot/decoding/retrieval.py). Two rerankings use those scores:
+retrieval memory found (chatbot/data/memory.py). Two rerankings use those scores:
 
 - MMI (Li et al. 2016, "A Diversity-Promoting Objective Function for Neural Conversation
   Models", the anti-language-model form): score(r) = log p(r | prompt) - lambda * log p(r),

@@ -27,7 +27,7 @@ def prompt_budget(max_len: int, context_turns: int) -> int:
 
 
 def context_key(turns: Sequence[str], context_turns: int) -> str:
-    """The text retrieval compares (chatbot.decoding.retrieval): the prompt, or for a context model
+    """The text retrieval compares (chatbot.data.memory): the prompt, or for a context model
     its last `context_turns` turns joined by " | ", as the memory of its training pairs holds
     them."""
     return " | ".join(turns[-context_turns:])

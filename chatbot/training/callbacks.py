@@ -1,6 +1,7 @@
 """The callbacks of a training run, called after every epoch in this order:
 
-    EpochReport       throughput, and the replies to a few training prompts
+    EpochReport       throughput
+    (the caller's)    what `train(callbacks=...)` adds: chatbot train prints a few replies
     HistoryCSV        the epoch's row in history.csv
     EarlyStopping     stops once the monitored quantity has not improved for `patience` epochs
     AtomicCheckpoint  notes whether the epoch improved on the best so far
@@ -25,11 +26,7 @@ import keras
 import numpy as np
 
 from chatbot import rundir
-from chatbot.config import MONITORS, RunConfig, higher_is_better
-from chatbot.decoding.bot import Bot
-from chatbot.models.weights import model_weights
-from chatbot.text.vocab import Vocabulary
-from chatbot.text.words import TextTokenizer
+from chatbot.config import MONITORS, higher_is_better
 
 Log = Callable[[str], None]
 
@@ -266,29 +263,20 @@ def _random_states(model: keras.Model) -> list:
 
 
 class EpochReport(keras.callbacks.Callback):
-    """After each epoch: throughput, and the replies to a few training prompts."""
+    """After each epoch: its throughput, in examples (`unit`) and scored tokens per second."""
 
-    def __init__(self, config: RunConfig, vocab: Vocabulary, probes: list[str],
-                 tokens_per_epoch: int, pairs_per_epoch: int, log: Log,
-                 tokenizer: TextTokenizer | None = None):
+    def __init__(self, tokens_per_epoch: int, pairs_per_epoch: int, log: Log,
+                 unit: str = "pairs"):
         super().__init__()
         if tokens_per_epoch < 1 or pairs_per_epoch < 1:
             raise ValueError(f"an epoch needs pairs and scored tokens; received "
                              f"{pairs_per_epoch} pairs and {tokens_per_epoch} tokens")
-        self.config, self.vocab, self.probes, self.log = config, vocab, probes, log
-        self.tokens, self.pairs = tokens_per_epoch, pairs_per_epoch
-        self.tokenizer = tokenizer  # the run's; None: the word tokenizer of config.text
+        self.tokens, self.pairs, self.log, self.unit = tokens_per_epoch, pairs_per_epoch, log, unit
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self.started = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         seconds = time.perf_counter() - self.started
-        unit = "windows" if self.config.data.text else "pairs"  # pretraining reads windows
-        self.log(f"  {self.pairs / seconds:,.0f} {unit}/s, {self.tokens / seconds:,.0f} "
+        self.log(f"  {self.pairs / seconds:,.0f} {self.unit}/s, {self.tokens / seconds:,.0f} "
                  "scored tokens/s (validation included)")
-        if self.probes:
-            bot = Bot(self.config, self.vocab, model_weights(self.model),
-                      tokenizer=self.tokenizer)
-            for prompt, reply in zip(self.probes, bot.reply_batch(self.probes)):
-                self.log(f"  {prompt!r} -> {reply.text!r}")

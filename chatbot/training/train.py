@@ -12,6 +12,11 @@ Three ways to start, one way to train:
 The run directory (chatbot.rundir) says "training" from the start and "finished" once the
 model, history and metrics are all written; in between, `.backup/` holds the last finished
 epoch, so a run killed at any moment loses at most the epoch it was in.
+
+Training knows nothing of replies. What a caller wants to watch or measure comes in through
+`callbacks`: functions of the `Run` that return a Keras callback (`chatbot train` passes
+chatbot.decoding.probes.ProbeReplies, which prints a few replies after every epoch), and the
+measurement of the finished model is the caller's too (chatbot.evaluate.evaluate_training).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import dataclasses
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,10 +35,8 @@ import keras
 
 from chatbot import rundir
 from chatbot.config import RunConfig
-from chatbot.decoding.bot import Bot
-from chatbot.decoding.retrieval import Memory
+from chatbot.data.memory import Memory
 from chatbot.errors import ChatbotError
-from chatbot.evaluate import answer_rate, evaluate
 from chatbot.models import arch_module
 from chatbot.models.common import compile_model
 from chatbot.models.weights import read_keras_weights
@@ -73,25 +76,43 @@ Log = Callable[[str], None]
 
 
 @dataclass
+class Run:
+    """What a callback of `train` may read about the run it watches."""
+
+    out: Path  # the run directory
+    config: RunConfig  # the run's settings, vocab_size filled in
+    data: Prepared  # the vocabulary, the tokenizer, the split pairs and their examples
+    probes: list[str]  # the first `config.train.probes` distinct training prompts
+    log: Log
+
+
+# A function of the run that returns a Keras callback (or None); the chief alone calls it.
+CallbackFactory = Callable[[Run], "keras.callbacks.Callback | None"]
+
+
+@dataclass
 class TrainResult:
     run_dir: Path
     epochs: int  # epochs finished, counting those before a resume
     best_epoch: int  # 1-based epoch whose weights are in model.keras
     seconds: float
-    metrics: dict
+    metrics: dict  # what training measured: the best epoch, its monitored value, the time
+    data: Prepared | None = None  # the split pairs, for the caller to measure (chief only)
 
 
 def train(
     data_path: str | Path | None, out_dir: str | Path, config: RunConfig | None = None, *,
     overwrite: bool = False, resume: bool = False, init_from: str | Path | None = None,
     epochs: int | None = None, strategy: str | None = None, log: Log = print,
-    verbose: int | str = "auto",
+    verbose: int | str = "auto", callbacks: Sequence[CallbackFactory] = (),
 ) -> TrainResult:
     """Trains a model and writes its run directory `out_dir`; `config` is not changed.
 
     resume: continue the interrupted run in `out_dir` with its own settings and vocabulary;
         `data_path` defaults to the recorded one; `epochs` and `strategy` may change.
     init_from: fine-tune the model of another run directory on `data_path` (see module doc).
+    callbacks: functions of the `Run` that return Keras callbacks, called after every epoch
+        right after the throughput report (the chief's only, with several workers).
     """
     started = time.perf_counter()
     out = Path(out_dir)
@@ -157,18 +178,19 @@ def train(
                 # model was written: write it now from the same, restored, weights.
                 checkpoint.write(model)
         train_data, val_data = _batches(config, data, done)
-        callbacks = [
-            EpochReport(config, data.vocab, _probes(data, config), train_data.scored_tokens,
-                        len(data.train_examples), log, data.tokenizer),
+        unit = "windows" if config.data.text else "pairs"  # pretraining reads windows
+        every_epoch = [
+            EpochReport(train_data.scored_tokens, len(data.train_examples), log, unit),
+            *_callers(callbacks, Run(out, config, data, _probes(data, config), log)),
             HistoryCSV(out, keep=done),
             early_stop,
             *budget,
             checkpoint,
             backup,  # last: it backs the epoch up, then lets the checkpoint write the model
         ] if chief else [early_stop]  # the same logs on every worker: all stop together
-        # A run that early stopping had already stopped (killed while measuring) trains no more.
+        # A run that early stopping had already stopped (killed before it finished) trains no more.
         last = done if early_stop.stopped_epoch else config.train.epochs
-        history = _fit(model, distribution, train_data, val_data, done, last, callbacks,
+        history = _fit(model, distribution, train_data, val_data, done, last, every_epoch,
                        verbose if chief else 0)
         if early_stop.stopped_epoch:
             log(f"stopped early after epoch {early_stop.stopped_epoch}: {monitor.name} has not "
@@ -280,7 +302,7 @@ def _start_run_dir(out: Path, config: RunConfig, data: Prepared) -> None:
     if isinstance(data.tokenizer, SubwordTokenizer):  # before vocab.json, which makes the
         data.tokenizer.save(out / TOKENIZER)  # run resumable (rundir.run_state)
     data.vocab.save(out / VOCAB)
-    if data.train_pairs:  # the training pairs by prompt, for retrieval (chatbot.decoding.retrieval)
+    if data.train_pairs:  # the training pairs by prompt, for retrieval (chatbot.data.memory)
         turns = config.data.context_turns
         memory = Memory.build(data.train_pairs,
                               key=lambda p: context_key([*p.context, p.prompt], turns))
@@ -289,40 +311,19 @@ def _start_run_dir(out: Path, config: RunConfig, data: Prepared) -> None:
 
 def _finish(out: Path, data: Prepared, checkpoint: AtomicCheckpoint, started: float,
             log: Log) -> TrainResult:
-    """Measures the best model, writes metrics.json, and marks the run finished."""
+    """Writes what training measured to metrics.json and marks the run finished."""
     if not (out / MODEL).exists():
         raise ChatbotError(f"{out}: no epoch improved {checkpoint.monitor.name}; nothing was "
                            "saved")
-    bot = Bot.load(out)  # exactly what `chatbot chat` will load
-    metrics = {"best_epoch": checkpoint.best_epoch, "monitor": checkpoint.monitor.name,
-               "best_value": checkpoint.best}
-    if not data.train_pairs:  # a pretraining run: its loss is what it learned
-        return _finished(out, metrics, started, checkpoint, log,
-                         f"a language model of {data.report.path}")
-    metrics["train"] = evaluate(bot, data.train_pairs, True)
-    if bot.memory is not None:  # "train" is the bot as it chats; this, its model without memory
-        bot.configure(retrieval=False)
-        metrics["train_model_alone"] = {"answer_rate": answer_rate(bot, data.train_pairs)}
-        bot.configure(retrieval=True)
-    if data.val_pairs:
-        metrics["validation"] = evaluate(bot, data.val_pairs)
-    answered = metrics["train"]["answer_rate"]
-    return _finished(out, metrics, started, checkpoint, log,
-                     f"answers {answered['answer_rate']:.1%} of {answered['prompts']} training "
-                     "prompts with one of their replies")
-
-
-def _finished(out: Path, metrics: dict, started: float, checkpoint: AtomicCheckpoint, log: Log,
-              summary: str) -> TrainResult:
-    """Writes metrics.json and marks the run finished."""
     seconds = time.perf_counter() - started
-    metrics["train_seconds"] = round(seconds, 1)
-    rundir.write_json(out / METRICS, metrics)
+    metrics = {"best_epoch": checkpoint.best_epoch, "monitor": checkpoint.monitor.name,
+               "best_value": checkpoint.best, "train_seconds": round(seconds, 1)}
+    rundir.update_metrics(out, metrics)
     epochs = len(rundir.read_history(out))
     rundir.finish_run(out, epochs=epochs, best_epoch=checkpoint.best_epoch)
     log(f"best epoch {checkpoint.best_epoch} ({checkpoint.monitor.name} {checkpoint.best:.4f}); "
-        f"{summary}; {seconds:.0f} s")
-    return TrainResult(out, epochs, checkpoint.best_epoch, seconds, metrics)
+        f"{seconds:.0f} s")
+    return TrainResult(out, epochs, checkpoint.best_epoch, seconds, metrics, data)
 
 
 # --- the model and the loop ----------------------------------------------------------------------
@@ -366,6 +367,11 @@ def _fit(model: keras.Model, distribution, train_data: Batches, val_data: Batche
         validation=endless(val_data) if val_data else None,
         validation_steps=val_data.steps(devices) if val_data else None,
         callbacks=callbacks, verbose=verbose)
+
+
+def _callers(factories: Sequence[CallbackFactory], run: Run) -> list:
+    """The Keras callbacks the caller's factories make for `run`."""
+    return [made for factory in factories if (made := factory(run)) is not None]
 
 
 def _probes(data: Prepared, config: RunConfig) -> list[str]:

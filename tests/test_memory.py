@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from chatbot.data.memory import Memory, normalize
 from chatbot.data.pairs import Pair
-from chatbot.decoding.retrieval import Memory, normalize
 from chatbot.errors import ChatbotError
 
 PAIRS = [Pair(p, r, line) for line, (p, r) in enumerate([
@@ -73,7 +73,7 @@ def test_similarity_is_the_cosine_of_the_tf_idf_vectors(memory):
     length, dotted with the query's; every prompt that shares an n-gram is found."""
     import math
 
-    from chatbot.decoding.retrieval import ngrams
+    from chatbot.data.memory import ngrams
 
     documents = [ngrams(p) for p in memory.prompts]
 
