@@ -54,11 +54,12 @@ class TrainJob:
 
     def run(self) -> dict[str, Any]:
         """Epochs trained, seconds from the call to the end of the last epoch (what the budget
-        bounds) and in all (with the data preparation and train()'s final evaluation)."""
+        bounds) and in all (with the data preparation and the final evaluation)."""
         out = Path(self.out)
         if self.reuse and (out / METRICS).exists():
             print(f"[{self.name}] reusing {out}", file=sys.stderr, flush=True)
             return {"reused": True, "epochs": len(read_history(out))}
+        from chatbot.evaluate import evaluate_training
         from chatbot.training.train import train
 
         config = preset(self.preset)
@@ -77,6 +78,7 @@ class TrainJob:
 
         started = time.perf_counter()
         result = train(self.data, out, config, overwrite=True, log=log, verbose=0)
+        evaluate_training(result, log=log)  # as `chatbot train` does: metrics.json
         return {"reused": False, "epochs": result.epochs,
                 "train_wall_s": round(epoch_ends[-1] - started, 1) if epoch_ends else None,
                 "total_s": round(time.perf_counter() - started, 1)}

@@ -11,6 +11,7 @@ from pathlib import Path
 import uvicorn
 
 from chatbot.decoding.bot import Bot
+from chatbot.models.base import Engine
 
 
 class Server:
@@ -37,7 +38,7 @@ class Server:
         self.thread.join(timeout=10)
 
 
-class SlowEngine:
+class SlowEngine(Engine):
     """A run's engine, `delay` seconds slower per step; counts its steps."""
 
     def __init__(self, engine, delay: float):

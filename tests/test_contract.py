@@ -19,7 +19,7 @@ from chatbot.config import ModelConfig, RunConfig, TrainConfig
 from chatbot.decoding.bot import Bot
 from chatbot.decoding.samplers import get_sampler
 from chatbot.errors import ChatbotError
-from chatbot.models import ARCHS, arch_module
+from chatbot.models import ARCHS, arch_module, base
 from chatbot.models.base import OUTPUT_LAYER, check_weights, select_state
 from chatbot.models.common import compile_model
 from chatbot.models.weights import model_weights, read_keras_weights
@@ -80,8 +80,14 @@ def test_module_provides_the_contract(arch):
     module = arch_module(arch)
     for name in ("build", "encode_example", "weight_shapes", "Engine"):
         assert callable(getattr(module, name, None)), f"{arch} lacks {name}"
+    # An Engine subclass: start and step of its own, the optional members inherited or not.
+    assert issubclass(module.Engine, base.Engine), f"{arch}.Engine is not a models.base.Engine"
     for name in ("start", "step"):
-        assert callable(getattr(module.Engine, name, None)), f"{arch}.Engine lacks {name}"
+        assert getattr(module.Engine, name) is not getattr(base.Engine, name), \
+            f"{arch}.Engine lacks {name}"
+    graph = ARCHS[arch].graph_engine()  # the TF twin (test_export checks it decodes the same)
+    for name in ("start", "step"):
+        assert callable(getattr(graph, name, None)), f"{arch}'s GraphEngine lacks {name}"
 
 
 def test_every_layer_is_named_and_the_output_layer_is_last(arch):

@@ -25,6 +25,7 @@ from chatbot.evaluate import (
     teacher_forced,
     unk_rate,
 )
+from chatbot.models.base import Engine
 from chatbot.text.vocab import SPECIALS, Vocabulary
 from chatbot.text.words import Tokenizer
 from tests.conftest import TINY_PAIRS
@@ -148,7 +149,7 @@ def _row(**probs: float) -> np.ndarray:
     return row
 
 
-class FakeEngine:
+class FakeEngine(Engine):
     """Next-token distribution given only the previous token (the prompt for the first one)."""
 
     first = _row(a=0.5, b=0.25, eos=0.15, unk=0.1)

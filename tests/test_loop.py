@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from chatbot import models
 from chatbot.config import ModelConfig
 from chatbot.models import arch_module
 from chatbot.models.common import MaskedAccuracy, masked_loss
@@ -25,7 +26,7 @@ from chatbot.training.distribute import make_strategy
 from chatbot.training.loop import UNSUPPORTED, Loop
 
 VOCAB = Vocabulary(list(SPECIALS) + [f"w{i}" for i in range(25)])
-ARCHS = ["lstm", "seq2seq", "attention", "transformer"]
+ARCHS = sorted(models.ARCHS)  # every registered architecture
 
 
 def make_model(arch: str, seed: int = 0, clipnorm: float | None = None,

@@ -19,6 +19,7 @@ from chatbot.decoding.samplers import (
     select_state,
 )
 from chatbot.errors import ChatbotError
+from chatbot.models.base import Engine
 from chatbot.text.vocab import SPECIALS, Vocabulary
 
 VOCAB = Vocabulary(list(SPECIALS) + ["a", "b", "c"])  # a=5, b=6, c=7
@@ -28,7 +29,7 @@ EOS = VOCAB.eos_id
 NEVER = [VOCAB.pad_id, VOCAB.sos_id, VOCAB.sep_id, VOCAB.unk_id]
 
 
-class ScriptedEngine:
+class ScriptedEngine(Engine):
     """Next-token logits from a table: row r, step t -> the scripted favourite gets logit 5."""
 
     def __init__(self, script: list[list[int]], runner_up: int | None = None):
@@ -55,7 +56,7 @@ class ScriptedEngine:
         return self._logits(state["rows"], t), {"rows": state["rows"], "t": t}
 
 
-class MarkovEngine:
+class MarkovEngine(Engine):
     """Logits depend only on the last token: `matrix[last]`, (vocab, vocab)."""
 
     def __init__(self, matrix: np.ndarray):
@@ -71,7 +72,7 @@ class MarkovEngine:
         return self.matrix[tokens], [np.asarray(tokens)]
 
 
-class TableEngine:
+class TableEngine(Engine):
     """Random but fixed logits indexed by (step, token before last, last token).
 
     The state carries the token before last, so a beam that mixes up rows picks wrong logits.

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from chatbot import models
 from chatbot.decoding.bot import Bot
 from chatbot.decoding.probes import ProbeReplies
 from chatbot.errors import ChatbotError
@@ -50,7 +51,7 @@ def test_run_directory_holds_what_chat_needs_and_nothing_else(tiny_run):
     assert metrics["train"]["masked_accuracy"] == 1.0 and metrics["train"]["bleu"] > 99
 
 
-ARCHS = ["lstm", "seq2seq", "attention", "transformer"]
+ARCHS = sorted(models.ARCHS)  # every registered architecture
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -14,6 +14,7 @@ from chatbot.config import ModelConfig, RunConfig
 from chatbot.decoding.samplers import get_sampler
 from chatbot.errors import ChatbotError
 from chatbot.models import transformer
+from chatbot.models.base import Engine
 from chatbot.models.weights import model_weights
 from chatbot.text.vocab import SPECIALS, Vocabulary
 from tests.test_contract import engine_logits
@@ -105,7 +106,7 @@ def test_one_pass_scoring_equals_the_token_by_token_walk():
     targets = [[*map(int, rng.choice(WORDS, size=rng.integers(0, 7))), VOCAB.eos_id]
                for _ in asked]
 
-    class Walk:  # the same engine without its one-pass scoring
+    class Walk(Engine):  # the same engine without its one-pass scoring (the base's None)
         start, step = cached.start, cached.step
 
     one = rerank.teacher_forced_rows(cached, asked, targets)

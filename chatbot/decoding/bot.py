@@ -399,31 +399,18 @@ class Bot:
         prompt = self.prompt_tokens(text)
         if not prompt:
             raise ChatbotError("attention needs a non-empty prompt")
-        if hasattr(self.engine, "forward"):  # Engine.forward(ids, record=True): self-attention
-            return self._self_attention(prompt, reply_tokens)
-        ids = self.vocab.encode(reply_tokens)
-        _, state = self.engine.start([self.vocab.encode(prompt)])
-        if not isinstance(state, dict) or "attention" not in state:
+        found = self.engine.attention(self.vocab.encode(prompt), self.vocab.encode(reply_tokens))
+        if found is None:
             raise ChatbotError(
                 f"this model ({self.config.model.arch}) has no attention; train one with "
                 "'chatbot train --arch attention' or '--arch transformer'"
             )
-        rows = [state["attention"][0, : len(prompt)]]
-        for token in ids:
-            _, state = self.engine.step(np.array([token]), state)
-            rows.append(state["attention"][0, : len(prompt)])
-        return AttentionMap(list(prompt), [*reply_tokens, EOS], np.stack(rows))
-
-    def _self_attention(self, prompt: list[str], reply_tokens: Sequence[str]) -> AttentionMap:
-        """Every block's and head's attention over `<SOS> prompt <SEP> reply`, in one pass."""
-        (read,) = self.engine.sequences([self.vocab.encode(prompt)])  # <SOS> prompt <SEP>
-        prompt = prompt[len(prompt) - (len(read) - 2):]  # as the engine kept it
-        # A reply that reached max_positions ended there: its last token was never read.
-        ids = [*read, *self.vocab.encode(reply_tokens)][: self.engine.max_positions]
-        _, attentions = self.engine.forward(np.array([ids]), record=True)
-        weights = np.stack([a[0] for a in attentions])  # (layers, heads, time, time)
-        tokens = [SOS, *prompt, SEP, *reply_tokens][: len(ids)]
-        return AttentionMap(prompt, [*reply_tokens, EOS], weights, tokens)
+        prompt = prompt[len(prompt) - found.kept:]  # as the engine read it
+        reply = [*reply_tokens, EOS]
+        if not found.over_sequence:
+            return AttentionMap(list(prompt), reply, found.weights)
+        tokens = [SOS, *prompt, SEP, *reply_tokens][: found.weights.shape[-1]]
+        return AttentionMap(prompt, reply, found.weights, tokens)
 
     def _candidate(self, found) -> Candidate:
         tokens = self.vocab.decode(found.tokens)

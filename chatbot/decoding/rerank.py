@@ -67,11 +67,9 @@ def teacher_forced_rows(engine: Engine, prompts: Sequence[Sequence[int]],
     `chatbot.evaluate` scores pairs with it too, so replies are judged as training's accuracy
     judges them.
     """
-    one_pass = getattr(engine, "teacher_forced", None)  # see chatbot.models.base
-    if one_pass is not None:
-        scored = one_pass(prompts, targets, never)
-        if scored is not None:
-            return scored
+    scored = engine.teacher_forced(prompts, targets, never)  # None: walk token by token
+    if scored is not None:
+        return scored
     lengths = np.array([len(t) for t in targets])
     padded = np.zeros((len(targets), lengths.max()), dtype=np.int64)  # (batch, longest target)
     for row, t in enumerate(targets):

@@ -88,9 +88,10 @@ def export(model_dir: str | Path, out: str | Path, format: str = "saved_model",
     bot = Bot.load(model_dir)
     config = bot.config
     budget = prompt_budget(config.data.max_len, config.data.context_turns)
-    if config.model.arch == "transformer" and config.model.max_positions < budget + 3:
+    limit = bot.engine.max_positions  # an engine that reads at most this many positions
+    if limit is not None and limit < budget + 3:
         raise ChatbotError(
-            f"{model_dir}: max_positions {config.model.max_positions} cannot hold a prompt of "
+            f"{model_dir}: max_positions {limit} cannot hold a prompt of "
             f"{budget} tokens with <SOS>, <SEP> and a reply token; the export needs a run "
             "whose max_positions fits its max_len (retrain it)")
     text = config.text.tokenizer == "word"
@@ -146,12 +147,13 @@ def client_settings(bot, signatures: list[str]) -> dict:
 def _module(tf, engine, bot, budget: int, text: bool):
     """The tf.Module to save and its signatures {name: tf.function}."""
     from chatbot.export.graph import greedy
+    from chatbot.models.graph_ops import variables_of
 
     vocab, decode = bot.vocab, bot.config.decode
     # The loops are tf.while_loop and tf.scan already: autograph would only slow tracing.
     function = functools.partial(tf.function, autograph=False)
     module = tf.Module()
-    module.engine = engine  # tracked: its variables are saved
+    module.engine_variables = variables_of(engine)  # tracked: they are saved
 
     @function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="prompt_ids")])
     def reply_ids(prompt_ids):

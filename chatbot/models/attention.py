@@ -16,13 +16,27 @@ from collections.abc import Sequence
 import numpy as np
 
 from chatbot.config import ModelConfig
-from chatbot.models.base import DENSE, OUTPUT_LAYER, Shapes, Weights, arrays, dense_shapes
+from chatbot.models.base import (
+    DENSE,
+    OUTPUT_LAYER,
+    Attention,
+    LazyModule,
+    Shapes,
+    Weights,
+    arrays,
+    dense_shapes,
+    step_attention,
+)
 from chatbot.models.kernels import matmul
 from chatbot.models.seq2seq import Engine as Seq2seqEngine
+from chatbot.models.seq2seq import GraphEngine as Seq2seqGraphEngine
 from chatbot.models.seq2seq import encode_example, encoder_decoder, encoder_decoder_shapes
 from chatbot.text.vocab import Vocabulary
 
-__all__ = ["Engine", "build", "encode_example", "weight_shapes"]
+__all__ = ["Engine", "GraphEngine", "build", "encode_example", "weight_shapes"]
+
+tf = LazyModule("tensorflow")  # GraphEngine only: `chatbot export`
+ops = LazyModule("chatbot.models.graph_ops")
 
 MASKED_SCORE = 1.0e9  # keras.layers.Attention subtracts this from padding scores (float32)
 
@@ -103,3 +117,35 @@ class Engine(Seq2seqEngine):
         logits = matmul(attentional, self.out_kernel) + self.out_bias  # (batch, vocab)
         return logits, {**state, "layers": layers, "attention": weights}
 
+    def attention(self, prompt: Sequence[int], reply: Sequence[int]) -> Attention:
+        """Each reply token's (and <EOS>'s) weights over the prompt, from the state."""
+        return step_attention(self, prompt, reply)
+
+# --- the TensorFlow twin, for `chatbot export` (chatbot.export.graph) -----------------------------
+
+
+class GraphEngine(Seq2seqGraphEngine):
+    """chatbot.models.attention.Engine: seq2seq plus Luong attention at every step; state:
+    {"layers": (h, c) per layer, "encoder_outputs", "encoder_mask"}."""
+
+    def __init__(self, engine, vocab: Vocabulary):
+        super().__init__(engine, vocab)
+        self.scale = tf.Variable(np.float32(engine.scale), trainable=False, name="attention")
+        self.combine_kernel, self.combine_bias = ops.variables(
+            [engine.combine_kernel, engine.combine_bias], "attention_combine")
+
+    def start(self, ids):
+        outputs, mask, states = self.encode(ids)
+        state = {"layers": states, "encoder_outputs": outputs, "encoder_mask": mask}
+        return self.step(self.sos_tokens(ids), state)
+
+    def step(self, tokens, state):
+        top, layers = self.decode(tokens, state["layers"])
+        values, mask = state["encoder_outputs"], state["encoder_mask"]
+        scores = tf.einsum("bh,bsh->bs", top, values) * self.scale  # attention.attend
+        scores = tf.where(mask, scores, scores - MASKED_SCORE)
+        context = tf.einsum("bs,bsh->bh", ops.softmax(scores), values)
+        attentional = tf.tanh(tf.matmul(tf.concat([context, top], -1), self.combine_kernel)
+                              + self.combine_bias)
+        logits = tf.matmul(attentional, self.out_kernel) + self.out_bias
+        return logits, {**state, "layers": layers}

@@ -1,6 +1,6 @@
 """The contract between an architecture and the rest of the chatbot, written down once.
 
-An architecture is a module registered in `chatbot.models.ARCHS` that provides:
+An architecture is one module, registered by one line in `chatbot.models.ARCHS`, that provides:
 
     encode_example(prompt_ids, reply_ids, vocab) -> (inputs, target)
         one training row: a tuple of input id lists and the target ids, 0 where nothing is
@@ -12,7 +12,11 @@ An architecture is a module registered in `chatbot.models.ARCHS` that provides:
         every array its `model.keras` must hold (see `Weights`), so that a run directory whose
         files disagree is refused with a message before any reply;
     Engine(weights, config, vocab)
-        NumPy inference, with the `start`/`step` protocol of `Engine` below;
+        NumPy inference: a subclass of `Engine` below, with its `start`/`step` protocol;
+    GraphEngine(engine, vocab)
+        the Engine's TensorFlow twin, built from that engine's arrays, for `chatbot export`
+        (chatbot.export.graph): the same `start`/`step` in TF ops (chatbot.models.graph_ops),
+        TensorFlow loaded only when it is used (`LazyModule`);
 
 and may provide
 
@@ -24,13 +28,9 @@ and may provide
         called when training starts, once the vocabulary is built: fills in or checks the
         model settings that follow from the data (the transformer's max_positions).
 
-and its Engine may provide
-
-    teacher_forced(prompts, targets, never=()) -> (summed log-probabilities, arg-max hits)
-            or None
-        what `chatbot.decoding.rerank.teacher_forced_rows` computes by feeding targets token by
-        token, in one pass (a decoder-only model reads whole sequences at once); None hands
-        a batch back to the token-by-token walk.
+and its Engine may override the optional members of `Engine`: `max_positions` (a limit on
+the sequence it reads), `attention` (where it looked, for heatmaps) and `teacher_forced` (scoring
+whole replies in one pass).
 
 `tests/test_contract.py` runs one suite over every registered architecture: build, save and
 reload, NumPy parity with Keras, batching, `select_state`, greedy = beam of width 1, and the
@@ -41,7 +41,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -76,22 +77,75 @@ LSTM = ("cell/vars/0", "cell/vars/1", "cell/vars/2")  # kernel (in, 4u), recurre
 State = Any
 
 
-class Engine(Protocol):
+class Engine:
     """NumPy inference: read the prompts once, then one step per generated token.
 
-    Samplers (chatbot.decoding.samplers) drive every engine the same way and reorder its state with
-    `select_state` (beam search keeps the rows of the surviving hypotheses), so an engine's
-    state must be a `State`: nothing in it may depend on the batch order except along axis 0.
+    Samplers (chatbot.decoding.samplers) drive every engine the same way and reorder its state
+    with `select_state` (beam search keeps the rows of the surviving hypotheses), so an
+    engine's state must be a `State`: nothing in it may depend on the batch order except along
+    axis 0. The members after `step` are optional capabilities, with the defaults of an
+    engine that lacks them.
     """
+
+    # The longest sequence the engine reads, specials included; None: no limit.
+    max_positions: int | None = None
 
     def start(self, prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, State]:
         """Reads the prompts (token ids, no specials); returns the logits of the first reply
         token (batch, vocab) and the state."""
-        ...
+        raise NotImplementedError
 
     def step(self, tokens: np.ndarray, state: State) -> tuple[np.ndarray, State]:
         """Feeds one token per row (batch,); returns the next-token logits and the new state."""
-        ...
+        raise NotImplementedError
+
+    def attention(self, prompt: Sequence[int], reply: Sequence[int]) -> Attention | None:
+        """Where the model looked while it wrote `reply` for `prompt`; None: it has no
+        attention to show."""
+        return None
+
+    def teacher_forced(self, prompts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
+                       never: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray] | None:
+        """What `chatbot.decoding.rerank.teacher_forced_rows` computes by feeding the targets
+        token by token, in one pass: per row, the summed log-probability of its targets and how
+        many were the arg-max. None hands the rows back to the token-by-token walk."""
+        return None
+
+
+@dataclass
+class Attention:
+    """Where an engine looked while it wrote a reply (`Engine.attention`)."""
+
+    # over_sequence False: the decoder's attention over the prompt, (len(reply) + 1, kept), a
+    # row per reply token and <EOS>. True: self-attention (layers, heads, time, time) over
+    # `<SOS> prompt <SEP> reply`, cut at max_positions.
+    weights: np.ndarray
+    kept: int  # prompt tokens the engine read: the last `kept` of the prompt
+    over_sequence: bool = False
+
+
+def step_attention(engine: Engine, prompt: Sequence[int], reply: Sequence[int]) -> Attention:
+    """`Engine.attention` of an engine whose state holds the latest step's weights over the
+    prompt as "attention" (batch, prompt): start, then one step per reply token."""
+    _, state = engine.start([list(prompt)])
+    rows = [state["attention"][0, : len(prompt)]]
+    for token in reply:
+        _, state = engine.step(np.array([token]), state)
+        rows.append(state["attention"][0, : len(prompt)])
+    return Attention(np.stack(rows), len(prompt))
+
+
+class LazyModule:
+    """A module imported on first use: an architecture's GraphEngine reads TensorFlow through
+    one, so that the chat, which never exports, does not load TensorFlow."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(self._name), attr)
 
 
 def select_state(state: State, rows: np.ndarray) -> State:

@@ -20,6 +20,7 @@ from chatbot.models.base import (
     EMBEDDING,
     LSTM,
     OUTPUT_LAYER,
+    LazyModule,
     Shapes,
     Weights,
     arrays,
@@ -27,8 +28,14 @@ from chatbot.models.base import (
     embedding_shapes,
     lstm_shapes,
 )
+from chatbot.models.base import (
+    Engine as EngineBase,
+)
 from chatbot.models.kernels import lstm_layers, lstm_step, matmul, pad_batch, target_scores
 from chatbot.text.vocab import Vocabulary
+
+tf = LazyModule("tensorflow")  # GraphEngine only: `chatbot export`
+ops = LazyModule("chatbot.models.graph_ops")
 
 
 def encode_example(
@@ -87,7 +94,7 @@ def weight_shapes(config: ModelConfig) -> Shapes:
     return shapes | dense_shapes(OUTPUT_LAYER, config.hidden_dim, config.vocab_size)
 
 
-class Engine:
+class Engine(EngineBase):
     """NumPy inference from the trained weights: read the prompt once, then one step per token.
 
     State is a list of (h, c) per LSTM layer, each (batch, hidden).
@@ -140,3 +147,37 @@ class Engine:
 
     def _logits(self, state: list) -> np.ndarray:
         return matmul(state[-1][0], self.out_kernel) + self.out_bias  # (batch, vocab)
+
+# --- the TensorFlow twin, for `chatbot export` (chatbot.export.graph) -----------------------------
+
+
+class GraphEngine:
+    """chatbot.models.lstm.Engine: reads `<SOS> prompt <SEP>`; state: (h, c) per layer."""
+
+    def __init__(self, engine, vocab: Vocabulary):
+        self.sos, self.sep, self.hidden = vocab.sos_id, vocab.sep_id, engine.hidden
+        (self.embedding,) = ops.variables([engine.embedding], "embedding")
+        self.lstms = [ops.variables(layer, f"lstm_{i}") for i, layer in enumerate(engine.lstms, 1)]
+        self.out_kernel, self.out_bias = ops.variables([engine.out_kernel, engine.out_bias],
+                                                   "output_dense")
+
+    def start(self, ids):
+        batch = tf.shape(ids)[0]
+        # <SOS> p1 .. pn <SEP> 0 ..: <SEP> goes at each row's own length + 1.
+        seqs = tf.concat([tf.fill([batch, 1], self.sos), ids, tf.zeros([batch, 1], tf.int32)], 1)
+        seqs += tf.one_hot(ops.lengths_of(ids) + 1, tf.shape(seqs)[1], dtype=tf.int32) * self.sep
+        _, state = ops.lstm_layers(tf.gather(self.embedding, seqs), seqs != 0, self.lstms,
+                               self.hidden)
+        return self.logits(state), state
+
+    def step(self, tokens, state):
+        x = tf.gather(self.embedding, tokens)
+        new_state = []
+        for (kernel, recurrent, bias), (h, c) in zip(self.lstms, state):
+            h, c = ops.lstm_step(tf.matmul(x, kernel), h, c, recurrent, bias)
+            new_state.append((h, c))
+            x = h
+        return self.logits(new_state), new_state
+
+    def logits(self, state):
+        return tf.matmul(state[-1][0], self.out_kernel) + self.out_bias  # (batch, vocab)

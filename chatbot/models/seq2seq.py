@@ -19,6 +19,7 @@ from chatbot.models.base import (
     EMBEDDING,
     LSTM,
     OUTPUT_LAYER,
+    LazyModule,
     Shapes,
     Weights,
     arrays,
@@ -26,8 +27,14 @@ from chatbot.models.base import (
     embedding_shapes,
     lstm_shapes,
 )
+from chatbot.models.base import (
+    Engine as EngineBase,
+)
 from chatbot.models.kernels import lstm_layers, lstm_step, matmul, pad_batch
 from chatbot.text.vocab import Vocabulary
+
+tf = LazyModule("tensorflow")  # GraphEngine only: `chatbot export`
+ops = LazyModule("chatbot.models.graph_ops")
 
 
 def encode_example(
@@ -106,7 +113,7 @@ def encoder_decoder_shapes(config: ModelConfig) -> Shapes:
     return shapes
 
 
-class Engine:
+class Engine(EngineBase):
     """NumPy inference from the trained weights: encode the prompts once, then one step per token.
 
     State is the decoder's list of (h, c) per LSTM layer, each (batch, hidden).
@@ -152,3 +159,53 @@ class Engine:
         top, state = self.decode(tokens, state)
         return matmul(top, self.out_kernel) + self.out_bias, state
 
+# --- the TensorFlow twin, for `chatbot export` (chatbot.export.graph) -----------------------------
+
+
+class GraphEngine:
+    """chatbot.models.seq2seq.Engine: encodes the prompt, then feeds <SOS>; state: the
+    decoder's (h, c) per layer."""
+
+    def __init__(self, engine, vocab: Vocabulary):
+        self.sos, self.sep, self.hidden = vocab.sos_id, vocab.sep_id, engine.hidden
+        (self.embedding,) = ops.variables([engine.embedding], "embedding")
+        self.encoder = [ops.variables(layer, f"encoder_lstm_{i}")
+                        for i, layer in enumerate(engine.encoder, 1)]
+        self.decoder = [ops.variables(layer, f"decoder_lstm_{i}")
+                        for i, layer in enumerate(engine.decoder, 1)]
+        self.out_kernel, self.out_bias = ops.variables([engine.out_kernel, engine.out_bias],
+                                                   "output_dense")
+
+    def encode(self, ids):
+        """Top encoder outputs (batch, src, hidden), the real positions (batch, src) and the
+        final (h, c) per layer. An empty prompt reads <SEP> (seq2seq.encoder_tokens); one
+        column of padding is added so that a batch of empty prompts still has a step."""
+        batch = tf.shape(ids)[0]
+        ids = tf.concat([ids, tf.zeros([batch, 1], tf.int32)], 1)
+        empty = tf.cast(ops.lengths_of(ids) == 0, tf.int32)[:, None]
+        ids += tf.one_hot(tf.zeros([batch], tf.int32), tf.shape(ids)[1], dtype=tf.int32) \
+            * self.sep * empty
+        mask = ids != 0
+        outputs, states = ops.lstm_layers(tf.gather(self.embedding, ids), mask, self.encoder,
+                                      self.hidden)
+        return outputs, mask, states
+
+    def start(self, ids):
+        _, _, states = self.encode(ids)
+        return self.step(self.sos_tokens(ids), states)
+
+    def sos_tokens(self, ids):
+        return tf.fill([tf.shape(ids)[0]], self.sos)
+
+    def decode(self, tokens, states):
+        x = tf.gather(self.embedding, tokens)
+        new_states = []
+        for (kernel, recurrent, bias), (h, c) in zip(self.decoder, states):
+            h, c = ops.lstm_step(tf.matmul(x, kernel), h, c, recurrent, bias)
+            new_states.append((h, c))
+            x = h
+        return x, new_states
+
+    def step(self, tokens, state):
+        top, state = self.decode(tokens, state)
+        return tf.matmul(top, self.out_kernel) + self.out_bias, state

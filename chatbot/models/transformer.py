@@ -35,11 +35,15 @@ from chatbot.models.base import (
     DENSE,
     EMBEDDING,
     OUTPUT_LAYER,
+    Attention,
     Shapes,
     Weights,
     arrays,
     dense_shapes,
     embedding_shapes,
+)
+from chatbot.models.base import (
+    Engine as EngineBase,
 )
 from chatbot.models.kernels import matmul, pad_batch, softmax, standardize, target_scores
 from chatbot.models.lstm import encode_example, encode_text
@@ -47,6 +51,7 @@ from chatbot.text.context import longest_sequence
 from chatbot.text.vocab import Vocabulary
 
 __all__ = ["Engine", "build", "encode_example", "encode_text", "fit_to_data", "weight_shapes"]
+# Its GraphEngine, the TF twin for `chatbot export`, is chatbot.models.transformer_graph.
 
 EPSILON = 1e-5  # LayerNormalization's epsilon (GPT-2's; Keras' default is 1e-3)
 NORM = ("vars/0", "vars/1")  # LayerNormalization: gamma, beta (width,)
@@ -194,7 +199,7 @@ class Block:
         return x + matmul(h, k2) + b2
 
 
-class Engine:
+class Engine(EngineBase):
     """NumPy inference with a key/value cache (nanochat's engine, keras-hub's call_with_cache).
 
     State is a dict with the batch on axis 0: "keys" and "values", one array per block of
@@ -300,6 +305,15 @@ class Engine:
             attended = np.einsum("bhqk,bhkd->bqhd", weights, v)
             x = block.finish(x, attended)
         return x, attentions
+
+    def attention(self, prompt: Sequence[int], reply: Sequence[int]) -> Attention:
+        """Every block's and head's self-attention over `<SOS> prompt <SEP> reply`, in one
+        pass; a reply that reached max_positions ended there (its last token was never read)."""
+        (read,) = self.sequences([prompt])  # <SOS> prompt <SEP>, the prompt cut to fit
+        ids = [*read, *reply][: self.max_positions]
+        _, attentions = self.forward(np.array([ids]), record=True)
+        weights = np.stack([a[0] for a in attentions])  # (layers, heads, time, time)
+        return Attention(weights, kept=len(read) - 2, over_sequence=True)
 
     def teacher_forced(self, prompts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
                        never: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray] | None:

@@ -37,7 +37,7 @@ from chatbot import rundir
 from chatbot.config import RunConfig
 from chatbot.data.memory import Memory
 from chatbot.errors import ChatbotError
-from chatbot.models import arch_module
+from chatbot.models import arch, arch_module
 from chatbot.models.common import compile_model
 from chatbot.models.weights import read_keras_weights
 from chatbot.rundir import (
@@ -203,6 +203,11 @@ def train(
         return _finish(out, data, checkpoint, started, log)
 
 
+# How a fine-tuning run's log names the settings that shape its model (chatbot.models.Arch).
+_SHAPE = {"embedding_dim": "embedding {}", "hidden_dim": "hidden {}", "num_layers": "{} layer(s)",
+          "num_heads": "{} heads"}
+
+
 # --- the three ways to start: each returns (config, vocabulary, tokenizer, where they came
 # from), the vocabulary and tokenizer None for a fresh run: prepare_data makes them -----------
 
@@ -250,9 +255,8 @@ def _fine_tuned(source: Path, config: RunConfig | None, data_path,
     new.data.path = str(data_path)
     new.data.text = []  # a pretrained model is fine-tuned on pairs
     m = new.model
-    heads = f", {m.num_heads} heads" if m.arch == "transformer" else ""
-    log(f"fine-tuning {source}: keeping its vocabulary and its model ({m.arch}, embedding "
-        f"{m.embedding_dim}, hidden {m.hidden_dim}, {m.num_layers} layer(s){heads})")
+    shape = ", ".join(_SHAPE[name].format(getattr(m, name)) for name in arch(m.arch).settings)
+    log(f"fine-tuning {source}: keeping its vocabulary and its model ({m.arch}, {shape})")
     return (new, Vocabulary.load(source / VOCAB), load_tokenizer(old.text, source),
             f"of {source}")
 
