@@ -26,6 +26,9 @@ class Arch:
     graph: str = ""
     # The ModelConfig settings that shape it (dropout aside), as a run's log reports them.
     settings: tuple[str, ...] = ("embedding_dim", "hidden_dim", "num_layers")
+    # keras.layers classes it builds with beyond those every architecture may use
+    # (chatbot.models.weights refuses a model file with any other layer).
+    layers: tuple[str, ...] = ()
 
     def graph_engine(self) -> type:
         module, name = (self.graph or f"{self.module}:GraphEngine").split(":")

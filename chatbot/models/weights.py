@@ -21,14 +21,17 @@ from pathlib import Path
 import numpy as np
 
 from chatbot.errors import ChatbotError
+from chatbot.models import ARCHS
 from chatbot.models.base import LEGACY_LAYER_NAMES, Weights
 
-# Layer classes our architectures use. Anything else (a Lambda layer, a custom class from some
-# other package) could carry code, and is refused before any weight is read.
+# Layer classes our architectures use (each registry line may add its own, Arch.layers).
+# Anything else (a Lambda layer, a custom class from some other package) could carry code, and
+# is refused before any weight is read.
 ALLOWED_LAYERS = {
     ("keras.layers", name) for name in (
         "InputLayer", "Embedding", "LSTM", "Dense", "Dropout", "Attention", "Concatenate",
         "LayerNormalization", "MultiHeadAttention", "Add",
+        *(layer for arch in ARCHS.values() for layer in arch.layers),
     )
 } | {
     ("keras.src.ops.numpy", "NotEqual"),  # the mask Embedding(mask_zero=True) computes
