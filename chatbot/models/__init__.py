@@ -39,6 +39,8 @@ ARCHS = {
     "lstm": Arch("chatbot.models.lstm", "the card's Embedding -> LSTM -> Dense"),
     "seq2seq": Arch("chatbot.models.seq2seq", "an LSTM encoder-decoder"),
     "attention": Arch("chatbot.models.attention", "the encoder-decoder with Luong attention"),
+    "gru": Arch("chatbot.models.gru", "a GRU encoder-decoder with Luong attention",
+                layers=("GRU",)),
     "transformer": Arch("chatbot.models.transformer", "a small decoder-only Transformer",
                         graph="chatbot.models.transformer_graph:GraphEngine",
                         settings=("embedding_dim", "hidden_dim", "num_layers", "num_heads")),
