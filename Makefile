@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: install data train retrain chat plot test test-fast lint bench bench-decode bench-train \
         bench-quality bench-transformer bench-importers bench-context bench-serve \
-        bench-products clean
+        bench-products bench-archs clean
 
 install: $(BIN)/chatbot
 $(BIN)/chatbot: pyproject.toml
@@ -101,6 +101,11 @@ bench-importers: $(BIN)/chatbot
 # corpus as conversations; about 15 minutes on 2 CPU cores. Runs go to a temporary folder.
 bench-context: $(BIN)/chatbot $(DATA)
 	$(BIN)/python bench/context.py -o bench/context.json
+
+# Architectures at equal training time on English-French pairs (#26: gru against lstm): about
+# 15 minutes for two rounds of two architectures. Runs go to bench/.work/archs/.
+bench-archs: $(BIN)/chatbot
+	$(BIN)/python bench/archs.py --archs lstm gru --minutes 2 --rounds 2 -o bench/archs.json
 
 # `chatbot serve` measured from client threads: latency and time to the first streamed token at
 # concurrency 1, replies per second at 1 and 16, errors, and the server's memory over 10,000

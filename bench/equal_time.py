@@ -51,6 +51,7 @@ class TrainJob:
     seed: int = 1234  # TrainConfig.seed: the split, the shuffling, the initial weights
     reuse: bool = False  # keep a finished run in `out` (its settings are not checked)
     name: str = ""
+    arch: str = ""  # ModelConfig.arch instead of the preset's ("": the preset's)
 
     def run(self) -> dict[str, Any]:
         """Epochs trained, seconds from the call to the end of the last epoch (what the budget
@@ -65,6 +66,8 @@ class TrainJob:
         config = preset(self.preset)
         config.train.max_minutes = self.minutes
         config.train.seed = self.seed
+        if self.arch:
+            config.model.arch = self.arch
         if self.tokenizer != "word":
             if not hasattr(config.text, "tokenizer"):
                 raise JobError("TextConfig has no tokenizer setting in this checkout")
