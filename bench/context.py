@@ -359,15 +359,12 @@ def user_prefixes(path: Path, count: int, seed: int) -> list[list[dict[str, str]
     return prefixes[:count]
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def time_replies(bots: dict[str, Any], prefixes: Sequence[list[dict[str, str]]],
                  warmup: int) -> dict[str, dict[str, Any]]:
     """Each prefix's reply timed alone, by every bot in turn (so that a change in the load of a
     shared machine hits all of them alike), after `warmup` untimed replies each."""
+    from harness import ms
+
     for bot in bots.values():
         for prefix in prefixes[:warmup]:
             bot.reply(prefix)
@@ -384,8 +381,8 @@ def time_replies(bots: dict[str, Any], prefixes: Sequence[list[dict[str, str]]],
         read = [len(bot.prompt_tokens(prefix)) for prefix in prefixes]
         s, r = seconds[name], replied[name]
         figures[name] = {
-            "replies": len(s), "p50_ms": round(1000 * percentile(s, 0.5), 2),
-            "p90_ms": round(1000 * percentile(s, 0.9), 2),
+            "replies": len(s), "p50_ms": ms(s, 50),
+            "p90_ms": ms(s, 90),
             "mean_ms": round(1000 * statistics.fmean(s), 2),
             # Per token the model reads or writes (prompt, reply and its <EOS>).
             "ms_per_token": round(1000 * sum(s) / (sum(read) + sum(r) + len(r)), 3),

@@ -21,9 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from harness import ROOT, ms  # noqa: E402  (first: it puts the chatbot package on sys.path)
 
 from chatbot.data.pairs import read_pairs  # noqa: E402
 from chatbot.decoding.bot import Bot  # noqa: E402
@@ -90,11 +88,6 @@ def naive_replies(model_dir: Path, bot: Bot, prompts: list[str]) -> tuple[list[f
         times.append(time.perf_counter() - started)
         replies.append(vocab.decode(reply))
     return times, replies
-
-
-def ms(seconds: list[float], q: float) -> float:
-    """The q-th percentile, in milliseconds."""
-    return round(float(np.percentile(seconds, q)) * 1e3, 2)
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import ROOT
+from harness import ROOT, summary
 
 WARM_UP = 5  # replies before timing starts
 
@@ -129,12 +129,5 @@ def per_reply_ms(reply: Callable[[Any], object], prompts: Sequence[Any]) -> dict
     for prompt in prompts:
         started = time.perf_counter()
         reply(prompt)
-        times.append((time.perf_counter() - started) * 1e3)
+        times.append(time.perf_counter() - started)
     return summary(times)
-
-
-def summary(times: Sequence[float]) -> dict[str, float]:
-    """p50, p90 and mean of milliseconds."""
-    deciles = statistics.quantiles(times, n=10)
-    return {"p50_ms": round(statistics.median(times), 2), "p90_ms": round(deciles[8], 2),
-            "mean_ms": round(statistics.mean(times), 2)}

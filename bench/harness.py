@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +37,25 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any job loads TensorFlow
 if str(ROOT) not in sys.path:  # the chatbot package, also when it is not installed
     sys.path.insert(0, str(ROOT))
+
+
+def ms(seconds: Sequence[float], q: float) -> float:
+    """The q-th percentile (0 to 100) of durations in seconds, in milliseconds: linear
+    interpolation between the closest ranks (numpy's default), the one definition every
+    benchmark here reports."""
+    ordered = sorted(seconds)
+    if not ordered:
+        raise ValueError("no durations to take a percentile of")
+    at = (len(ordered) - 1) * q / 100
+    low = int(at)
+    high = min(low + 1, len(ordered) - 1)
+    return round(1000 * (ordered[low] + (ordered[high] - ordered[low]) * (at - low)), 2)
+
+
+def summary(seconds: Sequence[float]) -> dict[str, float]:
+    """p50, p90 and mean of durations in seconds, in milliseconds."""
+    return {"p50_ms": ms(seconds, 50), "p90_ms": ms(seconds, 90),
+            "mean_ms": round(1000 * sum(seconds) / len(seconds), 2)}
 
 
 class JobError(Exception):

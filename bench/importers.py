@@ -32,10 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 from harness import load_average, machine, rss_mib, spawn, write_results  # noqa: E402
 
 from chatbot.corpora import importers  # noqa: E402

@@ -35,7 +35,6 @@ import argparse
 import contextlib
 import dataclasses
 import os
-import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -45,7 +44,7 @@ from typing import Any
 import unseen
 from closest import ClosestMatch
 from configs import KNOWN, UNSEEN, configurations, use
-from harness import ROOT, load_average, machine, write_results
+from harness import ROOT, load_average, machine, summary, write_results
 from known import bot_rates, latency_sample, rates_by_language, reply_fn_rates, run_split
 from unseen import FraSetup
 
@@ -100,10 +99,8 @@ def per_reply_ms(reply: Callable[[str], object], prompts: Sequence[str]) -> dict
     for prompt in prompts:
         started = time.perf_counter()
         reply(prompt)
-        times.append((time.perf_counter() - started) * 1e3)
-    deciles = statistics.quantiles(times, n=10)
-    return {"p50_ms": round(statistics.median(times), 2), "p90_ms": round(deciles[8], 2),
-            "mean_ms": round(statistics.mean(times), 2)}
+        times.append(time.perf_counter() - started)
+    return summary(times)
 
 
 def replies_per_s(bot: Bot, prompts: Sequence[str]) -> float:

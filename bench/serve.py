@@ -70,7 +70,6 @@ import os
 import random
 import select
 import socket
-import statistics
 import subprocess
 import sys
 import threading
@@ -80,12 +79,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from harness import cpu_seconds, load_average, machine, write_results  # noqa: E402
+from harness import ROOT, cpu_seconds, load_average, machine, ms, write_results  # noqa: E402
 
 from chatbot.rundir import FINISHED, run_state  # noqa: E402
 from chatbot.serving.limits import DEFAULT_LIMITS  # noqa: E402
@@ -258,11 +252,6 @@ def bot_batch_seconds(run: Path, texts: list[str], count: int, batch: int = 1,
             bot.reply_batch([texts[(i * batch + j) % len(texts)] for j in range(batch)])
             seconds.append(time.perf_counter() - start)
     return seconds
-
-
-def ms(values: list[float], q: float) -> float:
-    return round(1000 * statistics.quantiles(values, n=100)[q - 1], 2) if len(values) > 1 \
-        else round(1000 * values[0], 2)
 
 
 # --- the adversarial phase --------------------------------------------------------------------

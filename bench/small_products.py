@@ -23,18 +23,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from harness import ROOT, load_average, machine, write_results  # noqa: E402
 from threadpoolctl import threadpool_info, threadpool_limits
-
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from harness import load_average, machine, write_results  # noqa: E402
 
 from chatbot.models import kernels  # noqa: E402
 
@@ -98,8 +92,7 @@ def reply_batch(run: Path, texts: list[str]) -> dict:
 
 
 def main() -> None:
-    sys.path.insert(0, str(ROOT / "bench"))
-    from serve import DATA, model_run, prompts
+    from serve import DATA, model_run, prompts  # (bench/ is on sys.path: this script's folder)
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-o", "--out", default="bench/small_products.json")

@@ -15,13 +15,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from harness import write_results  # noqa: E402
+from harness import write_results  # (first: it puts the chatbot package on sys.path)
 
 from chatbot.config import RunConfig  # noqa: E402
 from chatbot.data.variants import prompt_rng, typing_variants  # noqa: E402

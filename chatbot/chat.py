@@ -91,9 +91,9 @@ def explain(reply: Reply, bot: Bot) -> list[str]:
         for rank, c in enumerate(reply.candidates, start=1):
             lines.append(f"  {rank}. {c.text!r}  ({c.source}, log-prob {c.logprob:.2f}, "
                          f"score {c.score:.2f})")
-    # Greedy search leaves out what could not win (Bot._drafts): say so, and why.
+    # Greedy search leaves out what could not win (ReplyPolicy._drafts): say so, and why.
     kept = {tuple(c.tokens) for c in reply.candidates}
-    unscored = [key for key in bot.known_replies(reply.matches)
+    unscored = [key for key in bot.policy().known_replies(reply.matches)
                 if key not in kept and not bot.vocab.unknown(key)]
     if unscored:
         lines.append(f"  ({len(unscored)} more known repl{'y' if len(unscored) == 1 else 'ies'} "

@@ -2,7 +2,9 @@
 
 A run directory is rebuilt from its `config.json` alone (with `vocab.json` and the model file),
 so every field that changes how text is tokenized, how the model is shaped or how replies are
-decoded lives here, with a default and a one-line comment.
+decoded lives here: each section a dataclass whose fields carry their default, help, range or
+choices, and whether `chatbot train` has a flag for them (chatbot.fields). The text and decode
+sections live beside what reads them (chatbot.text.tokenizer, chatbot.decoding.settings).
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from typing import Any
 from chatbot.data.pairs import BAD_LINE_CHOICES
 from chatbot.decoding.settings import DecodeConfig, check_decode
 from chatbot.errors import ChatbotError
+from chatbot.fields import expected, setting, valid
+from chatbot.models import ARCHS
 from chatbot.rundir import read_json, write_json
-from chatbot.text.tokenizer import SUBWORD_MODELS, TOKENIZERS, TextConfig
+from chatbot.text.tokenizer import TextConfig
 from chatbot.training.distribute import STRATEGIES
 
 # Bump when the meaning of config.json changes; older files still load, newer ones are refused.
@@ -25,28 +29,41 @@ FORMAT_VERSION = 1
 
 @dataclass
 class DataConfig:
-    max_len: int = 40  # tokens kept per side (prompt or reply); longer sides are truncated
-    min_count: int = 1  # word tokenizer: tokens seen fewer times than this become <UNK>
-    max_vocab: int = 20000  # word tokenizer: cap on vocabulary size, specials included
-    val_fraction: float = 0.05  # share of pairs held out for validation (0 disables it)
-    on_bad_lines: str = "error"  # "error" stops at the first bad line, "skip" skips and counts
-    path: str = ""  # the TSV this run was trained on, recorded so --resume can find it again
-    text: list[str] = field(default_factory=list)  # `chatbot pretrain`: the text files read
-    # Turns the model reads before each reply: the prompt and up to N - 1 turns before it, at
-    # most N * max_len tokens (chatbot.text.context); 1 answers each prompt on its own.
-    context_turns: int = 1
+    max_len: int = setting(40, "tokens kept per side (prompt or reply); longer sides are cut",
+                           low=1, flag=True)
+    min_count: int = setting(1, "word tokenizer: rarer tokens become <UNK>", low=1, flag=True)
+    max_vocab: int = setting(20000, "word tokenizer: most tokens in the vocabulary, specials "
+                                    "included", low=1)
+    val_fraction: float = setting(0.05, "share of pairs held out for validation (0: none)",
+                                  low=0, high=1, high_open=True, flag=True)
+    on_bad_lines: str = setting("error", "stop at the first bad line, or skip bad lines and "
+                                         "count them", choices=BAD_LINE_CHOICES, flag=True)
+    path: str = setting("", "the TSV this run was trained on, so that --resume finds it again")
+    text: list[str] = setting([], "`chatbot pretrain`: the text files read")
+    context_turns: int = setting(
+        1, "turns read before each reply: the prompt and up to N - 1 earlier turns of its "
+           "conversation (chat JSONL data; at most N * max_len tokens, chatbot.text.context)",
+        low=1, flag=True)
 
 
 @dataclass
 class ModelConfig:
-    arch: str = "lstm"  # one of models.ARCHS; "lstm": Embedding -> LSTM -> TimeDistributed(Dense)
-    embedding_dim: int = 128  # size of each token's embedding vector (transformer: model width)
-    hidden_dim: int = 384  # LSTM units (transformer: feed-forward width)
-    num_layers: int = 1  # stacked LSTM layers (transformer: blocks)
-    dropout: float = 0.0  # dropout on embeddings and layer outputs while training
-    num_heads: int = 4  # transformer: attention heads, each embedding_dim / num_heads wide
-    max_positions: int = 0  # transformer: longest sequence; 0: 2 * max_len + 2, set at training
-    vocab_size: int = 0  # filled in from the vocabulary when training starts
+    arch: str = setting("lstm", "architecture (chatbot.models.ARCHS)", choices=tuple(ARCHS),
+                        flag=True)
+    embedding_dim: int = setting(128, "embedding size (transformer: model width)", low=1,
+                                 flag=True)
+    hidden_dim: int = setting(384, "recurrent units (transformer: feed-forward width)", low=1,
+                              flag=True)
+    num_layers: int = setting(1, "stacked recurrent layers (transformer: blocks)", low=1,
+                              flag=True)
+    dropout: float = setting(0.0, "dropout rate while training", low=0, high=1, high_open=True,
+                             flag=True)
+    num_heads: int = setting(4, "transformer: attention heads, each embedding_dim / num_heads "
+                                "wide", low=1, flag=True)
+    max_positions: int = setting(
+        0, "transformer: longest sequence (0: what the longest training sequence needs, "
+           "2 * max-len + 2 for single turns)", flag=True)
+    vocab_size: int = setting(0, "filled in from the vocabulary when training starts")
 
 
 OPTIMIZERS = ("adam", "rmsprop")  # compile_model maps each name to its Keras optimizer
@@ -63,19 +80,28 @@ def higher_is_better(monitor: str) -> bool:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 30  # upper bound; early stopping may end sooner
-    batch_size: int = 32  # pairs per batch
-    optimizer: str = "adam"  # one of OPTIMIZERS
-    learning_rate: float = 5e-3  # optimizer step size
-    clipnorm: float = 1.0  # gradient norm clipping keeps LSTM training stable
-    monitor: str = "loss"  # one of MONITORS: quantity for best checkpoint and early stopping
-    patience: int = 5  # epochs without improvement before stopping
-    bucket_by_length: bool = True  # batch pairs of similar length so little compute is padding
-    seed: int = 1234  # seeds the split, shuffling and initial weights
-    probes: int = 3  # training prompts whose replies are printed after every epoch
-    strategy: str = "default"  # one of distribute.STRATEGIES: default, mirrored or multiworker
-    noise_copies: int = 4  # noisy copies of each training prompt (chatbot.data.noise), same reply
-    max_minutes: float = 0.0  # stop after the epoch that ends past this many minutes (0: no limit)
+    epochs: int = setting(30, "maximum epochs (early stopping may end sooner)", low=1,
+                          flag=True)
+    batch_size: int = setting(32, "pairs per batch", low=1, flag=True)
+    optimizer: str = setting("adam", "optimizer", choices=OPTIMIZERS, flag=True)
+    learning_rate: float = setting(5e-3, "optimizer step size", flag=True)
+    clipnorm: float = setting(1.0, "gradient norm clipping, which keeps LSTM training stable")
+    monitor: str = setting("loss", "quantity for the best checkpoint and early stopping",
+                           choices=MONITORS, flag=True)
+    patience: int = setting(5, "epochs without improvement before early stopping", flag=True)
+    bucket_by_length: bool = setting(True, "batch pairs of similar length, so that little "
+                                           "compute is padding")
+    seed: int = setting(1234, "random seed: the split, the shuffling, the initial weights",
+                        flag=True)
+    probes: int = setting(3, "training prompts whose replies are printed after every epoch")
+    strategy: str = setting(
+        "default", "devices to train on: this one, every GPU here (or 2 logical CPUs), or "
+                   "several workers described by TF_CONFIG", choices=STRATEGIES, flag=True)
+    noise_copies: int = setting(4, "noisy copies of every training prompt (typing noise: "
+                                   "punctuation, case, typos, words; chatbot.data.noise)",
+                                flag=True)
+    max_minutes: float = setting(0.0, "stop after the epoch that ends past this many minutes "
+                                      "of training (0: no limit)", low=0, flag=True)
 
 
 @dataclass
@@ -127,8 +153,8 @@ class RunConfig:
                     f"known: {', '.join(sorted(known))}"
                 )
             for sf in dataclasses.fields(section_cls):
-                if sf.name in values:
-                    _check_value(f"{f.name}.{sf.name}", sf.type, values[sf.name], source)
+                if sf.name in values and f.name != "decode":  # decode: check_decode below
+                    _check_value(f"{f.name}.{sf.name}", sf, values[sf.name], source)
             sections[f.name] = section_cls(**values)
         try:
             check_decode(sections["decode"], by_field=True)
@@ -145,43 +171,34 @@ class RunConfig:
         return cls.from_dict(read_json(path), source=str(path))
 
 
-# Settings that must be at least 1 (a zero or negative value cannot describe a model or a run).
-_POSITIVE = {"max_len", "max_vocab", "min_count", "embedding_dim", "hidden_dim", "num_layers",
-             "num_heads", "context_turns",
-             "epochs", "batch_size", "subword_vocab"}
-# Settings that name one of a list, each list defined where its names are implemented.
-CHOICES = {"data.on_bad_lines": BAD_LINE_CHOICES, "train.optimizer": OPTIMIZERS,
-           "train.monitor": MONITORS, "train.strategy": STRATEGIES,
-           "text.tokenizer": TOKENIZERS, "text.subword_model": SUBWORD_MODELS}
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_value(name: str, annotation: str, value: Any, source: str) -> None:
-    """Refuses a setting of the wrong type or out of range, naming it and the file."""
-    checks = {"int": _is_int, "float": lambda v: _is_int(v) or isinstance(v, float),
-              "bool": lambda v: isinstance(v, bool), "str": lambda v: isinstance(v, str),
-              "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)}
-    optional = annotation.endswith("| None")
-    kind = annotation.removesuffix("| None").strip()
-    ok = (optional and value is None) or checks[kind](value)
-    if ok and name.rsplit(".", 1)[1] in _POSITIVE:
-        ok = value >= 1
-    if ok and kind == "float" and name.endswith(("dropout", "val_fraction")):
-        ok = 0 <= value < 1
-    if ok and name.endswith("max_minutes"):
-        ok = value >= 0
-    if not ok:
-        expected = {"int": "a whole number", "float": "a number", "bool": "true or false",
-                    "str": "a string", "list[str]": "a list of strings"}[kind]
-        limit = " of at least 1" if name.rsplit(".", 1)[1] in _POSITIVE else ""
-        raise ChatbotError(f"{source}: {name} must be {expected}{limit}, found {value!r}; fix "
-                           "the file or retrain the model")
-    if name in CHOICES and value not in CHOICES[name]:
-        raise ChatbotError(f"{source}: {name} is {value!r}; choose one of: "
-                           f"{', '.join(CHOICES[name])}")
+def _check_value(name: str, f: dataclasses.Field, value: Any, source: str) -> None:
+    """Refuses a setting of the wrong type, out of its range or choices, naming it and the
+    file."""
+    if valid(f, value):
+        return
+    choices = f.metadata.get("choices")
+    if choices and isinstance(value, str):
+        raise ChatbotError(f"{source}: {name} is {value!r}; choose one of: {', '.join(choices)}")
+    raise ChatbotError(f"{source}: {name} must be {expected(f)}, found {value!r}; fix the file "
+                       "or retrain the model")
+
+
+def train_flags() -> list[tuple[str, str, str, type, tuple | None, str]]:
+    """`chatbot train`'s setting flags, made from the fields that have one: (flag, section,
+    field, type, choices or None, help); the model's first, as --help lists them."""
+    kinds = {"int": int, "float": float, "str": str}
+    sections = {f.name: f.default_factory for f in dataclasses.fields(RunConfig)}
+    flags = []
+    for name in ("model", "train", "data", "text"):
+        for f in dataclasses.fields(sections[name]):  # type: ignore[arg-type]
+            if f.metadata.get("flag"):
+                flags.append(("--" + f.name.replace("_", "-"), name, f.name,
+                              kinds[f.type], f.metadata["choices"] or None, f.metadata["help"]))
+    return flags
 
 
 # Named starting points for `chatbot train --preset NAME`; flags given on the command line win.

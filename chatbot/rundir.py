@@ -201,6 +201,42 @@ def run_state(path: str | Path) -> RunState:
                     busy=is_training_now(path))
 
 
+def create_run(out: str | Path, overwrite: bool) -> None:
+    """Makes `out` ready for a new run: refuses to replace a run unless `overwrite`, then
+    removes the old run's files."""
+    import shutil
+
+    out = Path(out)
+    state = run_state(out)
+    if state.busy:
+        raise ChatbotError(f"{out}: another process is training it right now; wait for it to "
+                           "finish, or stop it first")
+    if state.state is not None:
+        if not overwrite:
+            what = "a trained model" if state.state == FINISHED else "an interrupted run"
+            raise ChatbotError(
+                f"{out}: already holds {what}; pass --resume to continue an interrupted run, "
+                "--overwrite to replace it, or choose another --out directory"
+            )
+        # The status goes first and the model before the new vocabulary lands, so that the
+        # directory never pairs a new vocab.json with an old model.keras (which would reload
+        # into gibberish), whenever the removal is interrupted.
+        (out / STATUS).unlink(missing_ok=True)
+        shutil.rmtree(out / BACKUP, ignore_errors=True)
+        for name in (MODEL, HISTORY, METRICS, MEMORY, TOKENIZER):
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def created(run_dir: str | Path) -> int | None:
+    """When the run's settings were written (Unix time), as the API reports a model's
+    `created`; None for a directory without them."""
+    try:
+        return int((Path(run_dir) / CONFIG).stat().st_mtime)
+    except OSError:
+        return None
+
+
 def start_run(run_dir: str | Path) -> None:
     """Marks `run_dir` as training, before any other file of the run is written."""
     run_dir = Path(run_dir)

@@ -53,8 +53,8 @@ def write_tsv(path: Path, pairs=TINY_PAIRS) -> Path:
 
 
 def assert_bounded_candidates(got, plain, atol: float = 1e-5) -> None:
-    """Replies decoded with Bot._drafts' bounds (`got`) against the same replies with a search
-    for every prompt and every candidate scored (`plain`): the same replies; each candidate
+    """Replies decoded with ReplyPolicy._drafts' bounds (`got`) against the same replies with a
+    search for every prompt and every candidate scored (`plain`): the same replies; each candidate
     kept with the plain path's text, source, score and log-prob; and each one left out scoring
     below the best (it could not have won)."""
     for a, b in zip(got, plain, strict=True):

@@ -1,4 +1,4 @@
-"""Helpers for tests that talk to a real `chatbot serve` app: tests/test_serve.py (the API) and
+"""Helpers for tests that talk to a real `chatbot serve` app: tests/test_app.py (the API) and
 tests/test_web.py (the chat page in a browser)."""
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pytest
 from chatbot.decoding.bot import Bot
 from chatbot.serving.batcher import Batcher
 from tests.conftest import TINY_PAIRS
-from tests.test_serve import SlowEngine
+from tests.serving import SlowEngine
 
 pytestmark = pytest.mark.slow  # the tiny run trains once per session
 

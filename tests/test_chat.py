@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from prompt_toolkit.input import create_pipe_input
-from prompt_toolkit.output import DummyOutput
 
-from chatbot.chat import run_repl
 from chatbot.decoding.bot import Bot
+from tests.helpers import drive
 
 pytestmark = pytest.mark.slow  # needs the tiny trained model
-
-
-def drive(bot: Bot, keys: str) -> list[str]:
-    lines: list[str] = []
-    with create_pipe_input() as pipe:
-        pipe.send_text(keys)
-        run_repl(bot, input=pipe, output=DummyOutput(), write=lines.append)
-    return lines
 
 
 def test_replies_in_english_and_chinese_then_quits(tiny_run):

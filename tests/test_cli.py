@@ -201,9 +201,10 @@ def test_attention_command_refuses_a_model_without_attention(tiny_runs, tmp_path
 
 @pytest.mark.slow
 def test_rerank_flags_reach_the_bot(tiny_run):
-    from chatbot.cli import _load_bot, build_parser
+    from chatbot.cli import build_parser
+    from chatbot.cli.common import load_bot
 
-    bot = _load_bot(build_parser().parse_args(
+    bot = load_bot(build_parser().parse_args(
         ["reply", "--model", str(tiny_run), "--retrieval", "off", "--mmi", "0.5", "hi"]))
     assert (bot.decode.retrieval, bot.decode.mmi) == (False, 0.5)
     bad = run("reply", "--model", str(tiny_run), "--retrieval", "maybe", "hello")

@@ -1,5 +1,5 @@
 """OpenAI chat-completion requests read into decoding settings, and replies cut into deltas:
-no model needed (the server itself is tested in test_serve.py)."""
+no model needed (the server itself is tested in test_app.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 
 from chatbot.config import DecodeConfig
 from chatbot.errors import ChatbotError
-from chatbot.serving.completions import ApiError, ChoiceText, choice_text, parse_request
+from chatbot.serving.completions import ApiError, parse_request
 from chatbot.serving.limits import Limits
+from chatbot.serving.responses import ChoiceText, choice_text
 from chatbot.text.words import Tokenizer
 
 SAVED = DecodeConfig()  # greedy, max_reply_len 40, retrieval on

@@ -308,3 +308,33 @@ def test_unknown_preset_lists_the_presets():
     message = str(info.value)
     assert message == f"unknown preset 'huge'; choose one of: {', '.join(PRESETS)}"
     assert "default, article, transformer, tiny" in message
+
+
+# --- one declaration per training setting: the CLI's flags are made from the fields ----------
+
+# Fields of config.json that `chatbot train` deliberately has no flag for.
+NO_FLAG = {"text.lowercase", "data.max_vocab", "data.path", "data.text", "model.vocab_size",
+           "train.clipnorm", "train.bucket_by_length", "train.probes"}
+
+
+def test_every_training_setting_has_a_flag_unless_listed_and_the_flag_sets_it():
+    import dataclasses
+
+    from chatbot.cli import build_parser
+    from chatbot.cli.training import train_config
+    from chatbot.config import train_flags
+
+    flagged = {f"{section}.{name}" for _, section, name, *_ in train_flags()}
+    fields = {f"{s.name}.{f.name}" for s in dataclasses.fields(RunConfig)
+              if s.name not in ("decode", "format_version")
+              for f in dataclasses.fields(s.default_factory)}
+    assert flagged | NO_FLAG == fields and not flagged & NO_FLAG
+    given = {"arch": "gru", "epochs": "7", "dropout": "0.25", "tokenizer": "sentencepiece",
+             "max_minutes": "1.5", "context_turns": "3", "on_bad_lines": "skip"}
+    argv = ["train", "--data", "x.tsv"]
+    for name, value in given.items():
+        argv += ["--" + name.replace("_", "-"), value]
+    config = train_config(build_parser().parse_args(argv))
+    assert (config.model.arch, config.train.epochs, config.model.dropout) == ("gru", 7, 0.25)
+    assert (config.text.tokenizer, config.train.max_minutes) == ("sentencepiece", 1.5)
+    assert (config.data.context_turns, config.data.on_bad_lines) == (3, "skip")

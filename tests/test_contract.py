@@ -17,6 +17,7 @@ import pytest
 
 from chatbot.config import ModelConfig, RunConfig, TrainConfig
 from chatbot.decoding.bot import Bot
+from chatbot.decoding.policy import ReplyPolicy
 from chatbot.decoding.samplers import get_sampler
 from chatbot.errors import ChatbotError
 from chatbot.models import ARCHS, arch_module, base
@@ -27,6 +28,7 @@ from chatbot.text.vocab import SPECIALS, Vocabulary
 from chatbot.training.batches import Batches
 from chatbot.training.loop import Loop
 from tests.conftest import assert_bounded_candidates
+from tests.helpers import engine_logits
 
 VOCAB = Vocabulary(list(SPECIALS) + [f"w{i}" for i in range(25)])
 EOS = VOCAB.eos_id
@@ -57,16 +59,6 @@ def keras_logits(arch: str, model, prompt: list[int], reply: list[int]) -> np.nd
     the rows that predict each reply token and the final <EOS>, in order."""
     inputs, target = batch([arch_module(arch).encode_example(prompt, reply, VOCAB)])
     return np.asarray(model(inputs))[0][np.flatnonzero(target[0])]
-
-
-def engine_logits(engine, prompt: list[int], reply: list[int]) -> np.ndarray:
-    """The engine's logits for the same pair, one step per reply token: (len(reply) + 1, vocab)."""
-    logits, state = engine.start([prompt])
-    rows = [logits[0]]
-    for token in reply:
-        logits, state = engine.step(np.array([token]), state)
-        rows.append(logits[0])
-    return np.stack(rows)
 
 
 def engine_of(arch: str, model, config: ModelConfig):
@@ -275,7 +267,7 @@ def searches(monkeypatch) -> list[int]:
 
 
 def test_known_replies_the_model_would_write_skip_the_search(arch, monkeypatch):
-    """Speculative decoding and bounds (Bot._drafts): a known reply that is the model's own
+    """Speculative decoding and bounds (ReplyPolicy._drafts): a known reply that is the model's own
     greedy reply is taken as it is, and a prompt whose best known reply beats anything the
     model could write is not searched; replies, sources and scores are the search's."""
     from chatbot.data.memory import Memory
@@ -301,7 +293,7 @@ def test_known_replies_the_model_would_write_skip_the_search(arch, monkeypatch):
         searched_rows = sum(calls)
         # The reference: a search for every prompt, and reranking's own scoring pass.
         with monkeypatch.context() as plain_path:
-            plain_path.setattr(Bot, "_drafts", lambda *args: ({}, {}))
+            plain_path.setattr(ReplyPolicy, "_drafts", lambda *args: ({}, {}))
             searched = bot.reply_batch(prompts)
         assert_bounded_candidates(drafted, searched)
         # Searched: a prompt none of whose known replies is its own greedy reply, unless one

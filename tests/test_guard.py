@@ -1,5 +1,5 @@
 """What chatbot.serving.guard refuses before any route, from the request's scope alone (no server:
-the real one is tested in test_serve.py and test_server.py)."""
+the real one is tested in test_app.py and test_server.py)."""
 
 from __future__ import annotations
 

@@ -16,23 +16,10 @@ from prompt_toolkit.output import DummyOutput
 
 from chatbot.chat import run_repl
 from chatbot.decoding.bot import Bot
+from tests.helpers import HOSTILE
 
 pytestmark = pytest.mark.slow  # needs the tiny trained model
 
-HOSTILE = {
-    "empty": "",
-    "whitespace": "  \u3000 \xa0 ",
-    "100k-chars": "lorem ipsum dolor sit amet, " * 3572,  # 100,016 characters
-    "control-chars": "\x01\x07\x08",
-    "ansi-colour": "\x1b[31mred\x1b[0m",
-    "ansi-title": "\x1b]0;title\x07",
-    "emoji": "👍🏽 👨‍👩‍👧 🏳️‍🌈 hello 🙂",
-    "rtl": "مرحبا שלום \u202eolleh\u202c",
-    "only-unknown": "zebra quokka axolotl",
-    "cjk-and-unknown": "斑马 zebra 你好 再见",
-    "tabs": "\t\t\t",
-    "nul": "hel\x00lo",
-}
 IDS = list(HOSTILE)
 
 

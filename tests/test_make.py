@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from chatbot.rundir import read_backup, run_state
-from tests.test_resume import rows, synthetic_tsv, wait_for
+from tests.helpers import rows, synthetic_tsv, wait_for
 
 pytestmark = [
     pytest.mark.slow,

@@ -10,6 +10,7 @@ from chatbot.config import RunConfig
 from chatbot.data.memory import Memory
 from chatbot.data.pairs import read_pairs
 from chatbot.decoding.bot import Bot
+from chatbot.decoding.policy import ReplyPolicy
 from chatbot.decoding.rerank import mmi_scores, reply_logprobs, token_logprobs
 from chatbot.models.kernels import log_softmax
 from chatbot.models.weights import read_keras_weights
@@ -115,7 +116,7 @@ def test_rerank_settings_are_checked(bot):
 @pytest.mark.parametrize("settings", [{}, {"no_repeat_ngram": 1}, {"min_len": 4},
                                       {"max_reply_len": 3}, {"loop_guard": 1}, {"allow_unk": True}])
 def test_known_replies_taken_as_drafts_change_no_reply(bot, monkeypatch, settings):
-    """Speculative decoding and bounds (Bot._drafts): with the search's rules on or off, the
+    """Speculative decoding and bounds (ReplyPolicy._drafts): with the search's rules on or off, the
     replies and the scores of the candidates kept are what a search gives, and those left out
     could not have won; known replies that the model writes itself, with nothing against
     them, are taken without one."""
@@ -132,7 +133,7 @@ def test_known_replies_taken_as_drafts_change_no_reply(bot, monkeypatch, setting
         drafted = bot.reply_batch(prompts)
         skipped = len(prompts) - sum(searched)
         # The reference: a search for every prompt, and reranking's own scoring pass.
-        monkeypatch.setattr(Bot, "_drafts", lambda *args: ({}, {}))
+        monkeypatch.setattr(ReplyPolicy, "_drafts", lambda *args: ({}, {}))
         plain = bot.reply_batch(prompts)
     finally:
         bot.configure(**{k: getattr(bot.config.decode, k) for k in settings})
@@ -149,7 +150,7 @@ def test_a_known_reply_one_token_short_of_the_models_is_no_draft(bot, tiny_run, 
     short = [[bot.tokenizer.detokenize(bot.tokenizer.tokenize(r)[:-1])] for _, r in TINY_PAIRS]
     memory = Memory([p for p, _ in TINY_PAIRS], short)
     shortened = Bot(bot.config, bot.vocab, read_keras_weights(tiny_run / MODEL), memory)
-    # No bonus: no known reply could beat what a search writes (see Bot._drafts), so only a
+    # No bonus: no known reply could beat what a search writes (see ReplyPolicy._drafts), so only a
     # draft could skip the search.
     shortened.configure(retrieval_weight=0.0)
     searched: list[int] = []
@@ -166,7 +167,7 @@ def test_a_known_reply_one_token_short_of_the_models_is_no_draft(bot, tiny_run, 
 def test_a_known_reply_that_beats_anything_the_model_could_write_needs_no_search(bot,
                                                                                 monkeypatch):
     """A prompt whose known reply, with its similarity bonus, scores above 0, when the model's
-    own reply could score at most 0 (a mean log p): the search is skipped (Bot._drafts), and
+    own reply could score at most 0 (a mean log p): the search is skipped (ReplyPolicy._drafts), and
     the reply is the one a search and every score would have given. /why says what was not
     scored."""
     from chatbot.decoding.samplers import GreedySampler
@@ -180,7 +181,7 @@ def test_a_known_reply_that_beats_anything_the_model_could_write_needs_no_search
     try:
         bounded = bot.reply_batch(prompts)
         assert searched == []
-        monkeypatch.setattr(Bot, "_drafts", lambda *args: ({}, {}))
+        monkeypatch.setattr(ReplyPolicy, "_drafts", lambda *args: ({}, {}))
         plain = bot.reply_batch(prompts)
     finally:
         bot.configure(retrieval_weight=bot.config.decode.retrieval_weight)
@@ -193,8 +194,8 @@ def test_a_known_reply_that_beats_anything_the_model_could_write_needs_no_search
 
 def test_a_less_similar_known_prompt_whose_reply_the_model_prefers_still_wins(bot, tiny_run,
                                                                               monkeypatch):
-    """Bot._drafts scores the most similar known prompt's replies first, then the others that
-    could still win: here the less similar one's reply, which the model finds far more
+    """ReplyPolicy._drafts scores the most similar known prompt's replies first, then the others
+    that could still win: here the less similar one's reply, which the model finds far more
     likely, wins as it does when every candidate is scored."""
     memory = Memory(["how are you?", "how are you doing?"],
                     [["再见，明天见。"], ["i am fine, thanks."]])
@@ -208,5 +209,5 @@ def test_a_less_similar_known_prompt_whose_reply_the_model_prefers_still_wins(bo
     assert bounded[0].text == "i am fine, thanks."
     assert [c.text for c in bounded[0].candidates] == ["i am fine, thanks.", "再见，明天见。"]
     assert bounded[0].candidates[1].score > 0
-    monkeypatch.setattr(Bot, "_drafts", lambda *args: ({}, {}))
+    monkeypatch.setattr(ReplyPolicy, "_drafts", lambda *args: ({}, {}))
     assert_bounded_candidates(bounded, two.reply_batch(["how are you?"]))

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import keras
@@ -25,20 +24,12 @@ from chatbot.training.batches import Batches
 from chatbot.training.callbacks import EpochBackup
 from chatbot.training.train import train
 from tests.conftest import shared, tiny_config
+from tests.helpers import rows, synthetic_tsv, wait_for
 
 pytestmark = pytest.mark.slow
 EPOCHS = 12
 STEPS = 5  # 144 training pairs (160, 10% held out) in batches of 32
 RTOL = 1e-4  # CPU, same seeds: resumed epochs compute what the uninterrupted ones did
-
-
-def synthetic_tsv(path: Path, n: int = 160) -> Path:
-    """Pairs with a learnable pattern and enough rows that an epoch takes a moment."""
-    words = ["red", "green", "blue", "cat", "dog", "bird", "one", "two", "three", "sun"]
-    rows = [f"{words[i % 10]} {words[i // 10 % 10]} {i}\t{words[(i + 3) % 10]} {i % 7}"
-            for i in range(n)]
-    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    return path
 
 
 TRAIN_ARGS = ["--preset", "tiny", "--epochs", str(EPOCHS), "--val-fraction", "0.1",
@@ -49,21 +40,6 @@ def start_training(data: Path, out: Path, *extra: str) -> subprocess.Popen:
     args = ["train", "--data", str(data), "--out", str(out), *TRAIN_ARGS, *extra]
     return subprocess.Popen([sys.executable, "-m", "chatbot.cli", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def wait_for(condition, timeout: float = 240.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("training did not get there in time")
-        time.sleep(0.02)
-
-
-def rows(run: Path) -> int:
-    try:
-        return len(pd.read_csv(run / "history.csv"))
-    except (FileNotFoundError, pd.errors.EmptyDataError):
-        return 0
 
 
 def resume(out: Path, *extra: str) -> subprocess.CompletedProcess:

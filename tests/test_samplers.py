@@ -21,55 +21,10 @@ from chatbot.decoding.samplers import (
 from chatbot.errors import ChatbotError
 from chatbot.models.base import Engine
 from chatbot.text.vocab import SPECIALS, Vocabulary
+from tests.helpers import EOS, VOCAB, A, B, C, D, MarkovEngine, ScriptedEngine
 
-VOCAB = Vocabulary(list(SPECIALS) + ["a", "b", "c"])  # a=5, b=6, c=7
 BIG = Vocabulary(list(SPECIALS) + [f"w{i}" for i in range(10)])  # w0=5 .. w9=14
-A, B, C, D = 5, 6, 7, 8
-EOS = VOCAB.eos_id
 NEVER = [VOCAB.pad_id, VOCAB.sos_id, VOCAB.sep_id, VOCAB.unk_id]
-
-
-class ScriptedEngine(Engine):
-    """Next-token logits from a table: row r, step t -> the scripted favourite gets logit 5."""
-
-    def __init__(self, script: list[list[int]], runner_up: int | None = None):
-        self.script = script
-        self.runner_up = runner_up
-        self.fed: list[list[int]] = []
-
-    def _logits(self, rows: np.ndarray, t: int) -> np.ndarray:
-        logits = np.zeros((len(rows), len(VOCAB)))
-        for i, row in enumerate(rows):
-            tokens = self.script[row]
-            logits[i, tokens[min(t, len(tokens) - 1)]] = 5.0
-            if self.runner_up is not None:
-                logits[i, self.runner_up] = 4.0
-        return logits
-
-    def start(self, prompts):
-        rows = np.arange(len(prompts))
-        return self._logits(rows, 0), {"rows": rows, "t": 0}
-
-    def step(self, tokens, state):
-        self.fed.append([int(x) for x in tokens])
-        t = state["t"] + 1
-        return self._logits(state["rows"], t), {"rows": state["rows"], "t": t}
-
-
-class MarkovEngine(Engine):
-    """Logits depend only on the last token: `matrix[last]`, (vocab, vocab)."""
-
-    def __init__(self, matrix: np.ndarray):
-        self.matrix = matrix
-        self.steps = 0
-
-    def start(self, prompts):
-        last = np.array([p[-1] for p in prompts])
-        return self.matrix[last], [last]
-
-    def step(self, tokens, state):
-        self.steps += 1
-        return self.matrix[tokens], [np.asarray(tokens)]
 
 
 class TableEngine(Engine):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from chatbot.decoding.samplers import BeamSampler, GreedySampler, RandomSampler
-from tests.test_samplers import EOS, VOCAB, A, B, C, MarkovEngine, ScriptedEngine
+from tests.helpers import EOS, VOCAB, A, B, C, MarkovEngine, ScriptedEngine
 
 
 def test_on_step_sees_every_token_as_it_comes_and_changes_nothing():

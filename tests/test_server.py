@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.test_terminal import slow_run
+from tests.helpers import slow_run
 
 pytestmark = pytest.mark.slow  # starts servers as processes of their own
 

@@ -196,7 +196,7 @@ def test_nothing_a_user_types_is_unknown_to_a_sentencepiece_run(spm_run, capsys)
 
 @pytest.mark.slow
 def test_chat_time_needs_no_tensorflow(spm_run):
-    from tests.test_terminal import WITHOUT_TENSORFLOW
+    from tests.helpers import WITHOUT_TENSORFLOW
 
     result = subprocess.run([*WITHOUT_TENSORFLOW, "reply", "--model", str(spm_run), "你好"],
                             capture_output=True, timeout=120)

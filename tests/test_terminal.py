@@ -9,49 +9,27 @@ presses Ctrl-C while the prompt is not reading keys.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import pty
 import re
 import select
-import shutil
 import signal
 import struct
 import subprocess
 import sys
 import termios
 import time
-from pathlib import Path
 
 import pytest
 
 from chatbot.chat import describe
 from chatbot.decoding.bot import Bot
+from tests.helpers import WITHOUT_TENSORFLOW, slow_run
 
 pytestmark = pytest.mark.slow  # spawns processes on the tiny trained model
 
 CLI = [sys.executable, "-m", "chatbot.cli"]
 
-# Runs `chatbot ARGS...` with every import of TensorFlow or Keras failing, and says at the end
-# which ones were attempted: a command that merely caught the ImportError would still be caught.
-WITHOUT_TENSORFLOW = [sys.executable, "-c", """\
-import sys
-
-class BlockTensorFlow:
-    attempts = []
-
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in ("tensorflow", "keras"):
-            self.attempts.append(name)
-            raise ImportError(f"{name} is blocked by the test")
-        return None
-
-sys.meta_path.insert(0, BlockTensorFlow())
-from chatbot.cli import main
-status = main(sys.argv[1:])
-print(f"blocked imports: {BlockTensorFlow.attempts}", file=sys.stderr)
-sys.exit(status)
-"""]
 
 # prompt_toolkit enables bracketed paste each time it starts reading a line and disables it when
 # the line is done: the two tell when the chat is at its prompt and when it has left it.
@@ -141,7 +119,7 @@ def test_ctrl_c_in_the_chat_clears_the_line_or_abandons_the_reply(tiny_run, term
     chat.at_prompt(2)
     # <EOS> is not allowed before the longest reply (4,096 tokens), and 256 hypotheses are
     # searched: the next reply would take many seconds. (With retrieval on, the known reply of
-    # "hello" would win without a search: see Bot._drafts.)
+    # "hello" would win without a search: see ReplyPolicy._drafts.)
     chat.type("/set max_len 4096\r")
     chat.at_prompt(3)
     chat.type("/set min_len 4096\r")
@@ -174,19 +152,6 @@ def test_ctrl_c_in_the_chat_clears_the_line_or_abandons_the_reply(tiny_run, term
     assert repl_lines(chat.text()) == [
         *shown[:4], "(interrupted)", *shown[4:], "bot> hi there!", "bye"]
     assert "Traceback" not in chat.text()
-
-
-def slow_run(run_dir: Path, out: Path, reply_tokens: int) -> Path:
-    """A copy of ``run_dir`` whose saved decoding setting makes every reply ``reply_tokens``
-    long. (`--min-len` with `--max-len` would do, but the CLI checks --min-len against the
-    saved max_len first.)"""
-    shutil.copytree(run_dir, out)
-    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
-    # No memory and no loop guard: the model's own reply, every token of it.
-    config["decode"].update(min_len=reply_tokens, max_reply_len=reply_tokens, retrieval=False,
-                            loop_guard=0)
-    (out / "config.json").write_text(json.dumps(config), encoding="utf-8")
-    return out
 
 
 def test_ctrl_c_stops_reply_after_the_last_whole_batch_with_exit_130(tiny_run, tmp_path):

@@ -17,7 +17,7 @@ from chatbot.models import transformer
 from chatbot.models.base import Engine
 from chatbot.models.weights import model_weights
 from chatbot.text.vocab import SPECIALS, Vocabulary
-from tests.test_contract import engine_logits
+from tests.helpers import engine_logits
 
 VOCAB = Vocabulary(list(SPECIALS) + [f"w{i}" for i in range(40)])
 WORDS = range(len(SPECIALS), len(VOCAB))

@@ -16,7 +16,7 @@ from chatbot.models import lstm, transformer
 from chatbot.models.weights import model_weights
 from chatbot.plot import plot_attention_map
 from chatbot.text.vocab import SPECIALS, Vocabulary
-from tests.test_chat import drive
+from tests.helpers import drive
 
 VOCAB = Vocabulary([*SPECIALS, "hello", "你", "好", "hi", "!", "there"])
 LAYERS, HEADS = 2, 2

@@ -19,27 +19,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from chatbot.errors import ChatbotError
+from chatbot.fields import setting  # (name: the user-facing name; order: when a change applies)
 
 # The decoding strategies (chatbot.decoding.samplers.SAMPLERS implements one class per name).
 STRATEGIES = ("greedy", "beam", "random", "top_k", "top_p")
 DETERMINISTIC = ("greedy", "beam")  # the strategies whose reply a seed does not change
 BOOLEAN_WORDS = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False,
                  "yes": True, "no": False}
-
-
-def setting(default: Any, help: str, *, name: str | None = None, low: float | None = None,
-            high: float | None = None, low_open: bool = False, choices: tuple = (),
-            order: int = 1) -> Any:
-    """A DecodeConfig field with its table entry: the `name` users type (default: the field's
-    own), the range [low, high] (`low_open`: low itself excluded), the `choices` of a word, and
-    the `order` a list of changes applies in (0 first, 2 last)."""
-    return field(default=default, metadata=dict(
-        help=help, name=name, low=low, high=high, low_open=low_open, choices=choices,
-        order=order))
 
 
 @dataclass

@@ -50,9 +50,10 @@ from starlette.staticfiles import StaticFiles
 from chatbot.decoding.bot import Bot
 from chatbot.errors import ChatbotError
 from chatbot.serving.batcher import Batcher
-from chatbot.serving.completions import ApiError, choice_text, new_id, response
+from chatbot.serving.completions import ApiError
 from chatbot.serving.guard import Guard, Hosts, error_response
 from chatbot.serving.limits import DEFAULT_LIMITS, Limits
+from chatbot.serving.responses import choice_text, new_id, response
 from chatbot.serving.service import ClientGone, Service, logprobs
 from chatbot.serving.streaming import stream
 

@@ -95,24 +95,10 @@ class Stopped(Exception):
     """SIGTERM: stop as Ctrl-C does."""
 
 
-def serve(bot: Bot, model: str, host: str = "127.0.0.1", port: int = 8000,
-          api_key: str | None = None, limits: Limits = DEFAULT_LIMITS,
-          allowed_hosts: Iterable[str] = ()) -> None:
-    """Serves `bot` until Ctrl-C or SIGTERM, then lets requests in progress finish within
-    `limits.grace` seconds. The socket is bound here, so that a port in use is a message, and
-    port 0 picks a free one (the line printed names it)."""
-    import signal
+def _listen(host: str, port: int):
+    """A TCP socket bound to (host, port) and listening; ChatbotError if it cannot be."""
     import socket
 
-    import uvicorn
-    from threadpoolctl import threadpool_limits
-
-    from chatbot.serving.app import create_app
-
-    # Replies are batched, not split across cores: a BLAS thread pool on these small matrices
-    # only fights the event loop and other processes for the cores (on a busy 2-core machine,
-    # replies took several times as long with it).
-    threadpool_limits(1, user_api="blas")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and
     # without it every response waits 40 ms for a delayed ACK (Nagle's algorithm).
@@ -125,9 +111,30 @@ def serve(bot: Bot, model: str, host: str = "127.0.0.1", port: int = 8000,
         reason = getattr(exc, "strerror", None) or exc
         raise ChatbotError(f"cannot listen on {host} port {port} ({reason}); choose another "
                            "with --port (0: any free port)") from None
-    # Listening now, before the line below names the port: a client that connects as soon as
+    # Listening now, before the serving line names the port: a client that connects as soon as
     # it reads the line waits in the backlog until uvicorn accepts, instead of being refused.
     sock.listen(2048)  # uvicorn's backlog
+    return sock
+
+
+def serve(bot: Bot, model: str, host: str = "127.0.0.1", port: int = 8000,
+          api_key: str | None = None, limits: Limits = DEFAULT_LIMITS,
+          allowed_hosts: Iterable[str] = ()) -> None:
+    """Serves `bot` until Ctrl-C or SIGTERM, then lets requests in progress finish within
+    `limits.grace` seconds. The socket is bound here, so that a port in use is a message, and
+    port 0 picks a free one (the line printed names it)."""
+    import signal
+
+    import uvicorn
+    from threadpoolctl import threadpool_limits
+
+    from chatbot.serving.app import create_app
+
+    # Replies are batched, not split across cores: a BLAS thread pool on these small matrices
+    # only fights the event loop and other processes for the cores (on a busy 2-core machine,
+    # replies took several times as long with it).
+    threadpool_limits(1, user_api="blas")
+    sock = _listen(host, port)
     port = sock.getsockname()[1]
     app = create_app(bot, model, limits, api_key, host, allowed_hosts)
     # uvicorn's limits, set deliberately (the README lists them): idle connections close

@@ -20,21 +20,14 @@ from pathlib import Path
 
 from starlette.requests import Request
 
+from chatbot import rundir
 from chatbot.decoding.bot import Bot
 from chatbot.decoding.rerank import token_logprobs
-from chatbot.rundir import CONFIG
 from chatbot.serving.batcher import Batcher
-from chatbot.serving.completions import (
-    DETERMINISTIC,
-    ApiError,
-    ChoiceText,
-    Completion,
-    logprob_content,
-    now,
-    parse_request,
-)
+from chatbot.serving.completions import DETERMINISTIC, ApiError, Completion, parse_request
 from chatbot.serving.guard import Hosts
 from chatbot.serving.limits import DEFAULT_LIMITS, Limits
+from chatbot.serving.responses import ChoiceText, logprob_content, now
 from chatbot.text.words import clip
 
 
@@ -46,7 +39,7 @@ class Prepared:
     bot: Bot  # with the request's settings
     turns: list[str]  # the conversation's turns, oldest first
     prompt: list[str]  # the tokens the model reads
-    live: bool  # streamed as generated (see Service.streams_live)
+    live: bool  # streamed as generated (see ReplyPolicy.streams_live)
 
 
 class Service:
@@ -62,8 +55,7 @@ class Service:
         self.hosts = hosts or Hosts("127.0.0.1")
         self.batcher: Batcher | None = None  # started with the app (lifespan)
         self.in_flight = 0  # completion requests in progress (chatbot.serving.guard counts them)
-        config = Path(model) / CONFIG
-        self.created = int(config.stat().st_mtime) if config.exists() else now()
+        self.created = rundir.created(model) or now()
 
     def bot_for(self, completion: Completion) -> Bot:
         """A Bot with the request's settings that shares everything else with the served one
@@ -81,7 +73,8 @@ class Service:
         completion = parse_request(body, self.bot.decode, self.limits)
         bot = self.bot_for(completion)
         turns = self.check_prompt(bot, completion)
-        live = completion.stream and completion.logprobs is None and self.streams_live(bot, turns)
+        live = (completion.stream and completion.logprobs is None
+                and bot.policy().streams_live(bot.clip(turns)))
         return Prepared(completion, bot, turns, bot.prompt_tokens(turns), live)
 
     def check_prompt(self, bot: Bot, completion: Completion) -> list[str]:
@@ -99,13 +92,6 @@ class Service:
                                "(--max-prompt-tokens)", param="messages",
                                code="context_length_exceeded")
         return turns
-
-    def streams_live(self, bot: Bot, turns: list[str]) -> bool:
-        """Whether the reply is what the sampler generates, token by token, as it comes: no
-        beam search, no MMI reranking, and no known prompt for retrieval to add replies of."""
-        if bot.decode.strategy == "beam" or bot.decode.mmi > 0:
-            return False
-        return not bot.matches(turns)  # Bot's own rule for when retrieval adds replies
 
     async def replies(self, completion: Completion, bot: Bot, deadline: float,
                       request: Request | None = None) -> list[list[str]]:
@@ -136,7 +122,7 @@ class Service:
 
 
 def logprobs(ready: Prepared, texts: list[ChoiceText]) -> list[list[dict]]:
-    """Each choice's `logprobs.content` entries (see completions.logprob_content); in a
+    """Each choice's `logprobs.content` entries (see responses.logprob_content); in a
     worker thread, like decoding."""
     bot, top = ready.bot, ready.completion.logprobs
     prompt = bot.vocab.encode(ready.prompt)

@@ -2,7 +2,7 @@
 
 First the role, then the text, then a chunk with the finish_reason, a usage chunk if asked,
 and `data: [DONE]`. When nothing can change the reply after it is generated (no beam search,
-no MMI, no retrieval match for this prompt, no logprobs asked: Service.streams_live), tokens
+no MMI, no retrieval match for this prompt, no logprobs asked: ReplyPolicy.streams_live), tokens
 are sent as the sampler generates them, from a thread of their own (batcher.stream_rows), and
 the text is exactly `Bot.reply`'s. Otherwise (the default for a run with a memory of its
 training pairs, when the prompt resembles a known one) the reply is chosen first, as
@@ -17,19 +17,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from chatbot.decoding.bot import Bot, make_sampler
+from chatbot.decoding.bot import Bot
 from chatbot.serving.batcher import stream_rows
-from chatbot.serving.completions import (
-    ApiError,
-    ChoiceText,
-    Completion,
-    choice_text,
-    chunk,
-    event,
-    new_id,
-    now,
-    usage,
-)
+from chatbot.serving.completions import ApiError, Completion
+from chatbot.serving.responses import ChoiceText, choice_text, chunk, event, new_id, now, usage
 from chatbot.serving.service import Prepared, Service, logprobs
 
 log = logging.getLogger("chatbot.serving.app")
@@ -66,25 +57,8 @@ async def stream(service: Service, ready: Prepared, deadline: float) -> AsyncIte
                                      content, end):
                 yield piece
         else:
-            replies = await service.replies(completion, bot, deadline)
-            chosen = [choice_text(tokens, bot.tokenizer.detokenize, completion.stop)
-                      for tokens in replies]
-            entries = (await asyncio.to_thread(logprobs, ready, chosen)
-                       if completion.logprobs is not None else None)
-            for index, tokens in enumerate(replies):
-                pending: list[dict] = []
-                for position, token in enumerate(tokens):
-                    delta = texts[index].push(token)
-                    if entries is not None and position < len(entries[index]):
-                        pending.append(entries[index][position])
-                    if delta:
-                        yield content(index, delta, pending if entries is not None else None)
-                        pending = []
-                    if texts[index].stopped:
-                        break
-                if pending:  # what the stop sequences held back
-                    last = texts[index].finish()
-                    yield content(index, last, pending)
+            async for piece in _decoded(service, ready, texts, deadline, content):
+                yield piece
         for index in range(completion.n):
             if index not in ended:
                 yield end(index)
@@ -102,10 +76,34 @@ async def stream(service: Service, ready: Prepared, deadline: float) -> AsyncIte
     yield event("[DONE]")
 
 
+async def _decoded(service: Service, ready: Prepared, texts: list[ChoiceText],
+                   deadline: float, content) -> AsyncIterator[str]:
+    """The events of replies decoded whole first (beam search, reranking, known replies, or
+    logprobs asked), sent token by token once they are ready."""
+    completion, bot = ready.completion, ready.bot
+    replies = await service.replies(completion, bot, deadline)
+    chosen = [choice_text(tokens, bot.tokenizer.detokenize, completion.stop) for tokens in replies]
+    entries = (await asyncio.to_thread(logprobs, ready, chosen)
+               if completion.logprobs is not None else None)
+    for index, tokens in enumerate(replies):
+        pending: list[dict] = []
+        for position, token in enumerate(tokens):
+            delta = texts[index].push(token)
+            if entries is not None and position < len(entries[index]):
+                pending.append(entries[index][position])
+            if delta:
+                yield content(index, delta, pending if entries is not None else None)
+                pending = []
+            if texts[index].stopped:
+                break
+        if pending:  # what the stop sequences held back
+            yield content(index, texts[index].finish(), pending)
+
+
 async def _live(bot: Bot, completion: Completion, prompt_tokens: list[str],
                 texts: list[ChoiceText], ended: set[int], deadline: float, content, end
                 ) -> AsyncIterator[str]:
-    """The events of a reply streamed as the sampler generates it (Service.streams_live)."""
+    """The events of a reply streamed as the sampler generates it (ReplyPolicy.streams_live)."""
     prompt = bot.vocab.encode(prompt_tokens)
     # A row per choice (greedy: n equal rows), each streamed to its own choice; with a seed S,
     # row i draws from S + i (completions.Completion.rows)
@@ -113,7 +111,7 @@ async def _live(bot: Bot, completion: Completion, prompt_tokens: list[str],
     if not prompt:  # an empty prompt: an empty reply
         return
     async with contextlib.aclosing(
-            stream_rows(make_sampler(bot.decode), bot, [prompt] * rows, deadline)) as tokens:
+            stream_rows(bot.policy().sampler, bot, [prompt] * rows, deadline)) as tokens:
         async for row, token in tokens:
             if row in ended:
                 continue

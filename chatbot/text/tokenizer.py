@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chatbot.errors import ChatbotError
+from chatbot.fields import setting
 from chatbot.text.words import TextTokenizer, Tokenizer
 
 # "word": chatbot.text.words.Tokenizer; "sentencepiece": chatbot.text.subword.SubwordTokenizer.
@@ -19,10 +20,14 @@ SUBWORD_MODELS = ("unigram", "bpe")  # sentencepiece's algorithms: --subword-mod
 class TextConfig:
     """How a run reads text: the `text` section of its config.json (chatbot.config)."""
 
-    lowercase: bool = True  # fold case before tokenizing; "Hello" and "hello" become one token
-    tokenizer: str = "word"  # one of TOKENIZERS: words and CJK characters, or sentencepiece
-    subword_vocab: int = 4000  # sentencepiece: most pieces, the 256 byte pieces included
-    subword_model: str = "unigram"  # sentencepiece: one of SUBWORD_MODELS
+    lowercase: bool = setting(True, "fold case before tokenizing: \"Hello\" and \"hello\" "
+                                    "become one token")
+    tokenizer: str = setting("word", "words and CJK characters, or subword pieces learned from "
+                                     "the training text", choices=TOKENIZERS, flag=True)
+    subword_vocab: int = setting(4000, "sentencepiece: most pieces, the 256 byte pieces "
+                                       "included", low=1, flag=True)
+    subword_model: str = setting("unigram", "sentencepiece: how pieces are learned",
+                                 choices=SUBWORD_MODELS, flag=True)
 
 
 def train_tokenizer(config: TextConfig, texts: Iterable[str]) -> TextTokenizer:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -41,13 +40,9 @@ from chatbot.models import arch, arch_module
 from chatbot.models.common import compile_model
 from chatbot.models.weights import read_keras_weights
 from chatbot.rundir import (
-    BACKUP,
     CONFIG,
-    HISTORY,
     MEMORY,
-    METRICS,
     MODEL,
-    STATUS,
     TOKENIZER,
     VOCAB,
     check_run_dir,
@@ -116,12 +111,7 @@ def train(
     """
     started = time.perf_counter()
     out = Path(out_dir)
-    if resume:
-        config, vocab, tokenizer, source = _resumed(out, data_path, log)
-    elif init_from is not None:
-        config, vocab, tokenizer, source = _fine_tuned(Path(init_from), config, data_path, log)
-    else:
-        config, vocab, tokenizer, source = _fresh(config, data_path)
+    config, vocab, tokenizer, source = _settings(out, data_path, config, resume, init_from, log)
     if epochs is not None:
         config.train.epochs = epochs
     if strategy is not None:  # a resumed run may continue on other devices
@@ -131,7 +121,41 @@ def train(
                            "has its own clock); use --epochs with --strategy multiworker")
     # First TensorFlow work of the run: a strategy must be made before devices initialize.
     distribution = make_strategy(config.train.strategy)
+    data = _data(config, vocab, tokenizer, source, log)
+    monitor = _monitor(config, has_val=bool(data.val_pairs), log=log)
+    chief = _devices(distribution, out, config, log)
+    lock = contextlib.ExitStack()  # the chief's hold on the run directory while it trains
 
+    def claim() -> None:
+        if not resume:
+            rundir.create_run(out, overwrite)
+        lock.enter_context(rundir.training_lock(out))  # refuses a second trainer
+
+    # On every worker: the chief checks and claims --out, and its refusal stops them all.
+    refuse_together(distribution, claim)
+    with lock:
+        if not resume and chief:
+            _start_run_dir(out, config, data)
+        model = _build_model(config, distribution, init_from)
+        checkpoint, done, history = _epochs(model, distribution, out, config, data, monitor,
+                                            resume, chief, callbacks, log, verbose)
+    if not chief:
+        return TrainResult(out, done + len(history), 0, time.perf_counter() - started, {})
+    return _finish(out, data, checkpoint, started, log)
+
+
+def _settings(out: Path, data_path, config: RunConfig | None, resume: bool,
+              init_from: str | Path | None, log: Log):
+    """The run's (config, vocabulary, tokenizer, where they came from), by the way it starts."""
+    if resume:
+        return _resumed(out, data_path, log)
+    if init_from is not None:
+        return _fine_tuned(Path(init_from), config, data_path, log)
+    return _fresh(config, data_path)
+
+
+def _data(config: RunConfig, vocab, tokenizer, source, log: Log) -> Prepared:
+    """The examples of the run, reported; the model settings that follow from them filled in."""
     if config.data.text:  # chatbot pretrain: plain text, a language model
         data = prepare_text(config, config.data.text, vocab, tokenizer)
     else:
@@ -142,9 +166,12 @@ def train(
     fit_to_data = getattr(arch_module(config.model.arch), "fit_to_data", None)
     if fit_to_data is not None:  # settings that follow from the data (transformer: positions)
         fit_to_data(config)
-    monitor = _monitor(config, has_val=bool(data.val_pairs), log=log)
+    return data
 
-    # With several workers, the chief alone writes the run directory; the others keep in step.
+
+def _devices(distribution, out: Path, config: RunConfig, log: Log) -> bool:
+    """Whether this process is the chief, which alone writes the run directory (the other
+    workers keep in step); says so, and how many devices train."""
     chief = is_chief(distribution)
     if not chief:
         log(f"worker {distribution.cluster_resolver.task_id}: training with the chief, which "
@@ -152,55 +179,48 @@ def train(
     if distribution.num_replicas_in_sync > 1:
         log(f"training on {distribution.num_replicas_in_sync} devices ({config.train.strategy});"
             f" each takes batches of {config.train.batch_size}")
-    lock = contextlib.ExitStack()  # the chief's hold on the run directory while it trains
+    return chief
 
-    def claim() -> None:
-        if not resume:
-            _prepare_run_dir(out, overwrite)
-        lock.enter_context(rundir.training_lock(out))  # refuses a second trainer
 
-    # On every worker: the chief checks and claims --out, and its refusal stops them all.
-    refuse_together(distribution, claim)
-    with lock:
-        if not resume and chief:
-            _start_run_dir(out, config, data)
-        model = _build_model(config, distribution, init_from)
-        checkpoint = AtomicCheckpoint(out / MODEL, monitor)
-        early_stop = EarlyStopping(monitor, config.train.patience)
-        budget = [TimeBudget(config.train.max_minutes)] if config.train.max_minutes else []
-        backup = EpochBackup(out, stateful=[checkpoint, early_stop], then=[checkpoint.commit])
-        with distribution.scope():  # optimizer variables, if restored, live on every device
-            done = backup.restore(model) if resume else 0
-        if resume and chief:
-            log(f"resuming {out} after epoch {done} of {config.train.epochs}")
-            if checkpoint.best_epoch == done > 0:
-                # The kill may have landed after the backup of the best epoch, before its
-                # model was written: write it now from the same, restored, weights.
-                checkpoint.write(model)
-        train_data, val_data = _batches(config, data, done)
-        unit = "windows" if config.data.text else "pairs"  # pretraining reads windows
-        every_epoch = [
-            EpochReport(train_data.scored_tokens, len(data.train_examples), log, unit),
-            *_callers(callbacks, Run(out, config, data, _probes(data, config), log)),
-            HistoryCSV(out, keep=done),
-            early_stop,
-            *budget,
-            checkpoint,
-            backup,  # last: it backs the epoch up, then lets the checkpoint write the model
-        ] if chief else [early_stop]  # the same logs on every worker: all stop together
-        # A run that early stopping had already stopped (killed before it finished) trains no more.
-        last = done if early_stop.stopped_epoch else config.train.epochs
-        history = _fit(model, distribution, train_data, val_data, done, last, every_epoch,
-                       verbose if chief else 0)
-        if early_stop.stopped_epoch:
-            log(f"stopped early after epoch {early_stop.stopped_epoch}: {monitor.name} has not "
-                f"improved for {config.train.patience} epochs")
-        elif budget and budget[0].stopped_epoch:
-            log(f"stopped after epoch {budget[0].stopped_epoch}: the time budget of "
-                f"{config.train.max_minutes:g} minutes is spent")
-        if not chief:
-            return TrainResult(out, done + len(history), 0, time.perf_counter() - started, {})
-        return _finish(out, data, checkpoint, started, log)
+def _epochs(model: keras.Model, distribution, out: Path, config: RunConfig, data: Prepared,
+            monitor: Monitor, resume: bool, chief: bool, callbacks: Sequence[CallbackFactory],
+            log: Log, verbose: int | str) -> tuple[AtomicCheckpoint, int, list[dict[str, float]]]:
+    """Trains the epochs left, with the callbacks that checkpoint, back up, stop and report;
+    returns the checkpoint, the epochs done before and the new epochs' logs."""
+    checkpoint = AtomicCheckpoint(out / MODEL, monitor)
+    early_stop = EarlyStopping(monitor, config.train.patience)
+    budget = [TimeBudget(config.train.max_minutes)] if config.train.max_minutes else []
+    backup = EpochBackup(out, stateful=[checkpoint, early_stop], then=[checkpoint.commit])
+    with distribution.scope():  # optimizer variables, if restored, live on every device
+        done = backup.restore(model) if resume else 0
+    if resume and chief:
+        log(f"resuming {out} after epoch {done} of {config.train.epochs}")
+        if checkpoint.best_epoch == done > 0:
+            # The kill may have landed after the backup of the best epoch, before its model
+            # was written: write it now from the same, restored, weights.
+            checkpoint.write(model)
+    train_data, val_data = _batches(config, data, done)
+    unit = "windows" if config.data.text else "pairs"  # pretraining reads windows
+    every_epoch = [
+        EpochReport(train_data.scored_tokens, len(data.train_examples), log, unit),
+        *_callers(callbacks, Run(out, config, data, _probes(data, config), log)),
+        HistoryCSV(out, keep=done),
+        early_stop,
+        *budget,
+        checkpoint,
+        backup,  # last: it backs the epoch up, then lets the checkpoint write the model
+    ] if chief else [early_stop]  # the same logs on every worker: all stop together
+    # A run that early stopping had already stopped (killed before it finished) trains no more.
+    last = done if early_stop.stopped_epoch else config.train.epochs
+    history = _fit(model, distribution, train_data, val_data, done, last, every_epoch,
+                   verbose if chief else 0)
+    if early_stop.stopped_epoch:
+        log(f"stopped early after epoch {early_stop.stopped_epoch}: {monitor.name} has not "
+            f"improved for {config.train.patience} epochs")
+    elif budget and budget[0].stopped_epoch:
+        log(f"stopped after epoch {budget[0].stopped_epoch}: the time budget of "
+            f"{config.train.max_minutes:g} minutes is spent")
+    return checkpoint, done, history
 
 
 # How a fine-tuning run's log names the settings that shape its model (chatbot.models.Arch).
@@ -275,29 +295,6 @@ def _monitor(config: RunConfig, has_val: bool, log: Log) -> Monitor:
 
 
 # --- the run directory ---------------------------------------------------------------------------
-
-
-def _prepare_run_dir(out: Path, overwrite: bool) -> None:
-    """Refuses to replace a run unless `overwrite`; then removes the old run's files."""
-    state = rundir.run_state(out)
-    if state.busy:
-        raise ChatbotError(f"{out}: another process is training it right now; wait for it to "
-                           "finish, or stop it first")
-    if state.state is not None:
-        if not overwrite:
-            what = "a trained model" if state.state == rundir.FINISHED else "an interrupted run"
-            raise ChatbotError(
-                f"{out}: already holds {what}; pass --resume to continue an interrupted run, "
-                "--overwrite to replace it, or choose another --out directory"
-            )
-        # The status goes first and the model before the new vocabulary lands, so that the
-        # directory never pairs a new vocab.json with an old model.keras (which would reload
-        # into gibberish), whenever the removal is interrupted.
-        (out / STATUS).unlink(missing_ok=True)
-        shutil.rmtree(out / BACKUP, ignore_errors=True)
-        for name in (MODEL, HISTORY, METRICS, MEMORY, TOKENIZER):
-            (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def _start_run_dir(out: Path, config: RunConfig, data: Prepared) -> None:

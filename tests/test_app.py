@@ -20,8 +20,8 @@ from chatbot.decoding.bot import Bot
 from chatbot.serving.app import create_app
 from chatbot.serving.limits import Limits
 from tests.conftest import TINY_PAIRS
+from tests.helpers import HOSTILE
 from tests.serving import Server, SlowEngine, bot_with
-from tests.test_hardening_input import HOSTILE
 
 pytestmark = pytest.mark.slow  # the tiny run trains once per session; servers run threads
 

@@ -1,0 +1,49 @@
+"""What the commands share: the default run, exit codes, and the options several commands
+take (decoding settings, bad lines) with the bot they load."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from chatbot.data.pairs import BAD_LINE_CHOICES
+
+DEFAULT_MODEL = "models/default"
+EXIT_USER_ERROR = 1
+EXIT_INTERRUPTED = 130
+MODEL_HELP = f"run directory (default {DEFAULT_MODEL})"
+
+
+def decode_options(parser: argparse.ArgumentParser) -> None:
+    """A `--name` flag per decoding setting (chatbot.decoding.settings.SETTINGS), read as `/set`
+    reads its value."""
+    from chatbot.decoding.settings import SETTINGS
+
+    group = parser.add_argument_group("decoding (default: greedy, as saved with the model)")
+    for name, setting in SETTINGS.items():
+        group.add_argument(setting.flag, dest=f"decode_{name}", default=None,
+                           metavar=setting.metavar, help=setting.help)
+
+
+def load_bot(args: argparse.Namespace):
+    from chatbot.decoding.bot import Bot
+    from chatbot.decoding.settings import SETTINGS, in_order
+    from chatbot.rundir import unfinished_warning
+
+    bot = Bot.load(args.model)
+    warning = unfinished_warning(args.model)  # the best model of a run that did not finish
+    if warning:
+        print(f"chatbot: warning: {warning}", file=sys.stderr)
+    if bot.memory is None:
+        print(f"chatbot: warning: {args.model} has no memory.json (the memory of its training "
+              "pairs): replies come from the model alone; train the run again to add one",
+              file=sys.stderr)
+    given = [name for name in SETTINGS if getattr(args, f"decode_{name}") is not None]
+    for name in in_order(given):  # (chatbot.decoding.settings.in_order says why the order matters)
+        bot.set(name, getattr(args, f"decode_{name}"))
+    return bot
+
+
+def bad_lines_option(parser: argparse.ArgumentParser, default: str | None) -> None:
+    parser.add_argument("--on-bad-lines", choices=BAD_LINE_CHOICES, default=default,
+                        help="stop at the first bad line, or skip bad lines and count them")
