@@ -140,18 +140,18 @@ def evaluate(bot: Bot, pairs: Sequence[Pair], training_pairs: bool = False,
 
 def evaluate_training(result: TrainResult, log: Callable[[str], None] = print) -> dict:
     """What `chatbot train` measures of a finished run, added to its metrics.json: the bot as
-    it chats on its training pairs, its model alone, and the validation pairs."""
+    it chats on its training pairs, its model alone, and its model alone on the validation."""
     data = result.data
     if data is None or not data.train_pairs:  # a worker, or a pretraining run
         return {}
     bot = Bot.load(result.run_dir)  # exactly what `chatbot chat` will load
     metrics = {"train": evaluate(bot, data.train_pairs, True)}
+    bot.configure(retrieval=False)  # the model alone: the memory holds every pair, validation too
     if bot.memory is not None:  # "train" is the bot as it chats; this, its model without memory
-        bot.configure(retrieval=False)
         metrics["train_model_alone"] = {"answer_rate": answer_rate(bot, data.train_pairs)}
-        bot.configure(retrieval=True)
-    if data.val_pairs:
-        metrics["validation"] = evaluate(bot, data.val_pairs)
+    if data.val_pairs:  # unseen by the model, but known to the memory: measured without it
+        metrics["validation"] = {**evaluate(bot, data.val_pairs), "retrieval": False}
+    bot.configure(retrieval=True)
     update_metrics(result.run_dir, metrics)
     answered = metrics["train"]["answer_rate"]
     log(f"answers {answered['answer_rate']:.1%} of {answered['prompts']} training prompts with "

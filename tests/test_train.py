@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from chatbot import models
+from chatbot.data.memory import Memory
 from chatbot.decoding.bot import Bot
 from chatbot.decoding.probes import ProbeReplies
 from chatbot.errors import ChatbotError
@@ -122,7 +123,12 @@ def test_validation_split_probes_and_data_changes_are_reported(tmp_path):
     assert config == before  # the caller's config is not changed
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     assert {"val_loss", "val_masked_accuracy"} <= set(history.columns)
-    assert evaluate_training(result, log=lines.append)["validation"]["prompts"] == 2
+    validation = evaluate_training(result, log=lines.append)["validation"]
+    assert validation["prompts"] == 2 and validation["retrieval"] is False  # the model alone
+    # The memory knows every pair of the data, the validation pairs too.
+    memory = Memory.load(tmp_path / "run" / "memory.json")
+    assert {p.prompt for p in [*result.data.train_pairs, *result.data.val_pairs]} \
+        == set(memory.prompts) and result.data.val_pairs
     assert sum(" -> " in line for line in lines) == 2 * 2  # two probes, two epochs
     assert any("pairs/s" in line for line in lines)
     report = prepare_data(config, data).report  # the same counts, checked in test_prepare.py

@@ -303,9 +303,11 @@ def _start_run_dir(out: Path, config: RunConfig, data: Prepared) -> None:
     if isinstance(data.tokenizer, SubwordTokenizer):  # before vocab.json, which makes the
         data.tokenizer.save(out / TOKENIZER)  # run resumable (rundir.run_state)
     data.vocab.save(out / VOCAB)
-    if data.train_pairs:  # the training pairs by prompt, for retrieval (chatbot.data.memory)
+    if data.train_pairs:  # every pair of the data by prompt, for retrieval (chatbot.data.memory):
+        # the validation pairs too, so that the bot knows all of its data; an evaluation that
+        # needs pairs the bot has not seen leaves them out explicitly (evaluate_training).
         turns = config.data.context_turns
-        memory = Memory.build(data.train_pairs,
+        memory = Memory.build([*data.train_pairs, *data.val_pairs],
                               key=lambda p: context_key([*p.context, p.prompt], turns))
         rundir.atomic_write_text(out / MEMORY, memory.to_json())
 
