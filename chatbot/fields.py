@@ -19,15 +19,17 @@ from typing import Any
 
 def setting(default: Any, help: str, *, flag: bool = False, low: float | None = None,
             high: float | None = None, low_open: bool = False, high_open: bool = False,
-            choices: tuple = (), name: str | None = None, order: int = 1) -> Any:
+            choices: tuple = (), name: str | None = None, order: int = 1,
+            openai: tuple[str, ...] = ()) -> Any:
     """A dataclass field with its entry in the settings tables: `help` for users, the range
-    [low, high] (`low_open`, `high_open`: that end excluded), the `choices` of a word, and
-    `flag`: `chatbot train --field-name VALUE` sets it."""
+    [low, high] (`low_open`, `high_open`: that end excluded), the `choices` of a word,
+    `flag`: `chatbot train --field-name VALUE` sets it, and `openai`: the OpenAI request
+    fields that set it too (a decoding setting)."""
     extra = ({"default_factory": lambda: list(default)} if isinstance(default, list)
              else {"default": default})
     return field(**extra, metadata=dict(
         help=help, flag=flag, low=low, high=high, low_open=low_open, high_open=high_open,
-        choices=choices, name=name, order=order))
+        choices=choices, name=name, order=order, openai=openai))
 
 
 def kind_of(annotation: str) -> tuple[str, bool]:

@@ -32,6 +32,19 @@ OTHER = {"strategy": "top_k", "max_len": "12", "min_len": "2", "beam": "3",
          "similarity": "0.6", "retrieval_weight": "2", "context": "off", "spelling": "off"}
 
 
+def test_the_openai_fields_of_the_table_are_openai_fields_the_api_reads():
+    from chatbot.decoding.settings import OPENAI
+    from chatbot.serving.completions import OPENAI_FIELDS
+
+    assert set(OPENAI) == {"max_tokens", "max_completion_tokens", "temperature", "top_p", "seed"}
+    assert set(OPENAI) <= set(OPENAI_FIELDS) and set(OPENAI.values()) <= set(SETTINGS)
+    for field, name in OPENAI.items():  # each sets its setting, as /set would
+        value = {"temperature": 0.5, "top_p": 0.5}.get(field, 7)
+        body = {"messages": [{"role": "user", "content": "hi"}], field: value}
+        decode = parse_request(json.dumps(body).encode(), DecodeConfig(), Limits()).decode
+        assert getattr(decode, SETTINGS[name].field) == value, field
+
+
 def test_every_field_has_one_setting_and_the_strategies_are_the_samplers():
     fields = {f.name for f in dataclasses.fields(DecodeConfig)}
     assert set(BY_FIELD) == fields - set(NOT_REACHABLE)

@@ -37,7 +37,8 @@ class DecodeConfig:
     strategy: str = setting("greedy", "greedy, beam, random (temperature only), top_k or top_p",
                             choices=STRATEGIES)
     max_reply_len: int = setting(40, "at most this many reply tokens", name="max_len",
-                                 low=1, high=4096, order=0)
+                                 low=1, high=4096, order=0,
+                                 openai=("max_tokens", "max_completion_tokens"))
     min_len: int = setting(0, "at least this many reply tokens (<EOS> is not allowed before)",
                            low=0, high=4096)
     beam_width: int = setting(5, "beam search with this width (1 = greedy)", name="beam",
@@ -46,17 +47,17 @@ class DecodeConfig:
                                          "alone)", low=0, high=5)
     nbest: int = setting(1, "show the N best candidates (beam search)", low=1, high=256, order=2)
     temperature: float = setting(1.0, "sample with this temperature (<1 is bolder)",
-                                 low=0.001, high=100)
+                                 low=0.001, high=100, openai=("temperature",))
     top_k: int = setting(10, "sample among the K most probable tokens", low=1, high=100_000)
     top_p: float = setting(0.9, "sample among the fewest tokens reaching probability P",
-                           low=0, high=1, low_open=True)
+                           low=0, high=1, low_open=True, openai=("top_p",))
     no_repeat_ngram: int = setting(0, "never repeat an n-gram of this size (0: off)",
                                    low=0, high=100)
     loop_guard: int = setting(3, "a 3-gram may occur at most this often in a reply (0: off)",
                               low=0, high=100)
     allow_unk: bool = setting(False, "on or off: whether <UNK> may be generated")
     seed: int | None = setting(None, "seed for reproducible sampling (none: random)",
-                               low=0, high=2**63 - 1)
+                               low=0, high=2**63 - 1, openai=("seed",))
     # Reranking (chatbot/decoding/rerank.py): the model scores whole candidate replies.
     mmi: float = setting(0.0, "rerank candidates by MMI with this anti-language-model weight "
                               "(0: off; > 0 demotes generic replies)", low=0, high=10)
@@ -88,6 +89,7 @@ class Setting:
     low_open: bool
     choices: tuple
     order: int
+    openai: tuple[str, ...]  # the OpenAI request fields that set it too (chatbot.serving)
 
     @property
     def flag(self) -> str:
@@ -152,8 +154,11 @@ for _f in dataclasses.fields(DecodeConfig):
     _meta = _f.metadata
     SETTINGS[_meta["name"] or _f.name] = Setting(
         _meta["name"] or _f.name, _f.name, _kind_, _optional, _meta["help"], _meta["low"],
-        _meta["high"], _meta["low_open"], _meta["choices"], _meta["order"])
+        _meta["high"], _meta["low_open"], _meta["choices"], _meta["order"], _meta["openai"])
 BY_FIELD = {s.field: s for s in SETTINGS.values()}
+# OpenAI's request fields that set one of ours: {field: setting name}. Their own ranges and
+# rules (temperature 0 means greedy, top_p applies below 1) are chatbot.serving.completions'.
+OPENAI = {field: s.name for s in SETTINGS.values() for field in s.openai}
 SETTING_NAMES = tuple(SETTINGS)
 
 

@@ -40,6 +40,7 @@ from chatbot.decoding.bot import make_sampler
 from chatbot.decoding.policy import RERANKED
 from chatbot.decoding.settings import (
     DETERMINISTIC,
+    OPENAI,
     SETTING_NAMES,
     SETTINGS,
     DecodeConfig,
@@ -250,14 +251,14 @@ def _decode(value: dict, saved: DecodeConfig, limits: Limits, n: int | None) -> 
     tokens = _whole(value, "max_tokens", 1, limits.max_reply_tokens)
     tokens = _whole(value, "max_completion_tokens", 1, limits.max_reply_tokens) or tokens
     if tokens is not None:
-        changes.append(("max_len", str(tokens), "max_tokens"))
+        changes.append((OPENAI["max_tokens"], str(tokens), "max_tokens"))
     if temperature:
-        changes.append(("temperature", repr(temperature), "temperature"))
+        changes.append((OPENAI["temperature"], repr(temperature), "temperature"))
     if top_p is not None and top_p < 1 and temperature != 0:
-        changes.append(("top_p", repr(top_p), "top_p"))
-    seed = _whole(value, "seed", 0, SETTINGS["seed"].high)
+        changes.append((OPENAI["top_p"], repr(top_p), "top_p"))
+    seed = _whole(value, "seed", 0, SETTINGS[OPENAI["seed"]].high)
     if seed is not None:
-        changes.append(("seed", str(seed), "seed"))
+        changes.append((OPENAI["seed"], str(seed), "seed"))
     for name in SETTING_NAMES:
         if name in value and name not in OPENAI_FIELDS:
             changes.append((name, _setting_text(name, value[name]), name))
