@@ -132,21 +132,18 @@ class QualityJob:
         }
 
     def held_out_pairs(self, bot: Bot) -> list[Pair]:
-        """The pairs to score. The run's own validation split is in its memory (a run's
-        memory holds every pair of its data): then the bot's memory becomes that of its
-        training split alone, so that the hybrid figures are of unseen pairs."""
+        """The pairs to score: the held-out file, or the run's own validation split. That split
+        is in the run's memory (which holds every pair of its data), so the bot's memory then
+        becomes that of its training split alone: the hybrid figures are of unseen pairs."""
         if self.held_out:
             return read_pairs(self.held_out, on_bad_lines="skip").pairs
         from known import run_split
 
         from chatbot.data.memory import Memory
-        from chatbot.text.context import context_key
 
         train, val = run_split(bot.config, bot.config.data.path)
         if bot.memory is not None:
-            turns = bot.config.data.context_turns
-            bot.memory = Memory.build(train, key=lambda p: context_key([*p.context, p.prompt],
-                                                                        turns))
+            bot.memory = Memory.build(train, bot.config.data.context_turns)
         return val
 
     def known_among(self, bot: Bot, pairs: list[Pair]) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 from chatbot.data.pairs import BAD_LINE_CHOICES
 from chatbot.decoding.settings import DecodeConfig, check_decode
 from chatbot.errors import ChatbotError
-from chatbot.fields import expected, setting, valid
+from chatbot.fields import TYPES, expected, setting, valid
 from chatbot.models import ARCHS
 from chatbot.rundir import read_json, write_json
 from chatbot.text.tokenizer import TextConfig
@@ -190,14 +190,13 @@ def _check_value(name: str, f: dataclasses.Field, value: Any, source: str) -> No
 def train_flags() -> list[tuple[str, str, str, type, tuple | None, str]]:
     """`chatbot train`'s setting flags, made from the fields that have one: (flag, section,
     field, type, choices or None, help); the model's first, as --help lists them."""
-    kinds = {"int": int, "float": float, "str": str}
     sections = {f.name: f.default_factory for f in dataclasses.fields(RunConfig)}
     flags = []
     for name in ("model", "train", "data", "text"):
         for f in dataclasses.fields(sections[name]):  # type: ignore[arg-type]
             if f.metadata.get("flag"):
                 flags.append(("--" + f.name.replace("_", "-"), name, f.name,
-                              kinds[f.type], f.metadata["choices"] or None, f.metadata["help"]))
+                              TYPES[f.type], f.metadata["choices"] or None, f.metadata["help"]))
     return flags
 
 

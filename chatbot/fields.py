@@ -32,6 +32,10 @@ def setting(default: Any, help: str, *, flag: bool = False, low: float | None = 
         choices=choices, name=name, order=order, openai=openai))
 
 
+# The Python type of each annotation a setting may have (list[str] aside).
+TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+
+
 def kind_of(annotation: str) -> tuple[str, bool]:
     """The base type name of an annotation ("int", "float", "bool", "str", "list[str]") and
     whether None is allowed."""

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from chatbot.errors import ChatbotError
+from chatbot.text.context import context_key
 
 NGRAMS = (2, 3, 4)  # character n-gram lengths
 _SPACES = re.compile(r"\s+")
@@ -88,12 +89,13 @@ class Memory:
                       for gram, end, n in zip(ids, ends, documents.tolist())}
 
     @classmethod
-    def build(cls, pairs, key=lambda pair: pair.prompt) -> Memory:
-        """From training pairs (anything with .prompt and .reply); one entry per `key` (the
-        prompt, or a context model's turns: chatbot.text.context.context_key)."""
+    def build(cls, pairs, context_turns: int = 1) -> Memory:
+        """From pairs (chatbot.data.pairs.Pair); one entry per prompt, or for a context model
+        (`context_turns` > 1) per its last turns, as it reads them (context_key)."""
         grouped: dict[str, dict[str, None]] = {}
         for pair in pairs:
-            grouped.setdefault(key(pair), {})[pair.reply] = None
+            key = context_key([*pair.context, pair.prompt], context_turns)
+            grouped.setdefault(key, {})[pair.reply] = None
         return cls(list(grouped), [list(r) for r in grouped.values()])
 
     def _vector(self, counts: Counter) -> dict[str, float]:

@@ -18,12 +18,11 @@ Standard library only: the CLI builds its flags without loading a model.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from chatbot.errors import ChatbotError
-from chatbot.fields import setting  # (name: the user-facing name; order: when a change applies)
+from chatbot.fields import TYPES, kind_of, setting, valid
 
 # The decoding strategies (chatbot.decoding.samplers.SAMPLERS implements one class per name).
 STRATEGIES = ("greedy", "beam", "random", "top_k", "top_p")
@@ -121,39 +120,20 @@ class Setting:
     def check(self, value: Any, label: str | None = None) -> None:
         """ChatbotError unless `value` is a valid value of this setting (named `label`, by
         default its name, with its field's name where they differ)."""
-        if self.optional and value is None:
-            return
-        if self.kind is bool:
-            ok = isinstance(value, bool)
-        elif self.kind is str:
-            ok = isinstance(value, str) and (not self.choices or value in self.choices)
-        else:
-            whole = isinstance(value, int) and not isinstance(value, bool)
-            ok = whole if self.kind is int else (
-                whole or (isinstance(value, float) and math.isfinite(value)))
-            if ok and self.low is not None:
-                ok = value > self.low if self.low_open else value >= self.low
-            if ok and self.high is not None:
-                ok = value <= self.high
-        if not ok:
+        if not valid(FIELDS[self.field], value):  # the one rule of chatbot.fields
             shown = repr(value) if not isinstance(value, str) else repr(value[:40])
             label = label or (self.name if self.name == self.field else
                               f"{self.name} ({self.field})")
             raise ChatbotError(f"{label} must be {self.expected()}, received {shown}")
 
 
-def _kind(annotation: str) -> tuple[type, bool]:
-    optional = annotation.endswith("| None")
-    base = annotation.removesuffix("| None").strip()
-    return {"int": int, "float": float, "bool": bool, "str": str}[base], optional
-
-
+FIELDS = {f.name: f for f in dataclasses.fields(DecodeConfig)}
 SETTINGS: dict[str, Setting] = {}  # by name, in DecodeConfig's order
 for _f in dataclasses.fields(DecodeConfig):
-    _kind_, _optional = _kind(_f.type)
+    _kind_, _optional = kind_of(_f.type)
     _meta = _f.metadata
     SETTINGS[_meta["name"] or _f.name] = Setting(
-        _meta["name"] or _f.name, _f.name, _kind_, _optional, _meta["help"], _meta["low"],
+        _meta["name"] or _f.name, _f.name, TYPES[_kind_], _optional, _meta["help"], _meta["low"],
         _meta["high"], _meta["low_open"], _meta["choices"], _meta["order"], _meta["openai"])
 BY_FIELD = {s.field: s for s in SETTINGS.values()}
 # OpenAI's request fields that set one of ours: {field: setting name}. Their own ranges and

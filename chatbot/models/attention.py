@@ -87,6 +87,16 @@ def attend(
     return np.einsum("bs,bsh->bh", weights, values), weights
 
 
+def luong(engine, top: np.ndarray, state: dict) -> tuple[np.ndarray, np.ndarray]:
+    """One Luong step of an engine with `scale`, `combine_*` and `out_*` arrays, from the top
+    decoder output (batch, hidden) and a state holding the encoder's outputs and mask: the
+    next-token logits (batch, vocab) and the attention weights (batch, src)."""
+    context, weights = attend(top, state["encoder_outputs"], state["encoder_mask"], engine.scale)
+    attentional = np.tanh(matmul(np.concatenate([context, top], axis=-1), engine.combine_kernel)
+                          + engine.combine_bias)
+    return matmul(attentional, engine.out_kernel) + engine.out_bias, weights
+
+
 class Engine(Seq2seqEngine):
     """NumPy inference: seq2seq's encoder and decoder, plus attention at every step.
 
@@ -110,11 +120,7 @@ class Engine(Seq2seqEngine):
     def step(self, tokens: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
         """Feeds one token per row; returns next-token logits (batch, vocab) and the new state."""
         top, layers = self.decode(tokens, state["layers"])
-        context, weights = attend(top, state["encoder_outputs"], state["encoder_mask"],
-                                  self.scale)
-        attentional = np.tanh(matmul(np.concatenate([context, top], axis=-1), self.combine_kernel)
-                              + self.combine_bias)
-        logits = matmul(attentional, self.out_kernel) + self.out_bias  # (batch, vocab)
+        logits, weights = luong(self, top, state)
         return logits, {**state, "layers": layers, "attention": weights}
 
     def attention(self, prompt: Sequence[int], reply: Sequence[int]) -> Attention:
@@ -141,11 +147,15 @@ class GraphEngine(Seq2seqGraphEngine):
 
     def step(self, tokens, state):
         top, layers = self.decode(tokens, state["layers"])
-        values, mask = state["encoder_outputs"], state["encoder_mask"]
-        scores = tf.einsum("bh,bsh->bs", top, values) * self.scale  # attention.attend
-        scores = tf.where(mask, scores, scores - MASKED_SCORE)
-        context = tf.einsum("bs,bsh->bh", ops.softmax(scores), values)
-        attentional = tf.tanh(tf.matmul(tf.concat([context, top], -1), self.combine_kernel)
-                              + self.combine_bias)
-        logits = tf.matmul(attentional, self.out_kernel) + self.out_bias
-        return logits, {**state, "layers": layers}
+        return graph_luong(self, top, state), {**state, "layers": layers}
+
+
+def graph_luong(engine, top, state):
+    """`luong` in TF ops: the next-token logits (the weights are not kept)."""
+    values, mask = state["encoder_outputs"], state["encoder_mask"]
+    scores = tf.einsum("bh,bsh->bs", top, values) * engine.scale  # attend
+    scores = tf.where(mask, scores, scores - MASKED_SCORE)
+    context = tf.einsum("bs,bsh->bh", ops.softmax(scores), values)
+    attentional = tf.tanh(tf.matmul(tf.concat([context, top], -1), engine.combine_kernel)
+                          + engine.combine_bias)
+    return tf.matmul(attentional, engine.out_kernel) + engine.out_bias

@@ -67,6 +67,17 @@ def variables(arrays, name: str) -> list[tf.Variable]:
     return [tf.Variable(np.asarray(a, np.float32), trainable=False, name=name) for a in arrays]
 
 
+def encoder_ids(ids, sep: int):
+    """What an encoder reads, as chatbot.models.seq2seq.encoder_tokens makes it: an empty prompt
+    reads <SEP>. One column of padding is added, so that a batch of empty prompts still has a
+    step. (batch, time) -> (batch, time + 1) int32."""
+    batch = tf.shape(ids)[0]
+    ids = tf.concat([ids, tf.zeros([batch, 1], tf.int32)], 1)
+    empty = tf.cast(lengths_of(ids) == 0, tf.int32)[:, None]
+    first = tf.one_hot(tf.zeros([batch], tf.int32), tf.shape(ids)[1], dtype=tf.int32)
+    return ids + first * sep * empty
+
+
 def variables_of(engine) -> list[tf.Variable]:
     """Every variable a GraphEngine holds, however nested: what a SavedModel must track."""
     return [v for v in tf.nest.flatten(list(vars(engine).values()))

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from chatbot.config import ModelConfig
-from chatbot.models.attention import MASKED_SCORE, attend
+from chatbot.models.attention import graph_luong, luong
 from chatbot.models.base import (
     DENSE,
     EMBEDDING,
@@ -158,10 +158,7 @@ class Engine(EngineBase):
         for (kernel, recurrent, bias), h in zip(self.decoder, state["layers"]):
             x = gru_step(matmul(x, kernel) + bias[0], h, recurrent, bias[1])
             layers.append(x)
-        context, weights = attend(x, state["encoder_outputs"], state["encoder_mask"], self.scale)
-        attentional = np.tanh(matmul(np.concatenate([context, x], axis=-1), self.combine_kernel)
-                              + self.combine_bias)
-        logits = matmul(attentional, self.out_kernel) + self.out_bias  # (batch, vocab)
+        logits, weights = luong(self, x, state)
         return logits, {**state, "layers": layers, "attention": weights}
 
     def attention(self, prompt: Sequence[int], reply: Sequence[int]) -> Attention:
@@ -198,14 +195,8 @@ class GraphEngine:
         return z * h + (1 - z) * candidate
 
     def start(self, ids):
-        # An empty prompt reads <SEP> (encoder_tokens); one column of padding is added so that
-        # a batch of empty prompts still has a step.
-        batch = tf.shape(ids)[0]
-        ids = tf.concat([ids, tf.zeros([batch, 1], tf.int32)], 1)
-        empty = tf.cast(ops.lengths_of(ids) == 0, tf.int32)[:, None]
-        ids += tf.one_hot(tf.zeros([batch], tf.int32), tf.shape(ids)[1], dtype=tf.int32) \
-            * self.sep * empty
-        mask = ids != 0
+        ids = ops.encoder_ids(ids, self.sep)
+        batch, mask = tf.shape(ids)[0], ids != 0
         x, keep, finals = tf.gather(self.embedding, ids), tf.transpose(mask)[..., None], []
         for kernel, recurrent, bias in self.encoder:
             projected = tf.transpose(tf.einsum("btd,dk->btk", x, kernel) + bias[0], [1, 0, 2])
@@ -225,10 +216,4 @@ class GraphEngine:
         for (kernel, recurrent, bias), h in zip(self.decoder, state["layers"]):
             x = self.gru_step(tf.matmul(x, kernel) + bias[0], h, recurrent, bias[1])
             layers.append(x)
-        values, mask = state["encoder_outputs"], state["encoder_mask"]
-        scores = tf.einsum("bh,bsh->bs", x, values) * self.scale  # attend
-        scores = tf.where(mask, scores, scores - MASKED_SCORE)
-        context = tf.einsum("bs,bsh->bh", ops.softmax(scores), values)
-        attentional = tf.tanh(tf.matmul(tf.concat([context, x], -1), self.combine_kernel)
-                              + self.combine_bias)
-        return tf.matmul(attentional, self.out_kernel) + self.out_bias, {**state, "layers": layers}
+        return graph_luong(self, x, state), {**state, "layers": layers}

@@ -159,7 +159,7 @@ class GraphEngine:
         (self.embedding,) = ops.variables([engine.embedding], "embedding")
         self.lstms = [ops.variables(layer, f"lstm_{i}") for i, layer in enumerate(engine.lstms, 1)]
         self.out_kernel, self.out_bias = ops.variables([engine.out_kernel, engine.out_bias],
-                                                   "output_dense")
+                                                       "output_dense")
 
     def start(self, ids):
         batch = tf.shape(ids)[0]
@@ -167,7 +167,7 @@ class GraphEngine:
         seqs = tf.concat([tf.fill([batch, 1], self.sos), ids, tf.zeros([batch, 1], tf.int32)], 1)
         seqs += tf.one_hot(ops.lengths_of(ids) + 1, tf.shape(seqs)[1], dtype=tf.int32) * self.sep
         _, state = ops.lstm_layers(tf.gather(self.embedding, seqs), seqs != 0, self.lstms,
-                               self.hidden)
+                                   self.hidden)
         return self.logits(state), state
 
     def step(self, tokens, state):

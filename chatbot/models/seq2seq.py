@@ -174,20 +174,16 @@ class GraphEngine:
         self.decoder = [ops.variables(layer, f"decoder_lstm_{i}")
                         for i, layer in enumerate(engine.decoder, 1)]
         self.out_kernel, self.out_bias = ops.variables([engine.out_kernel, engine.out_bias],
-                                                   "output_dense")
+                                                       "output_dense")
 
     def encode(self, ids):
         """Top encoder outputs (batch, src, hidden), the real positions (batch, src) and the
         final (h, c) per layer. An empty prompt reads <SEP> (seq2seq.encoder_tokens); one
         column of padding is added so that a batch of empty prompts still has a step."""
-        batch = tf.shape(ids)[0]
-        ids = tf.concat([ids, tf.zeros([batch, 1], tf.int32)], 1)
-        empty = tf.cast(ops.lengths_of(ids) == 0, tf.int32)[:, None]
-        ids += tf.one_hot(tf.zeros([batch], tf.int32), tf.shape(ids)[1], dtype=tf.int32) \
-            * self.sep * empty
+        ids = ops.encoder_ids(ids, self.sep)
         mask = ids != 0
         outputs, states = ops.lstm_layers(tf.gather(self.embedding, ids), mask, self.encoder,
-                                      self.hidden)
+                                          self.hidden)
         return outputs, mask, states
 
     def start(self, ids):

@@ -24,7 +24,7 @@ class GraphEngine:
         self.sos, self.sep, self.eos = vocab.sos_id, vocab.sep_id, vocab.eos_id
         self.max_positions = engine.max_positions
         self.embedding, self.positions = ops.variables([engine.embedding, engine.positions],
-                                                   "embedding")
+                                                       "embedding")
         self.blocks = []
         for i, b in enumerate(engine.blocks, 1):
             names = ("qkv_kernel", "qkv_bias", "out_kernel", "out_bias")
@@ -32,7 +32,7 @@ class GraphEngine:
             self.blocks.append(ops.variables(arrays, f"block_{i}"))
         self.heads, self.head = engine.blocks[0].heads, engine.blocks[0].head
         self.out_kernel, self.out_bias = ops.variables([engine.out_kernel, engine.out_bias],
-                                                   "output_dense")
+                                                       "output_dense")
 
     def qkv(self, block, x):
         """Block.qkv: queries (scaled by 1/sqrt(head): the folded kernel does it), keys and

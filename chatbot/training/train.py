@@ -47,7 +47,6 @@ from chatbot.rundir import (
     VOCAB,
     check_run_dir,
 )
-from chatbot.text.context import context_key
 from chatbot.text.subword import SubwordTokenizer
 from chatbot.text.tokenizer import load_tokenizer
 from chatbot.text.vocab import Vocabulary
@@ -306,9 +305,7 @@ def _start_run_dir(out: Path, config: RunConfig, data: Prepared) -> None:
     if data.train_pairs:  # every pair of the data by prompt, for retrieval (chatbot.data.memory):
         # the validation pairs too, so that the bot knows all of its data; an evaluation that
         # needs pairs the bot has not seen leaves them out explicitly (evaluate_training).
-        turns = config.data.context_turns
-        memory = Memory.build([*data.train_pairs, *data.val_pairs],
-                              key=lambda p: context_key([*p.context, p.prompt], turns))
+        memory = Memory.build([*data.train_pairs, *data.val_pairs], config.data.context_turns)
         rundir.atomic_write_text(out / MEMORY, memory.to_json())
 
 
