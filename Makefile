@@ -8,7 +8,7 @@ TRAIN_FLAGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: install data train retrain chat plot test test-fast lint bench bench-decode bench-train \
-        bench-quality bench-transformer bench-importers bench-context bench-serve \
+        bench-quality bench-honest bench-transformer bench-importers bench-context bench-serve \
         bench-products bench-archs clean
 
 install: $(BIN)/chatbot
@@ -19,8 +19,9 @@ $(BIN)/chatbot: pyproject.toml
 	@touch $@
 
 data: $(DATA)
-$(DATA): | $(BIN)/chatbot
-	$(BIN)/chatbot data import-chatterbot --lang english chinese -o $(DATA)
+# The ChatterBot corpus and our own pairs on the bot and the ideas it is built from (corpus/).
+$(DATA): corpus/about.tsv | $(BIN)/chatbot
+	$(BIN)/chatbot data import-chatterbot --lang english chinese --add corpus/about.tsv -o $(DATA)
 
 # `make train` brings models/default to a finished run: it trains one if there is none, resumes
 # one that was interrupted (Ctrl-C, kill, power cut), and does nothing once training finished.
@@ -74,11 +75,20 @@ bench-train: $(BIN)/chatbot $(DATA)
 	$(BIN)/python bench/train.py -o bench/train.json
 
 # Answer rates on known prompts and their typing variants, latency, and replies to unseen prompts,
-# for the model alone, the hybrid (retrieval) and a closest-match baseline; about 15 minutes on 2
-# CPU cores, 5 of them training an English-French model in bench/.work/ for the unseen prompts
-# (skipped with a message when ../shared/data/fra-eng.tsv is missing).
+# for the model alone, the hybrid (retrieval) and a closest-match baseline, and bench-honest's
+# figures as its "honest" section; about 20 minutes on 2 CPU cores, 5 of them training an
+# English-French model in bench/.work/ for the unseen prompts (skipped with a message when
+# ../shared/data/fra-eng.tsv is missing).
 bench-quality: $(MODEL)/model.keras
 	$(BIN)/python bench/quality.py --model $(MODEL) --data $(DATA) -o bench/quality.json
+
+# Honest replies (#25): known prompts said exactly as the data wrote them, typing variants, the
+# fallback on out-of-domain prompts (bench/ood/test.txt), how well the confidence ranks replies,
+# teaching (in a copy of the run under bench/.work/), and latency against the code from before
+# the issue (a git worktree of 6154e71, removed at the end); about 5 minutes on 2 CPU cores.
+# The defaults of min_confidence and ambiguity are chosen by bench/choose.py, on dev data only.
+bench-honest: $(MODEL)/model.keras
+	$(BIN)/python bench/honest.py --model $(MODEL) --data $(DATA) -o bench/honest.json
 
 # The transformer against the lstm, in one run: quality at equal training time (2 minutes per
 # model and dataset, `--minutes M` to change it) on the default corpus and on English-French

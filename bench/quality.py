@@ -24,6 +24,7 @@ A smoke run (about 2 minutes on 2 cores; its figures mean nothing), with a tiny 
    model, the hybrid, beam search and beam search reranked by MMI: the most common reply and
    its share, distinct-1/2, generic and looping replies (defined in the JSON), reply length.
 4. The settings, the machine, and the issue's targets, each met or not.
+5. "honest": the figures of bench/honest.py (issue #25) on the same run, its targets included.
 
 Writes bench/quality.json. All figures come from one run on this machine; on a shared machine
 compare ratios measured together rather than numbers from different runs.
@@ -41,6 +42,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import honest
 import unseen
 from closest import ClosestMatch
 from configs import KNOWN, UNSEEN, configurations, use
@@ -333,6 +335,8 @@ def main(argv: list[str] | None = None) -> None:
     with timed(seconds, "unseen_fra_eng"):
         results["unseen"]["fra_eng"] = ({"skipped": skip} if skip
                                         else fra_section(setup, configs))
+    with timed(seconds, "honest"):
+        results["honest"] = honest.measure(args.model, args.data)
     results["targets"] = targets(results)
     results["machine"] = machine(load_start)
     results["seconds"] = {**seconds, "total": round(time.perf_counter() - STARTED, 1)}

@@ -21,18 +21,26 @@ Everything runs in NumPy from the run directory, without TensorFlow.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from chatbot.data.pairs import Pair
 from chatbot.data.variants import KINDS, prompt_rng, typing_variants
 from chatbot.decoding.bot import Bot, Reply
+from chatbot.decoding.calibrate import calibrate
+from chatbot.decoding.confidence import CALIBRATION
 from chatbot.decoding.rerank import teacher_forced_rows
 from chatbot.errors import ChatbotError
-from chatbot.rundir import update_metrics
+from chatbot.rundir import atomic_write_text, update_metrics
 from chatbot.text.context import context_tokens
-from chatbot.text.vocab import UNK
+from chatbot.text.metrics import (  # noqa: F401 (also imported from here)
+    bleu_chrf,
+    distinct_n,
+    empty_reply_share,
+    most_common_reply,
+    same_reply_share,
+    unk_rate,
+)
 
 if TYPE_CHECKING:
     from chatbot.training.train import TrainResult
@@ -145,18 +153,33 @@ def evaluate_training(result: TrainResult, log: Callable[[str], None] = print) -
     if data is None or not data.train_pairs:  # a worker, or a pretraining run
         return {}
     bot = Bot.load(result.run_dir)  # exactly what `chatbot chat` will load
-    metrics = {"train": evaluate(bot, data.train_pairs, True)}
-    bot.configure(retrieval=False)  # the model alone: the memory holds every pair, validation too
+    confidence = calibrate_run(bot, data.train_pairs, data.val_pairs)
+    metrics = {"train": evaluate(bot, data.train_pairs, True), "confidence": confidence}
+    # The model alone: the memory holds every pair, validation too; no fallback either
+    bot.configure(retrieval=False, fallback=False)
     if bot.memory is not None:  # "train" is the bot as it chats; this, its model without memory
         metrics["train_model_alone"] = {"answer_rate": answer_rate(bot, data.train_pairs)}
     if data.val_pairs:  # unseen by the model, but known to the memory: measured without it
         metrics["validation"] = {**evaluate(bot, data.val_pairs), "retrieval": False}
-    bot.configure(retrieval=True)
+    bot.configure(retrieval=True, fallback=True)
     update_metrics(result.run_dir, metrics)
     answered = metrics["train"]["answer_rate"]
     log(f"answers {answered['answer_rate']:.1%} of {answered['prompts']} training prompts with "
         "one of their replies")
     return metrics
+
+
+def calibrate_run(bot: Bot, train_pairs: Sequence[Pair], val_pairs: Sequence[Pair],
+                  log: Callable[[str], None] = print) -> dict:
+    """Fits the confidence of `bot`'s run on replies held out of its data, saves it as
+    calibration.json, and reports how reliable it is (chatbot.decoding.calibrate)."""
+    calibration, report = calibrate(bot, train_pairs, val_pairs)
+    atomic_write_text(bot.run_dir / CALIBRATION, calibration.to_json())
+    bot.calibration = calibration
+    held = report["held_out"]
+    log(f"confidence on {held['replies']} held-out replies: AUROC {held['auroc']:.3f}, "
+        f"ECE {held['ece']:.3f}")
+    return report
 
 
 def context_comparison(bot: Bot, pairs: Sequence[Pair], batch_size: int = 256) -> dict:
@@ -274,63 +297,6 @@ def _answered(prompts: Sequence[str], replies: Sequence[Reply],
         "answer_rate": answered / len(prompts) if prompts else 0.0,
         "missed_examples": examples,
     }
-
-
-# -- pure metrics -----------------------------------------------------------------------------
-
-def distinct_n(replies: Sequence[Sequence[str]], n: int) -> float:
-    """Distinct n-grams / all n-grams, counted within each reply (none spans two); 0 if none."""
-    grams = [tuple(r[i: i + n]) for r in replies for i in range(len(r) - n + 1)]
-    return len(set(grams)) / len(grams) if grams else 0.0
-
-
-def most_common_reply(replies: Sequence[str]) -> str:
-    """The most frequent reply (ties: the first seen); "" when there are none."""
-    return Counter(replies).most_common(1)[0][0] if replies else ""
-
-
-def same_reply_share(replies: Sequence[str]) -> float:
-    """The share of replies equal to the most common one; 0 when there are none."""
-    return Counter(replies).most_common(1)[0][1] / len(replies) if replies else 0.0
-
-
-def unk_rate(replies: Sequence[Sequence[str]]) -> float:
-    """The share of generated tokens that are <UNK>; 0 when no token was generated."""
-    total = sum(len(r) for r in replies)
-    return sum(r.count(UNK) for r in replies) / total if total else 0.0
-
-
-def empty_reply_share(replies: Sequence[str]) -> float:
-    return sum(not r for r in replies) / len(replies) if replies else 0.0
-
-
-def bleu_chrf(hypotheses: Sequence[str], references: Sequence[Sequence[str]]
-              ) -> tuple[float, float]:
-    """Corpus BLEU and chrF (0-100, sacrebleu) of hypotheses[i] against all of references[i].
-
-    sacrebleu takes references as streams (stream k holds the k-th reference of every
-    hypothesis); a hypothesis with fewer references has `None` in the streams it lacks, which
-    sacrebleu documents as "variable number of references" and skips. (Repeating a reference
-    would give the same scores: both metrics take the best match over references.)
-
-    BLEU tokenizes with sacrebleu's "zh" tokenizer: each Chinese character is a word and other
-    text is tokenized as by the default "13a", so English scores equal standard sacreBLEU while
-    Chinese replies are not scored as one long word. `effective_order` leaves out n-gram orders
-    that no hypothesis is long enough to have, so a corpus of short replies is not scored 0.
-    """
-    from sacrebleu.metrics import BLEU, CHRF  # imported here: training needs only answer_rate
-
-    if len(hypotheses) != len(references):
-        raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} reference lists")
-    if not hypotheses:
-        raise ChatbotError("no replies to score")
-    if any(not refs for refs in references):
-        raise ValueError("every hypothesis needs at least one reference")
-    width = max(len(refs) for refs in references)
-    streams = [[refs[k] if k < len(refs) else None for refs in references] for k in range(width)]
-    bleu = BLEU(tokenize="zh", effective_order=True).corpus_score(list(hypotheses), streams)
-    chrf = CHRF().corpus_score(list(hypotheses), streams)
-    return float(bleu.score), float(chrf.score)
 
 
 def quality_flags(metrics: dict) -> list[str]:

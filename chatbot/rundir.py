@@ -43,6 +43,9 @@ METRICS = "metrics.json"
 STATUS = "status.json"
 MEMORY = "memory.json"  # the training pairs, for retrieval (chatbot.data.memory); optional
 TOKENIZER = "tokenizer.model"  # the sentencepiece model (chatbot.text.subword); word runs have none
+CALIBRATION = "calibration.json"  # evidence -> confidence (chatbot.decoding.confidence); optional
+TAUGHT = "taught.jsonl"  # pairs taught in chats (chatbot.data.taught): the user's, never removed
+FALLBACK = "fallback.txt"  # what the bot says when it does not know (chatbot.decoding.fallback)
 BACKUP = ".backup"  # the last finished epoch while training runs; removed when it ends
 _POINTER = "epoch.json"  # in BACKUP: which weights file holds the last finished epoch
 _LOCK = "lock"  # in BACKUP: held by the process that trains the run
@@ -223,7 +226,7 @@ def create_run(out: str | Path, overwrite: bool) -> None:
         # into gibberish), whenever the removal is interrupted.
         (out / STATUS).unlink(missing_ok=True)
         shutil.rmtree(out / BACKUP, ignore_errors=True)
-        for name in (MODEL, HISTORY, METRICS, MEMORY, TOKENIZER):
+        for name in (MODEL, HISTORY, METRICS, MEMORY, TOKENIZER, CALIBRATION):
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 

@@ -135,9 +135,9 @@ def slow_run(run_dir: Path, out: Path, reply_tokens: int) -> Path:
     saved max_len first.)"""
     shutil.copytree(run_dir, out)
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))
-    # No memory and no loop guard: the model's own reply, every token of it.
+    # No memory, no fallback and no loop guard: the model's own reply, every token of it.
     config["decode"].update(min_len=reply_tokens, max_reply_len=reply_tokens, retrieval=False,
-                            loop_guard=0)
+                            loop_guard=0, fallback=False)
     (out / "config.json").write_text(json.dumps(config), encoding="utf-8")
     return out
 

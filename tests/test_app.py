@@ -84,7 +84,10 @@ def test_openai_client_gets_the_replies_of_bot_reply(client, bot, tiny_run, prom
                                              + completion.usage.completion_tokens)
 
 
-@pytest.mark.parametrize("extra", [{}, {"retrieval": False}], ids=["chosen", "live"])
+LIVE = {"retrieval": False, "fallback": False}  # nothing to choose after generation
+
+
+@pytest.mark.parametrize("extra", [{}, LIVE], ids=["chosen", "live"])
 def test_openai_client_streams_the_same_reply(client, tiny_run, extra):
     for prompt, expected in TINY_PAIRS:
         chunks = list(client.chat.completions.create(
@@ -222,7 +225,7 @@ def test_max_tokens_and_stop_end_a_reply(http):
                                                        "stop": ["fine"]}).json()
     assert stopped["choices"][0]["message"]["content"] == "i am "
     assert stopped["choices"][0]["finish_reason"] == "stop"
-    for extra in ({}, {"retrieval": False}):
+    for extra in ({}, LIVE):
         events = sse(http.post("/v1/chat/completions", json={
             "messages": user("how are you?"), "stop": "fine", "stream": True, **extra}))
         assert "".join(e["choices"][0]["delta"].get("content", "")
@@ -246,9 +249,122 @@ def test_one_requests_settings_never_reach_another(http, bot, tiny_run):
     assert bot.decode == before  # the served bot was never configured
 
 
+# --- what each choice tells of its reply: confidence, source, matched prompt -----------------
+
+def told(reply) -> dict:
+    """What a choice tells of `reply` (a Bot.reply) beside OpenAI's fields."""
+    return {"confidence": round(reply.confidence, 4), "source": reply.source,
+            "matched_prompt": reply.match.prompt if reply.match else None}
+
+
+def fields(choice: dict) -> dict:
+    return {name: choice[name] for name in ("confidence", "source", "matched_prompt")}
+
+
+def finishing(events: list) -> dict:
+    """The choice of a stream's chunk that carries the finish_reason."""
+    return next(e["choices"][0] for e in events[:-1]
+                if e["choices"] and e["choices"][0]["finish_reason"])
+
+
+@pytest.mark.parametrize("prompt", ["hello", "what is your name", "zebra quokka axolotl"])
+def test_a_choice_tells_its_confidence_source_and_matched_prompt(http, bot, prompt):
+    reply = bot.reply(prompt)
+    choice = http.post("/v1/chat/completions", json={"messages": user(prompt)}).json()[
+        "choices"][0]
+    assert choice["message"]["content"] == reply.text
+    assert fields(choice) == told(reply)
+    streamed = sse(http.post("/v1/chat/completions",
+                             json={"messages": user(prompt), "stream": True}))
+    assert fields(finishing(streamed)) == told(reply)
+    assert all(set(e["choices"][0]) == {"index", "delta", "logprobs", "finish_reason"}
+               for e in streamed[:-1] if e["choices"] and not e["choices"][0]["finish_reason"])
+
+
+def test_the_fallback_is_said_as_phrased_and_tells_where_it_came_from(http, bot):
+    reply = bot.reply("zebra quokka axolotl")
+    assert reply.source == "fallback" and reply.text[0].isupper()  # "I don't know ..."
+    choice = http.post("/v1/chat/completions",
+                       json={"messages": user("zebra quokka axolotl")}).json()["choices"][0]
+    assert choice["message"]["content"] == reply.text
+    assert (choice["source"], choice["matched_prompt"]) == ("fallback", None)
+    off = http.post("/v1/chat/completions", json={"messages": user("zebra quokka axolotl"),
+                                                  "fallback": False}).json()["choices"][0]
+    assert off["source"] == "model" and off["message"]["content"] == reply.candidates[1].text
+
+
+def test_a_live_stream_tells_the_confidence_in_its_last_chunk(http, tiny_run):
+    for prompt in ("hello", "zebra quokka axolotl"):
+        reply = bot_with(tiny_run, retrieval=False, fallback=False).reply(prompt)
+        events = sse(http.post("/v1/chat/completions", json={
+            "messages": user(prompt), "stream": True, **LIVE}))
+        choice = finishing(events)
+        assert choice["source"] == "model" and choice["matched_prompt"] is None
+        assert choice["confidence"] == pytest.approx(reply.confidence, abs=0.01)
+
+
+def test_each_of_beam_searchs_n_best_tells_its_own(http, tiny_run):
+    bot = bot_with(tiny_run, strategy="beam", beam_width=3, nbest=3)
+    reply = bot.reply("hello")
+    choices = http.post("/v1/chat/completions",
+                        json={"messages": user("hello"), "beam": 3, "n": 3}).json()["choices"]
+    assert fields(choices[0]) == told(reply)
+    assert [c["source"] for c in choices] == [c.source for c in reply.candidates[:3]]
+    assert all(0 <= c["confidence"] <= 1 for c in choices)
+    assert choices[1]["confidence"] < choices[0]["confidence"]  # not the known reply
+
+
+@pytest.fixture(scope="module")
+def cased(tiny_run):
+    """A server whose memory says "hello" is answered "Hi there!\nI am fine." (tokens the
+    model can write, with a capital and a line break that its tokens lose)."""
+    from chatbot.data.memory import Memory
+
+    bot = Bot.load(tiny_run)
+    replies = [["Hi there!\nI am fine."] if p == "hello" else list(r)
+               for p, r in zip(bot.memory.prompts, bot.memory.replies)]
+    bot.memory = Memory(bot.memory.prompts, replies)
+    with Server(create_app(bot, "cased")) as running, httpx.Client(
+            base_url=running.url, timeout=20) as session:
+        yield bot, session
+
+
+def test_a_known_reply_is_sent_as_the_data_wrote_it(cased):
+    bot, http = cased
+    reply = bot.reply("hello")
+    assert reply.text == "Hi there!\nI am fine." and reply.source == "memory"
+    assert reply.text != bot.tokenizer.detokenize(reply.tokens)
+    body = {"messages": user("hello")}
+    completion = http.post("/v1/chat/completions", json=body).json()
+    choice = completion["choices"][0]
+    assert choice["message"]["content"] == reply.text
+    assert (choice["source"], choice["matched_prompt"]) == ("memory", "hello")
+    assert completion["usage"]["completion_tokens"] == len(reply.tokens)
+    events = sse(http.post("/v1/chat/completions", json={**body, "stream": True}))
+    assert "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1]
+                   if e["choices"]) == reply.text
+    assert finishing(events)["source"] == "memory"
+    stopped = http.post("/v1/chat/completions", json={**body, "stop": "\n"}).json()
+    assert stopped["choices"][0]["message"]["content"] == "Hi there!"
+    assert stopped["choices"][0]["finish_reason"] == "stop"
+    streamed = sse(http.post("/v1/chat/completions",
+                             json={**body, "stream": True, "logprobs": True}))
+    entries = [t for e in streamed[:-1] if e["choices"] and e["choices"][0].get("logprobs")
+               for t in e["choices"][0]["logprobs"]["content"]]
+    assert len(entries) == len(reply.tokens)
+
+
+def test_max_tokens_still_cuts_a_reply_said_as_written(cased):
+    bot, http = cased
+    choice = http.post("/v1/chat/completions", json={"messages": user("hello"),
+                                                      "max_tokens": 3}).json()["choices"][0]
+    assert choice["message"]["content"] == "hi there!"  # its first 3 tokens, not all of it
+    assert choice["finish_reason"] == "length"
+
+
 # --- server-sent events -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("extra", [{}, {"retrieval": False}], ids=["chosen", "live"])
+@pytest.mark.parametrize("extra", [{}, LIVE], ids=["chosen", "live"])
 def test_sse_framing(http, extra):
     events = sse(http.post("/v1/chat/completions", json={
         "messages": user("你好"), "stream": True, "stream_options": {"include_usage": True},
@@ -358,7 +474,7 @@ def slow_server(tiny_run):
         server.__exit__()
 
 
-LONG_REPLY = {"messages": user("hello"), "min_len": 40, "max_tokens": 40, "retrieval": False}
+LONG_REPLY = {"messages": user("hello"), "min_len": 40, "max_tokens": 40, **LIVE}
 
 
 def test_a_request_past_the_timeout_gets_504_or_an_error_event(slow_server):

@@ -29,7 +29,7 @@ def configured(bot: Bot, **settings) -> Bot:
 
 def busy(batcher: Batcher, bot: Bot):
     """Keeps the worker decoding (a slow reply, settings of its own) until it is released."""
-    slow = configured(bot, min_len=30, max_reply_len=30, retrieval=False)
+    slow = configured(bot, min_len=30, max_reply_len=30, retrieval=False, fallback=False)
     slow.engine = SlowEngine(bot.engine, 0.01)
     future = batcher.submit(slow, ["hello"])
     while not future.running():
@@ -110,7 +110,7 @@ def test_a_batch_with_one_request_still_waited_for_runs_to_the_end(bot):
     batcher = Batcher()
     try:
         blocker = busy(batcher, bot)
-        request = configured(bot, min_len=5, max_reply_len=5, retrieval=False)
+        request = configured(bot, min_len=5, max_reply_len=5, retrieval=False, fallback=False)
         # Slowed down (0.25 s), so that the batch still runs when it is seen running: at full
         # speed its 5 steps can end within one switch of threads, and running() is never seen.
         request.engine = SlowEngine(bot.engine, 0.05)

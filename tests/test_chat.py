@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -12,6 +13,7 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from chatbot.chat import run_repl
+from chatbot.data.taught import TAUGHT
 from chatbot.decoding.bot import Bot
 from tests.helpers import HOSTILE, drive
 
@@ -95,6 +97,143 @@ def test_attention_heatmap_of_the_last_reply(tiny_runs, tmp_path):
     assert lines[1] == "bot> 你好！很高兴认识你。"
     assert lines[2] == f"saved {out}"
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_help_lists_teach_and_forget(tiny_run):
+    help_text = "\n".join(drive(Bot.load(tiny_run), "/help\r/quit\r"))
+    assert "/teach REPLY" in help_text and "/forget" in help_text
+
+
+def test_set_reaches_the_fallback_settings(tiny_run):
+    bot = Bot.load(tiny_run)
+    lines = drive(bot, "/set fallback off\r/set min_confidence 0.9\r/set ambiguity 0.1\r"
+                       "/quit\r")
+    assert "fallback off (min_confidence 0.9, ambiguity 0.1)" in lines[3]
+    assert (bot.decode.fallback, bot.decode.min_confidence, bot.decode.ambiguity) == (
+        False, 0.9, 0.1)
+
+
+# --- /teach, /forget ----------------------------------------------------------------------
+
+
+def session_bot(tiny_run) -> Bot:
+    """The tiny run's bot, teaching for this session only (the run is shared by the tests)."""
+    from chatbot.data.taught import Taught
+
+    bot = Bot.load(tiny_run)
+    bot.taught = Taught(None, bot.memory)
+    return bot
+
+
+def test_teach_and_forget_the_last_prompt(tiny_run):
+    lines = drive(session_bot(tiny_run), "/teach hi\r/forget\rhello\r/teach Hey, you!\r"
+                                         "hello\rhello!\r/forget\r/forget\rhello\r/quit\r")
+    assert lines[1:3] == ["nothing to teach for yet: type a prompt first",
+                          "nothing to forget yet: type a prompt first"]
+    assert lines[3] == "bot> hi there!"
+    assert lines[4] == 'taught: "hello" -> "Hey, you!" (this session only)'
+    assert lines[5:7] == ["bot> Hey, you!"] * 2  # said as taught, to prompts like it too
+    # The last reply was taught for "hello": that is what is forgotten.
+    assert lines[7] == 'forgot what was taught for "hello"'
+    assert lines[8] == 'nothing was taught for "hello"'
+    assert lines[9] == "bot> hi there!"
+
+
+def test_what_is_taught_is_saved_in_the_run(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    lines = drive(Bot.load(run), "what is your name?\r/teach I'm   Chatbot.\r/quit\r")
+    assert lines[2] == f'taught: "what is your name?" -> "I\'m Chatbot." (saved in {run / TAUGHT})'
+    assert Bot.load(run).reply("what is your name").text == "I'm Chatbot."
+    assert drive(Bot.load(run), "what is your name?\r/forget\r/quit\r")[2] == (
+        'forgot what was taught for "what is your name?"')
+    assert Bot.load(run).reply("what is your name?").text == "my name is bot."
+
+
+def test_teach_needs_a_reply_and_a_prompt_it_can_save(tiny_run):
+    lines = drive(session_bot(tiny_run), "hello\r/teach\r/quit\r")
+    assert lines[2] == "wrong arguments for /teach; /help shows its usage"
+    # A Latin-1 terminal's "café" arrives undecoded: it could not be written to taught.jsonl.
+    bot = session_bot(tiny_run)
+    bot.configure(fallback=False)
+    lines = drive_raw(bot, b"caf\xe9\r/teach coffee\r/quit\r")
+    assert lines[-2].startswith("the last prompt is not valid UTF-8") and "taught" in lines[-2]
+    assert_safe_to_print(lines)
+
+
+def test_a_taught_reply_with_control_characters_is_shown_escaped(tiny_run):
+    lines = drive_raw(session_bot(tiny_run), b"hello\r/teach \x1b[200~\x1b[31mred\x1b[201~\r"
+                                           b"hello\r/quit\r")
+    assert lines[3] == "bot> \\x1b[31mred"
+    assert_safe_to_print(lines)
+
+
+# --- /why -----------------------------------------------------------------------------------
+
+
+def why(bot: Bot, prompt: str) -> list[str]:
+    lines = drive(bot, f"{prompt}\r/why\r/quit\r")
+    return lines[lines.index(next(line for line in lines if line.startswith("bot> "))) + 1: -1]
+
+
+def test_why_names_the_source_the_confidence_and_its_evidence(tiny_run):
+    from chatbot.decoding.confidence import UNCALIBRATED
+
+    bot = Bot.load(tiny_run)
+    bot.calibration = UNCALIBRATED
+    bot.configure(fallback=False)  # (half the prompt unknown: its confidence is low)
+    lines = why(bot, "hello zebra")
+    reply = bot.reply("hello zebra")
+    assert reply.source == "memory" and reply.match.prompt == "hello"
+    assert lines[0] == (f"memory: the reply of the known prompt 'hello' (similarity "
+                        f"{reply.match.similarity:.2f}), chosen by the model's scores")
+    assert lines[1] == (f"confidence {reply.confidence:.2f} (uncalibrated: run chatbot "
+                        f"calibrate --model {tiny_run})")
+    e = reply.evidence
+    assert lines[2] == (
+        f"  evidence: the closest known prompt is {e.similarity:.2f} similar, {e.margin:.2f} "
+        f"more than the closest with other replies; the reply is one of its replies; the "
+        f"model's mean log-prob per token {e.logprob:.2f}; 50% of the prompt's tokens unknown")
+
+
+def test_why_of_a_calibrated_run_has_no_note_and_below_min_confidence_says_so(tiny_run):
+    from chatbot.decoding.confidence import Calibration
+
+    bot = Bot.load(tiny_run)
+    bot.calibration = Calibration((0.0,) * 6, -2.0, examples=10, right=1)  # always 0.12
+    bot.configure(fallback=False, min_confidence=0.5)
+    lines = why(bot, "hello")
+    assert lines[1] == "confidence 0.12"
+    assert lines[3] == ("  (below min_confidence 0.5: with the fallback on, /set fallback on, "
+                        "the bot would say it does not know)")
+
+
+def test_why_says_why_the_fallback_fired_and_what_it_would_have_said(tiny_run):
+    bot = Bot.load(tiny_run)
+    bot.configure(min_confidence=0.5)
+    reply = bot.reply("zebra quokka axolotl")
+    assert reply.source == "fallback"
+    lines = why(bot, "zebra quokka axolotl")
+    assert lines[0] == "fallback: the bot said it does not know"
+    assert (f"  because the confidence {reply.confidence:.2f} is below min_confidence 0.5"
+            in lines)
+    assert "  because the prompt has no word the bot knows" in lines
+    assert f"without it, the bot would have said {reply.candidates[1].text!r} (model)" in lines
+
+
+def test_why_names_the_two_known_prompts_as_close_with_different_replies(tiny_run):
+    from chatbot.data.memory import Memory
+
+    bot = Bot.load(tiny_run)
+    # "hello" is as close to each (their n-grams differ alike), and their replies differ.
+    bot.memory = Memory(["hello a", "hello b"], [["hi there!"], ["my name is bot."]])
+    bot.configure(min_confidence=0.0, ambiguity=0.02)  # (the rule is off by default)
+    assert bot.reply("hello").source == "fallback"
+    lines = why(bot, "hello")
+    reasons = [line for line in lines if line.startswith("  because")]
+    assert len(reasons) == 1 and reasons[0].startswith(
+        "  because two known prompts are as close with different replies: 'hello a' (0.")
+    assert reasons[0].endswith("within ambiguity 0.02")
 
 
 # === hostile input to the REPL and to `chatbot reply` ==========================================

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.resources
+import json
 import re
 import subprocess
 import sys
@@ -128,6 +129,72 @@ def test_reply_from_stdin_writes_one_line_per_input_line(tiny_run):
     assert result.returncode == 1
 
 
+def jsonl(result: subprocess.CompletedProcess) -> list[dict]:
+    out = result.stdout.decode("utf-8")
+    assert out.endswith("\n")
+    return [json.loads(line) for line in out[:-1].split("\n")]
+
+
+def expected_record(bot, prompt: str) -> dict:
+    reply = bot.reply(prompt)
+    match = reply.match
+    return {"prompt": prompt, "reply": reply.text, "confidence": round(reply.confidence, 4),
+            "source": reply.source, "matched_prompt": match and match.prompt,
+            "similarity": match and round(match.similarity, 4)}
+
+
+@pytest.mark.slow
+def test_reply_jsonl_writes_one_object_per_input_line(tiny_run):
+    from chatbot.decoding.bot import Bot
+
+    bot = Bot.load(tiny_run)
+    stdin = b"hello\n\nzebra quokka axolotl\n\xff\xfe\n" + "你好\n".encode()
+    result = run("reply", "--model", str(tiny_run), "--format", "jsonl", stdin=stdin)
+    records = jsonl(result)
+    assert len(records) == 5
+    assert records[0] == expected_record(bot, "hello")
+    assert records[0]["matched_prompt"] == "hello" and records[0]["similarity"] == 1.0
+    assert records[1] == {"prompt": "", "reply": "", "confidence": 0.0, "source": "model",
+                          "matched_prompt": None, "similarity": None}
+    assert records[2] == expected_record(bot, "zebra quokka axolotl")
+    assert records[2]["source"] == "fallback"  # no known word: the bot says it does not know
+    assert records[3]["reply"] == "" and records[3]["error"] == "not valid UTF-8"
+    assert records[4] == expected_record(bot, "你好")
+    assert "stdin:4: not valid UTF-8" in result.stderr.decode()
+    assert result.returncode == 1
+
+
+@pytest.mark.slow
+def test_reply_jsonl_for_one_prompt_and_for_conversations(tiny_run):
+    from chatbot.decoding.bot import Bot
+
+    bot = Bot.load(tiny_run)
+    one = run("reply", "--model", str(tiny_run), "--format", "jsonl", "what", "is", "your",
+              "name")
+    assert one.returncode == 0
+    assert jsonl(one) == [expected_record(bot, "what is your name")]
+    conversations = [{"messages": [{"role": "user", "content": "hello"}]}, "{oops",
+                     {"messages": [{"role": "user", "content": "hello"},
+                                   {"role": "assistant", "content": "hi there!"}]}]
+    stdin = "".join((c if isinstance(c, str) else json.dumps(c)) + "\n" for c in conversations)
+    result = run("reply", "--model", str(tiny_run), "--format", "jsonl", "--conversation",
+                 stdin=stdin.encode())
+    records = jsonl(result)
+    assert records[0] == expected_record(bot, "hello")
+    assert records[1]["prompt"] == "{oops" and records[1]["reply"] == ""
+    assert records[1]["error"].startswith("bad JSON")
+    assert records[2]["reply"] == "" and "must be the user's" in records[2]["error"]
+    assert result.returncode == 1
+
+
+@pytest.mark.slow
+def test_reply_text_format_is_the_default(tiny_run):
+    stdin = b"hello\nzebra quokka axolotl\n"
+    text = run("reply", "--model", str(tiny_run), "--format", "text", stdin=stdin)
+    assert text.stdout == run("reply", "--model", str(tiny_run), stdin=stdin).stdout
+    assert text.stdout.decode().split("\n")[0] == "hi there!"
+
+
 @pytest.mark.slow
 def test_plot_writes_a_png(tiny_run, tmp_path):
     out = tmp_path / "curves.png"
@@ -209,6 +276,23 @@ def test_rerank_flags_reach_the_bot(tiny_run):
     assert (bot.decode.retrieval, bot.decode.mmi) == (False, 0.5)
     bad = run("reply", "--model", str(tiny_run), "--retrieval", "maybe", "hello")
     assert bad.returncode == 1 and b"retrieval expects on or off" in bad.stderr
+
+
+@pytest.mark.slow
+def test_fallback_flags_reach_the_bot(tiny_run):
+    from chatbot.cli import build_parser
+    from chatbot.cli.common import load_bot
+
+    bot = load_bot(build_parser().parse_args(
+        ["reply", "--model", str(tiny_run), "--fallback", "off", "--min-confidence", "0.7",
+         "--ambiguity", "0.1", "hi"]))
+    assert (bot.decode.fallback, bot.decode.min_confidence, bot.decode.ambiguity) == (
+        False, 0.7, 0.1)
+    said = run("reply", "--model", str(tiny_run), "--fallback", "off", "--format", "jsonl",
+               "zebra quokka axolotl")
+    assert json.loads(said.stdout)["source"] == "model"  # the fallback would have said it
+    bad = run("reply", "--model", str(tiny_run), "--min-confidence", "2", "hello")
+    assert bad.returncode == 1 and b"min_confidence must be a number from 0 to 1" in bad.stderr
 
 
 @pytest.mark.slow

@@ -238,3 +238,37 @@ def test_reply_from_an_unfinished_run_warns_and_says_how_to_finish(tiny_run, tmp
     rundir.finish_run(run)
     assert main(["reply", "--model", str(run), "hello"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_fallback_phrasings_are_checked_before_training(tmp_path, data, capsys, calls):
+    empty = tmp_path / "fallback.txt"
+    empty.write_text("\n\n", encoding="utf-8")
+    err = error(capsys, ["train", "--data", str(data), "--out", str(tmp_path / "run"),
+                         "--fallback", str(empty)])
+    assert str(empty) in err and "one phrasing per line" in err
+    long = tmp_path / "long.txt"
+    long.write_text("I don't know.\n" + "x" * 1001 + "\n", encoding="utf-8")
+    err = error(capsys, ["train", "--data", str(data), "--out", str(tmp_path / "run"),
+                         "--fallback", str(long)])
+    assert f"{long}, line 2" in err
+    assert calls == []  # refused before any training
+
+
+def test_fallback_phrasings_are_saved_in_the_run_and_said(tmp_path, data, monkeypatch):
+    import types
+
+    import chatbot.evaluate
+    import chatbot.training.train
+    from chatbot.decoding.fallback import Fallback
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(chatbot.training.train, "train",
+                        lambda *args, **kwargs: types.SimpleNamespace(data=object()))
+    monkeypatch.setattr(chatbot.evaluate, "evaluate_training", lambda result: None)
+    phrasings = tmp_path / "mine.txt"
+    phrasings.write_text("No idea, sorry!\n我不知道呀。\n", encoding="utf-8")
+    assert main(["train", "--data", str(data), "--out", str(out), "--fallback",
+                 str(phrasings)]) == 0
+    said = Fallback.load(out)
+    assert said.say("what is the capital of france") == "No idea, sorry!"
+    assert said.say("法国的首都是哪里") == "我不知道呀。"

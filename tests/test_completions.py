@@ -11,7 +11,7 @@ from chatbot.config import DecodeConfig
 from chatbot.errors import ChatbotError
 from chatbot.serving.completions import ApiError, parse_request
 from chatbot.serving.limits import Limits
-from chatbot.serving.responses import ChoiceText, choice_text
+from chatbot.serving.responses import ChoiceText, Said, choice_text, response
 from chatbot.text.words import Tokenizer
 
 SAVED = DecodeConfig()  # greedy, max_reply_len 40, retrieval on
@@ -46,6 +46,8 @@ def test_absent_fields_keep_the_saved_settings():
     ({"top_k": 4}, "top_k", {"top_k": 4}),
     ({"no_repeat_ngram": 2, "retrieval": False, "mmi": 0.5}, "greedy",
      {"no_repeat_ngram": 2, "retrieval": False, "mmi": 0.5}),
+    ({"fallback": False, "min_confidence": 0.7, "ambiguity": 0.1}, "greedy",
+     {"fallback": False, "min_confidence": 0.7, "ambiguity": 0.1}),
 ])
 def test_sampling_fields_and_our_settings_map_onto_decode_settings(fields, strategy, changed):
     decode = parse(**fields).decode
@@ -234,3 +236,28 @@ def test_a_stop_sequence_cuts_the_reply_and_what_is_held_back_is_sent_at_the_end
     deltas, text = stream(tokens, stop=("never here",))
     assert "".join(deltas) == WORDS.detokenize(tokens)
     assert choice_text(tokens, WORDS.detokenize, ("are",)).text == "hi there! how "
+
+
+def test_a_reply_said_as_written_is_its_text_not_its_tokens_detokenized():
+    written = "Hi there!\nHow are you?"
+    said = Said(tuple(WORDS.tokenize(written)), written, 0.91234, "memory", "hello")
+    assert WORDS.detokenize(said.tokens) != written  # case and line break lost
+    text = choice_text(said, WORDS.detokenize)
+    assert text.text == written and text.tokens == list(said.tokens)
+    assert text.finish_reason(max_len=40) == "stop"
+    cut = choice_text(said, WORDS.detokenize, ("\n",))
+    assert cut.text == "Hi there!" and cut.stopped
+    assert choice_text(said, WORDS.detokenize, ("never",)).text == written
+
+
+def test_each_choice_tells_its_confidence_source_and_matched_prompt():
+    known = Said(("hi", "there", "!"), "hi there!", 0.91234, "memory", "hello")
+    fallback = Said(("i", "don't", "know", "."), "I don't know.", 0.1, "fallback")
+    choices = [choice_text(s, WORDS.detokenize) for s in (known, fallback)]
+    body = response("chatcmpl-1", "m", choices, max_len=40, prompt_tokens=1)
+    assert [c["message"]["content"] for c in body["choices"]] == ["hi there!", "I don't know."]
+    assert [(c["confidence"], c["source"], c["matched_prompt"]) for c in body["choices"]] == [
+        (0.9123, "memory", "hello"), (0.1, "fallback", None)]
+    assert body["usage"]["completion_tokens"] == 7
+    plain = response("chatcmpl-2", "m", [choice_text(["hi"], WORDS.detokenize)], 40, 1)
+    assert "confidence" not in plain["choices"][0]  # tokens alone tell nothing more

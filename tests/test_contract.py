@@ -277,6 +277,7 @@ def test_known_replies_the_model_would_write_skip_the_search(arch, monkeypatch):
         model, config = make_model(arch, seed=seed)
         run = RunConfig(model=config)
         run.decode.max_reply_len = 12
+        run.decode.fallback = False  # random weights know nothing: every reply would be it
         own = Bot(run, VOCAB, model_weights(model)).reply_batch(prompts)  # the model alone
         # A reply cut at max_len is no draft: whether <EOS> came next is not what greedy asks.
         ended = [r.text for r in own[:4] if len(r.tokens) < run.decode.max_reply_len]

@@ -85,7 +85,7 @@ def test_similarity_is_the_cosine_of_the_tf_idf_vectors(memory):
         return {g: w / norm for g, w in weights.items()}
 
     for text in ["how r u", "What is your name", "你好吗", "DO YOU LIKE TEA?", "xyz"]:
-        query = memory._vector(ngrams(text))  # (its unseen n-grams: see Memory._vector)
+        query = memory.vector(ngrams(text))  # (its unseen n-grams: see Memory.vector)
         direct = {prompt: sum(w * vector(d).get(g, 0.0) for g, w in query.items())
                   for prompt, d in zip(memory.prompts, documents)}
         found = memory.search(text, k=len(memory.prompts))

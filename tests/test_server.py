@@ -493,7 +493,7 @@ def test_sigterm_lets_a_stream_in_progress_finish(forgetful_run):
     try:
         with httpx.Client(base_url=running.url, timeout=WAIT) as session, session.stream(
                 "POST", "/v1/chat/completions",
-                json={"messages": user("hello"), "stream": True}) as response:
+                json={"messages": user("hello"), "stream": True, "fallback": False}) as response:
             lines = response.iter_lines()
             while '"content"' not in next(lines):  # the reply has begun
                 pass

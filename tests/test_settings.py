@@ -29,7 +29,9 @@ OTHER = {"strategy": "top_k", "max_len": "12", "min_len": "2", "beam": "3",
          "length_penalty": "0.5", "nbest": "2", "temperature": "0.7", "top_k": "4",
          "top_p": "0.8", "no_repeat_ngram": "2", "loop_guard": "1", "allow_unk": "on",
          "seed": "7", "mmi": "0.5", "retrieval": "off", "retrieval_k": "5",
-         "similarity": "0.6", "retrieval_weight": "2", "context": "off", "spelling": "off"}
+         "similarity": "0.6", "retrieval_weight": "2", "context": "off", "spelling": "off",
+         "fallback": "off", "min_confidence": "0.3", "ambiguity": "0.1", "truecase": "off",
+         "closest_first": "off"}
 
 
 def test_the_openai_fields_of_the_table_are_openai_fields_the_api_reads():

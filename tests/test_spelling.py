@@ -119,11 +119,12 @@ def test_the_bot_reads_a_typo_as_the_word_and_says_so(tiny_run):
     from chatbot.decoding.bot import Bot
 
     bot = Bot.load(tiny_run)
-    bot.configure(retrieval=False)  # the model alone: the memory would forgive the typo too
+    # The model alone: the memory would forgive the typo too (and the fallback refuse it).
+    bot.configure(retrieval=False, fallback=False)
     reply = bot.reply("waht is your nmae?")
     assert reply.corrected == [("waht", "what"), ("nmae", "name")]
     assert reply.read == ["what", "is", "your", "name", "?"] and reply.unknown == []
-    assert reply.text == "my name is bot."
+    assert reply.text == "my name is bot."  # (a known reply, generated: as the data wrote it)
     bot.set("spelling", "off")
     reply = bot.reply("waht is your nmae?")
     assert reply.corrected == [] and reply.unknown == ["waht", "nmae"]

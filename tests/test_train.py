@@ -35,8 +35,8 @@ def test_tiny_run_answers_every_training_prompt_exactly(tiny_run):
 def test_run_directory_holds_what_chat_needs_and_nothing_else(tiny_run):
     check_run_dir(tiny_run)
     names = sorted(p.name for p in tiny_run.iterdir())
-    assert names == ["config.json", "history.csv", "memory.json", "metrics.json", "model.keras",
-                     "status.json", "vocab.json"]
+    assert names == ["calibration.json", "config.json", "history.csv", "memory.json",
+                     "metrics.json", "model.keras", "status.json", "vocab.json"]
     status = json.loads((tiny_run / "status.json").read_text())
     assert status == {"state": "finished", "epochs": TINY_RUN_EPOCHS,
                       "best_epoch": status["best_epoch"]}

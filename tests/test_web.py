@@ -223,7 +223,8 @@ def test_a_conversation_in_english_and_chinese(page, server, bot, tiny_run, tmp_
 @pytest.mark.slow
 @needs_browser
 def test_tokens_appear_as_they_stream(page, tiny_run):
-    bot = bot_with(tiny_run, retrieval=False)  # nothing to choose after generation: live tokens
+    # Nothing to choose after generation, no fallback to judge it first: live tokens.
+    bot = bot_with(tiny_run, retrieval=False, fallback=False)
     bot.engine = SlowEngine(bot.engine, 0.05)
     with Server(create_app(bot, "slow")) as slow:
         open_page(page, slow.url)
@@ -232,6 +233,20 @@ def test_tokens_appear_as_they_stream(page, tiny_run):
     assert page.evaluate("window.shown") == [
         bot.tokenizer.detokenize(tokens[:i]) for i in range(1, len(tokens) + 1)]
     assert reply == "hi there!"
+
+
+@pytest.mark.slow
+@needs_browser
+def test_a_reply_shows_where_it_came_from_and_how_sure_the_bot_is(page, server, bot):
+    open_page(page, server.url)
+    prompts = ("hello", "zebra quokka axolotl")  # a known prompt, and words the bot lacks
+    for prompt in prompts:
+        say(page, prompt)
+    replies = [bot.reply(p) for p in prompts]
+    assert [r.source for r in replies] == ["model", "fallback"]
+    expect(page.locator(".turn.assistant .said")).to_have_text(
+        [f"{r.source} · {r.confidence:.2f}" for r in replies])
+    expect(page.locator(".turn.assistant .text")).to_have_text([r.text for r in replies])
 
 
 @pytest.mark.slow

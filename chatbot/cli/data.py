@@ -22,6 +22,9 @@ def add_parsers(sub) -> None:
     imp.add_argument("--format", choices=CHATTERBOT_FORMATS, default=None,
                      help="prompt<TAB>reply pairs, or conversations with every turn (default: "
                           "jsonl if --out ends in .jsonl or .ndjson, else tsv)")
+    imp.add_argument("--add", nargs="+", default=[], metavar="FILE",
+                     help="pairs of your own (TSV or chat JSONL) to write after the corpus's, "
+                          "such as corpus/about.tsv")
     imp.set_defaults(func=cmd_import_chatterbot)
     for command, function, text, metavar, source, default in IMPORTERS:
         importer = data.add_parser(command, help=text)
@@ -42,7 +45,7 @@ def add_parsers(sub) -> None:
 def cmd_import_chatterbot(args: argparse.Namespace) -> int:
     from chatbot.corpora.chatterbot import import_chatterbot
 
-    report = import_chatterbot(args.lang, args.out, args.format)
+    report = import_chatterbot(args.lang, args.out, args.format, args.add)
     print(report.format())
     written = (f"{report.rows} pairs" if not report.conversations else
                f"{report.conversations} conversations, {report.turns} turns")

@@ -16,6 +16,7 @@ from chatbot.cli.common import (
 )
 from chatbot.errors import ChatbotError
 
+FORMATS = ("text", "jsonl")  # what `chatbot reply --format` writes
 
 def add_parsers(sub) -> None:
     """`chatbot chat`, `reply`, `eval`, `attention` and `plot`."""
@@ -37,6 +38,10 @@ def _add_talk(sub) -> None:
                        help="read chat JSONL from stdin, one conversation per line, and answer "
                             "the last user turn of each (a context model reads the turns "
                             "before it)")
+    reply.add_argument("--format", choices=FORMATS, default="text",
+                       help="text: one reply per line (default); jsonl: one JSON object per "
+                            "line, {prompt, reply, confidence, source, matched_prompt, "
+                            "similarity}, with an error field for a line that could not be read")
     decode_options(reply)
     reply.set_defaults(func=cmd_reply)
 
@@ -58,6 +63,15 @@ def _add_measures(sub) -> None:
     bad_lines_option(evaluate, default="error")
     decode_options(evaluate)
     evaluate.set_defaults(func=cmd_eval)
+
+    calibrate = sub.add_parser(
+        "calibrate", help="fit a run's reply confidence on replies held out of its training "
+                          "data, and measure it on the validation pairs (chatbot train does "
+                          "this when it finishes)")
+    calibrate.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
+    calibrate.add_argument("--data", default=None,
+                           help="the run's training data (default: the file config.json names)")
+    calibrate.set_defaults(func=cmd_calibrate)
 
     attention = sub.add_parser(
         "attention", help="heatmaps of where the model looked: each reply token over the prompt "
@@ -90,13 +104,14 @@ def cmd_reply(args: argparse.Namespace) -> int:
         raise ChatbotError("--conversation reads conversations from stdin; give no prompt "
                            "text with it")
     if args.text:
-        reply = bot.reply(" ".join(args.text))
+        prompt = " ".join(args.text)
+        reply = bot.reply(prompt)
         if reply.corrected:
             print(f"(read {corrections(reply)})", file=sys.stderr)
         if reply.unknown:
             print(f"(not in the vocabulary: {', '.join(map(printable, reply.unknown))})",
                   file=sys.stderr)
-        print(reply.text)
+        print(reply.text if args.format == "text" else _json_line(prompt, reply))
         if bot.decode.nbest > 1:
             for rank, c in enumerate(reply.candidates[: bot.decode.nbest], start=1):
                 print(f"{rank}. {c.text}  (log-prob {c.logprob:.2f}, score {c.score:.2f})",
@@ -108,26 +123,49 @@ def cmd_reply(args: argparse.Namespace) -> int:
     if lines and lines[-1] == b"":
         lines.pop()
     texts = []
+    errors: dict[int, str] = {}  # line index -> why it got an empty reply
     for number, raw in enumerate(lines, start=1):
         try:
             texts.append(raw.removesuffix(b"\r").decode("utf-8"))
         except UnicodeDecodeError:
             print(f"chatbot: stdin:{number}: not valid UTF-8; replied with an empty line",
                   file=sys.stderr)
-            texts.append("")
+            texts.append(raw.removesuffix(b"\r").decode("utf-8", "replace"))
+            errors[number - 1] = "not valid UTF-8"
             status = EXIT_USER_ERROR
+    prompts = [("" if i in errors else text) for i, text in enumerate(texts)]
     if args.conversation:
-        texts, status = _conversations(bot, texts, status)
-    for start in range(0, len(texts), 256):
-        for reply in bot.reply_batch(texts[start: start + 256]):
-            sys.stdout.write(reply.text + "\n")
+        prompts, status = _conversations(bot, prompts, errors, status)
+    for start in range(0, len(prompts), 256):
+        batch = prompts[start: start + 256]
+        for i, reply in enumerate(bot.reply_batch(batch), start=start):
+            if args.format == "text":
+                sys.stdout.write(reply.text + "\n")
+            else:
+                # The prompt: a conversation's last user turn, else the line as it was read.
+                asked = bot.turns(prompts[i])[-1] if prompts[i] else texts[i]
+                sys.stdout.write(_json_line(asked, reply, errors.get(i)) + "\n")
         sys.stdout.flush()
     return status
 
 
-def _conversations(bot, lines: list[str], status: int) -> tuple[list, int]:
+def _json_line(prompt: str, reply, error: str | None = None) -> str:
+    """A reply as `chatbot reply --format jsonl` writes it: one JSON object."""
+    import json
+
+    match = reply.match
+    record = {"prompt": prompt, "reply": reply.text, "confidence": round(reply.confidence, 4),
+              "source": reply.source, "matched_prompt": match.prompt if match else None,
+              "similarity": round(match.similarity, 4) if match else None}
+    if error is not None:
+        record["error"] = error
+    return json.dumps(record, ensure_ascii=False)
+
+
+def _conversations(bot, lines: list[str], errors: dict[int, str], status: int
+                   ) -> tuple[list, int]:
     """Each stdin line of `chatbot reply --conversation` as a conversation to answer; a line
-    that is not one is named on stderr and answered with an empty line."""
+    that is not one is named on stderr (and in `errors`) and answered with an empty line."""
     import json
 
     from chatbot.data.dialogue import parse_messages
@@ -148,6 +186,7 @@ def _conversations(bot, lines: list[str], status: int) -> tuple[list, int]:
             print(f"chatbot: stdin:{number}: {reason}; replied with an empty line",
                   file=sys.stderr)
             out.append("")
+            errors[number - 1] = str(reason)
             status = EXIT_USER_ERROR
     return out, status
 
@@ -179,6 +218,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:  # keep what training wrote; add this evaluation under "eval", keyed by data file
         path = update_metrics(args.model, {"eval": {str(args.data): metrics}})
     print(f"wrote {path}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from chatbot.data.pairs import read_pairs, split_pairs
+    from chatbot.decoding.bot import Bot
+    from chatbot.evaluate import calibrate_run
+    from chatbot.rundir import update_metrics
+
+    bot = Bot.load(args.model)
+    data = bot.config.data
+    path = args.data or data.path
+    if not path:
+        raise ChatbotError(f"{args.model}: config.json names no training data; give it with "
+                           "--data FILE")
+    if not Path(path).exists():
+        raise ChatbotError(f"{path}: the run's training data is missing; give it with --data "
+                           "FILE")
+    train_pairs, val_pairs = split_pairs(read_pairs(path, data.on_bad_lines).pairs,
+                                         data.val_fraction, bot.config.train.seed)
+    report = calibrate_run(bot, train_pairs, val_pairs)
+    update_metrics(args.model, {"confidence": report})
+    fitted = report["fitted_on"]
+    print(f"fitted on {fitted['replies']} held-out replies ({fitted['right']} right); wrote "
+          f"{Path(args.model) / 'calibration.json'}")
     return 0
 
 

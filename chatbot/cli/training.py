@@ -7,7 +7,9 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from chatbot import rundir
 from chatbot.cli.common import DEFAULT_MODEL, EXIT_INTERRUPTED, MODEL_HELP
 from chatbot.config import PRESETS, train_flags
 from chatbot.errors import ChatbotError
@@ -48,6 +50,10 @@ def add_parsers(sub) -> None:
     for flag, _, name, kind, choices, text in TRAIN_FLAGS:
         train.add_argument(flag, dest=name, type=kind, choices=choices, default=None,
                            help=f"{text} (default: from the preset)")
+    train.add_argument("--fallback", metavar="FILE", default=None,
+                       help="what the bot says when it does not know: UTF-8 text, one phrasing "
+                            "per line (lines with Chinese characters for Chinese prompts), "
+                            "saved as the run's fallback.txt (default: the built-in phrasings)")
     train.set_defaults(func=cmd_train)
 
     pretrain = sub.add_parser(
@@ -71,7 +77,6 @@ def add_parsers(sub) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from chatbot import rundir
 
     out = args.resume or args.out or DEFAULT_MODEL
     if args.resume and args.out and args.out != args.resume:
@@ -104,8 +109,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     options = {"resume": True, "epochs": args.epochs, "strategy": args.strategy} if resume \
         else {"config": train_config(args), "overwrite": overwrite, "init_from": args.init_from}
+    phrasings = _fallback(args.fallback)  # checked before training, saved after it
     try:
-        evaluate_training(train(args.data, out, callbacks=[ProbeReplies.of], **options))
+        result = train(args.data, out, callbacks=[ProbeReplies.of], **options)
+        if phrasings is not None and result.data is not None:  # (the chief only)
+            rundir.atomic_write_text(Path(out) / rundir.FALLBACK, phrasings)
+        evaluate_training(result)
     except KeyboardInterrupt:
         again = " (or the same command again)" if args.if_needed else ""
         print(f"\nchatbot: training interrupted; continue with 'chatbot train --resume {out}'"
@@ -114,8 +123,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fallback(path: str | None) -> str | None:
+    """The text of a --fallback file, checked as the bot will read it; None without one."""
+    if path is None:
+        return None
+    from chatbot.decoding.fallback import Fallback
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ChatbotError(f"{path}: not readable as UTF-8 text ({exc}); write one phrasing "
+                           "per line") from None
+    if not text.strip():
+        raise ChatbotError(f"{path}: empty; write one phrasing per line")
+    Fallback.of(text.splitlines(), path)
+    return text
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from chatbot import rundir
 
     if args.resume:
         rundir.check_resumable(args.out)
@@ -148,7 +173,6 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def _if_needed(args: argparse.Namespace, out: str) -> tuple[bool, bool] | None:
     """--if-needed: (resume, overwrite) for the run in `out`, or None if it has finished."""
-    from chatbot import rundir
 
     state = rundir.run_state(out)
     if state.state == rundir.FINISHED:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from chatbot.data.dialogue import Message, is_conversation_file, write_conversations
+from chatbot.data.pairs import read_pairs
 from chatbot.errors import ChatbotError
 from chatbot.rundir import atomic_write
 
@@ -148,6 +149,7 @@ class ImportReport:
     conversations: int = 0  # conversations written (chat JSONL)
     turns: int = 0  # turns in the conversations written (chat JSONL)
     duplicate_conversations: int = 0  # conversations dropped as repeats (JSONL; the first kept)
+    added: int = 0  # pairs of the `add` files written after the corpus's (repeats left out)
 
     def note_turn(self, turn: object, text: str) -> None:
         """Counts how clean_turn() changed a usable ``turn`` into ``text``."""
@@ -177,6 +179,8 @@ class ImportReport:
             lines.append(f"joined {_plural(self.joined, 'multi-line turn')} into one line")
         if self.respaced:
             lines.append(f"trimmed or collapsed spaces in {_plural(self.respaced, 'turn')}")
+        if self.added:
+            lines.append(f"added {_plural(self.added, 'pair')} of our own files")
         if self.as_text:
             lines.append(f"converted {_plural(self.as_text, 'turn')} that YAML read as numbers, "
                          "booleans or dates to text (an unquoted yes becomes True)")
@@ -365,7 +369,8 @@ def output_format(out_path: str | os.PathLike[str], out_format: str | None = Non
 
 
 def import_chatterbot(
-    languages: Sequence[str], out_path: str | os.PathLike[str], out_format: str | None = None
+    languages: Sequence[str], out_path: str | os.PathLike[str], out_format: str | None = None,
+    add: Sequence[str | os.PathLike[str]] = (),
 ) -> ImportReport:
     """Write the chatterbot-corpus conversations of ``languages`` to ``out_path``.
 
@@ -373,14 +378,22 @@ def import_chatterbot(
     ``rows`` counts them; as chat JSONL (``out_format="jsonl"``, or an ``out_path`` ending in
     ``.jsonl``) unique conversations, each with its turns as user, assistant, user, ..., and
     ``conversations`` and ``turns`` count them. Returns the report of what was read, dropped,
-    changed and written.
+    changed and written. The pairs of the `add` files (TSV or chat JSONL, such as the project's
+    own corpus/about.tsv) follow the corpus's, repeats of a pair left out.
     """
     out_format = output_format(out_path, out_format)
     report = ImportReport()
+    added = [(p.prompt, p.reply) for path in add for p in read_pairs(path).pairs]
     if out_format == "tsv":
-        report.rows = write_tsv(chatterbot_pairs(languages, report), out_path)
+        pairs = chatterbot_pairs(languages, report)
+        unique = _unique([*pairs, *added])
+        report.added = len(unique) - len(pairs)
+        report.rows = write_tsv(unique, out_path)
         return report
     conversations = chatterbot_conversations(languages, report)
+    unique = _unique([*conversations, *added])
+    report.added = len(unique) - len(conversations)
+    conversations = unique
     report.conversations = write_conversations(out_path, map(as_messages, conversations))
     report.turns = sum(map(len, conversations))
     return report

@@ -62,7 +62,7 @@ class Memory:
         self.replies = [tuple(r) for r in replies]
         # Built with whole-array operations (a chat's start-up waits for it): one entry per
         # (prompt, n-gram), in each prompt's n-gram order, so the sums below add in the order
-        # _vector adds in and give the same floats.
+        # vector adds in and give the same floats.
         ids: dict[str, int] = {}  # n-gram -> column
         rows, columns, counts = [], [], []
         for row, prompt in enumerate(self.prompts):
@@ -78,7 +78,7 @@ class Memory:
         self.idf = dict(zip(ids, idf.tolist()))
         weights = (1 + np.log(np.array(counts, dtype=np.float64))) * idf[columns_]
         norms = np.sqrt(np.bincount(rows_, weights=weights * weights, minlength=total))
-        weights /= np.where(norms > 0, norms, 1.0)[rows_]  # unit length, as _vector's
+        weights /= np.where(norms > 0, norms, 1.0)[rows_]  # unit length, as vector's
         # The inverted index, gram -> (rows, weights): a search adds up whole arrays instead
         # of looping in Python. One array of each, sorted by n-gram (rows ascending within
         # one), and each n-gram's slice of them.
@@ -98,7 +98,12 @@ class Memory:
             grouped.setdefault(key, {})[pair.reply] = None
         return cls(list(grouped), [list(r) for r in grouped.values()])
 
-    def _vector(self, counts: Counter) -> dict[str, float]:
+    def without(self, prompts: set[str]) -> Memory:
+        """The memory less the entries of `prompts` (as its keys spell them)."""
+        kept = [i for i, p in enumerate(self.prompts) if p not in prompts]
+        return Memory([self.prompts[i] for i in kept], [self.replies[i] for i in kept])
+
+    def vector(self, counts: Counter) -> dict[str, float]:
         """Unit-length TF-IDF weights of n-gram counts. An n-gram no known prompt has gets the
         highest IDF: it counts in the norm, so words the memory has never seen lower the
         similarity instead of being ignored."""
@@ -112,7 +117,7 @@ class Memory:
 
     def search(self, text: str, k: int = 3, min_similarity: float = 0.0) -> list[Match]:
         """The `k` known prompts most similar to `text`, best first, at or above the minimum."""
-        query = self._vector(ngrams(text))
+        query = self.vector(ngrams(text))
         found = [(self.index[gram], weight) for gram, weight in query.items()
                  if gram in self.index]
         if not found:

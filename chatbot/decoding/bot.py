@@ -5,6 +5,11 @@
     print(bot.reply("hello").text)
     bot.set("beam", "5")              # decoding settings can change at any time
     print(bot.reply("hello").candidates)
+    reply = bot.reply("whats ur name")
+    reply.confidence, reply.source    # how likely it is right (0 to 1); model, memory, taught
+                                      # or fallback (the bot said it does not know)
+    bot.teach("whats ur name", "I'm chatbot.")   # said from now on, saved in the run
+    bot.forget("whats ur name")
     bot.reply([{"role": "user", "content": "I have a dog."},      # a conversation: a model
                {"role": "assistant", "content": "What is its name?"},  # trained with
                {"role": "user", "content": "Rex."}])                  # --context-turns N > 1
@@ -26,6 +31,9 @@ import numpy as np
 from chatbot.config import RunConfig
 from chatbot.data.dialogue import Message, parse_messages
 from chatbot.data.memory import Match, Memory
+from chatbot.data.taught import TAUGHT, Taught
+from chatbot.decoding.confidence import CALIBRATION, UNCALIBRATED, Calibration, Evidence
+from chatbot.decoding.fallback import DEFAULT, Fallback
 from chatbot.decoding.policy import Candidate, ReplyPolicy
 from chatbot.decoding.samplers import Sampler, get_sampler
 from chatbot.decoding.settings import DecodeConfig, check_decode, parse_setting
@@ -37,6 +45,7 @@ from chatbot.models.weights import read_keras_weights
 from chatbot.rundir import CONFIG, MEMORY, MODEL, VOCAB, check_run_dir
 from chatbot.text.context import context_tokens, prompt_budget
 from chatbot.text.tokenizer import load_tokenizer
+from chatbot.text.truecase import Truecaser
 from chatbot.text.vocab import EOS, SEP, SOS, TURN, Vocabulary
 from chatbot.text.words import TextTokenizer, Tokenizer, clip
 
@@ -58,10 +67,18 @@ class Reply:
     # the prompt, with its context for a context model (chatbot.text.context)
     corrected: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # unknown
     # words read as the known word one typo away, (typed, read as): the `spelling` setting
+    confidence: float = 0.0  # how likely the reply is right, 0 to 1 (chatbot.decoding.confidence)
+    evidence: Evidence | None = None  # what the confidence of the model's best came from
 
     @property
     def source(self) -> str:
+        """model, memory (a known reply), taught, or fallback (the bot does not know)."""
         return self.candidates[0].source if self.candidates else "model"
+
+    @property
+    def match(self) -> Match | None:
+        """The known (or taught) prompt whose reply was said, if one was."""
+        return self.candidates[0].match if self.candidates else None
 
 
 @dataclass(frozen=True)
@@ -85,7 +102,9 @@ class AttentionMap:
 
 class Bot:
     def __init__(self, config: RunConfig, vocab: Vocabulary, weights: Weights,
-                 memory: Memory | None = None, tokenizer: TextTokenizer | None = None):
+                 memory: Memory | None = None, tokenizer: TextTokenizer | None = None,
+                 taught: Taught | None = None, calibration: Calibration = UNCALIBRATED,
+                 fallback: Fallback = DEFAULT):
         if config.model.arch not in ARCHS:
             raise ChatbotError(
                 f"config.json names the architecture {config.model.arch!r}, which this chatbot "
@@ -110,6 +129,14 @@ class Bot:
         self.tokenizer = tokenizer
         self.engine: Engine = arch_module(config.model.arch).Engine(weights, config.model, vocab)
         self.memory = memory  # the training pairs, for retrieval; None: generation only
+        self.taught = taught if taught is not None else Taught(None, memory)  # not saved
+        self.calibration = calibration
+        self.fallback = fallback
+        self.run_dir: Path | None = None  # where Bot.load read it from
+        # A lower-casing tokenizer's words, written with the case of the known replies.
+        self.truecase = (Truecaser.learn(r for replies in memory.replies for r in replies)
+                         if memory is not None and getattr(tokenizer, "lowercase", False)
+                         and isinstance(tokenizer, Tokenizer) else None)
         self.longest = max(map(len, vocab.tokens))  # characters of the longest token (clip)
         # Only words can be unknown: a sentencepiece model spells any typo with its pieces.
         self.speller = Speller(vocab.tokens) if isinstance(tokenizer, Tokenizer) else None
@@ -125,9 +152,13 @@ class Bot:
         # Runs trained before the memory existed have none: they reply by generation alone.
         memory = Memory.load(run_dir / MEMORY) if (run_dir / MEMORY).exists() else None
         try:
-            return cls(config, vocab, read_keras_weights(run_dir / MODEL), memory, tokenizer)
+            bot = cls(config, vocab, read_keras_weights(run_dir / MODEL), memory, tokenizer,
+                      Taught.load(run_dir / TAUGHT, memory),
+                      Calibration.load(run_dir / CALIBRATION), Fallback.load(run_dir))
         except ChatbotError as exc:
             raise ChatbotError(f"{run_dir}: {exc}") from None
+        bot.run_dir = run_dir
+        return bot
 
     # -- decoding settings ------------------------------------------------------------------
 
@@ -159,21 +190,37 @@ class Bot:
         rows = [i for i, toks in enumerate(tokenized) if toks]
         prompts = {i: self.vocab.encode(tokenized[i]) for i in rows}
         policy = self.policy()
-        matches = {i: policy.matches(turns[i]) for i in rows}
+        closest = {i: policy.closest(turns[i]) for i in rows}
+        matches = {i: policy.matches(turns[i], closest[i]) for i in rows}
         known = {i: policy.known_replies(matches[i]) for i in rows if matches[i]}
         candidates = policy.candidates(rows, prompts, known)
         replies = []
         for i, toks in enumerate(tokenized):
-            cands = candidates.get(i, [])
+            cands, evidence, confidence = policy.decide(turns[i], toks, candidates.get(i, []),
+                                                        closest.get(i, []))
             best = cands[0] if cands else Candidate("", [], 0.0, 0.0)
             replies.append(Reply(best.text, best.tokens, self.vocab.unknown(toks), cands,
-                                 matches.get(i, []), toks, read[i][1]))
+                                 matches.get(i, []), toks, read[i][1], confidence, evidence))
         return replies
+
+    # -- teaching ---------------------------------------------------------------------------
+
+    def teach(self, prompt: str, reply: str) -> None:
+        """From now on, `reply` is said to `prompt` and to prompts closer to it than to any
+        known one (its typing variants); saved in the run's taught.jsonl when the bot was
+        loaded from a run, and folded into its next training (chatbot.data.taught)."""
+        self.taught.add(prompt, reply)
+
+    def forget(self, prompt: str) -> int:
+        """Drops what was taught for `prompt`; how many pairs were dropped (0 or 1)."""
+        return self.taught.forget(prompt)
 
     def policy(self) -> ReplyPolicy:
         """The reply policy under the current settings (chatbot.decoding.policy)."""
         return ReplyPolicy(self.engine, self.vocab, self.tokenizer, self.memory, self.decode,
-                           self._sampler, self.context_turns, self.config.data.context_turns)
+                           self._sampler, self.context_turns, self.config.data.context_turns,
+                           self.taught, self.calibration, self.fallback,
+                           self.truecase if self.decode.truecase else None)
 
     def matches(self, turns: Sequence[str]) -> list[Match]:
         """The known prompts whose replies join the candidates for a prompt's `turns` (oldest

@@ -17,17 +17,35 @@ greedy search and no MMI, candidates that could not be the best are not scored, 
 is skipped for a prompt when one of its known replies is what it would write, or when a known
 reply already beats anything it could write (`_drafts`). The chat, `chatbot reply` and
 `chatbot serve` all reply through this one object.
+
+Then `decide` settles what is said (chatbot.decoding.confidence, .fallback, chatbot.data.taught):
+
+- with `closest_first` on (the default), one of the closest known prompt's replies, the best
+  scored of them (the model's reply when no known prompt is close enough to join); off, the
+  best candidate whatever prompt its reply is from, except that a prompt the memory holds
+  exactly always gets one of its own replies;
+
+- a reply taught for the prompt (or a prompt at least as close as the closest known one) is
+  said, whatever the model thinks of it: that is the point of teaching;
+- a known reply is said as the data wrote it (case, spacing, line breaks, its whole length);
+- with the `fallback` setting on, the bot says it does not know when the reply's confidence is
+  below `min_confidence`, when two known prompts about as close (within `ambiguity`) have
+  different replies, or when the prompt has no word the bot knows.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from chatbot.data.memory import Match, Memory
+from chatbot.data.taught import Taught
+from chatbot.decoding.confidence import UNCALIBRATED, Calibration, Evidence
+from chatbot.decoding.fallback import DEFAULT, Fallback
 from chatbot.decoding.rerank import mmi_scores, reply_scores
 from chatbot.decoding.samplers import GreedySampler, Sampler
 from chatbot.decoding.settings import DecodeConfig
@@ -37,6 +55,8 @@ from chatbot.text.vocab import Vocabulary
 from chatbot.text.words import TextTokenizer
 
 RERANKED = ("greedy", "beam")  # the strategies whose candidates the memory may join
+CLOSEST = 5  # known prompts looked at for a reply's evidence (the margin needs a rival)
+EXACT = 1 - 1e-9  # a similarity this high: the prompt is a known one, as the memory folds it
 
 
 @dataclass(frozen=True)
@@ -45,7 +65,8 @@ class Candidate:
     tokens: list[str]
     logprob: float  # sum of the log-probabilities of the reply's tokens and its <EOS>
     score: float  # what candidates are ranked by (see the module docstring)
-    source: str = "model"  # "model": generated; "memory": the reply of a similar known prompt
+    source: str = "model"  # "model": generated; "memory": the reply of a similar known prompt;
+    # "taught": a reply taught for a similar prompt; "fallback": the bot said it does not know
     match: Match | None = None  # the known prompt whose reply this is, and its similarity
 
 
@@ -62,12 +83,20 @@ class ReplyPolicy:
     sampler: Sampler
     context_turns: int  # the turns the bot reads now (1 with the `context` setting off)
     trained_turns: int  # the turns its model was trained to read (the memory's keys)
+    taught: Taught | None = None  # pairs taught in chats, searched before the known ones
+    calibration: Calibration = UNCALIBRATED  # evidence -> confidence
+    fallback: Fallback = DEFAULT  # what it says when it does not know
+    truecase: Callable[[list[str]], list[str]] | None = None  # case for generated words
+    # (chatbot.text.truecase), with a lower-casing tokenizer
 
     def streams_live(self, turns: Sequence[str]) -> bool:
         """Whether the reply is what the sampler generates, token by token, as it comes: no
-        beam search, no MMI reranking, and no known prompt for retrieval to add replies of."""
-        if self.decode.strategy == "beam" or self.decode.mmi > 0:
+        beam search, no MMI reranking, no fallback (it needs the whole reply's confidence), and
+        no taught or known prompt to say or add the replies of."""
+        if self.decode.strategy == "beam" or self.decode.mmi > 0 or self.decode.fallback:
             return False
+        if self._taught(turns, self.closest(turns)) is not None:
+            return False  # a taught reply is said, not what is generated
         return not self.matches(turns)
 
     def candidates(self, rows: list[int], prompts: dict[int, list[int]],
@@ -141,8 +170,7 @@ class ReplyPolicy:
                 score = logprob / (len(key) + 1) + weight * known[i][key].similarity
                 best[i] = max(best.get(i, -np.inf), score)  # (as _rank and _ranked score it)
                 if hit == len(reply) + 1 and self.sampler.writes(reply, self.vocab):
-                    generated[i] = [Candidate(self.tokenizer.detokenize(list(key)), list(key),
-                                              logprob, logprob)]
+                    generated[i] = [Candidate(self._text(key), list(key), logprob, logprob)]
         # A known reply max_len tokens long may be what a search writes, stopped by max_len
         # before its <EOS>, which hits cannot tell: such a row is searched, so that its reply
         # keeps its source.
@@ -152,17 +180,142 @@ class ReplyPolicy:
                       if score > 0 and i not in generated and i not in capped}
         return scored, generated
 
-    def matches(self, turns: Sequence[str]) -> list[Match]:
+    def closest(self, turns: Sequence[str]) -> list[Match]:
+        """The known prompts closest to a prompt's `turns`, best first, whatever the settings
+        (a reply's evidence); [] without a memory, or with the context setting off (the
+        memory's keys hold turns the bot is not reading)."""
+        if not self.memory or self.context_turns != self.trained_turns:
+            return []
+        return self.memory.search(context_key(turns, self.context_turns),
+                                  max(self.decode.retrieval_k, CLOSEST))
+
+    def matches(self, turns: Sequence[str], closest: list[Match] | None = None) -> list[Match]:
         """The known prompts whose replies join the candidates for a prompt's `turns` (oldest
         first, as Bot.clip cut them), best first; [] when retrieval does not apply to the
-        current settings."""
+        current settings. `closest`: the prompt's closest(), if it was already searched."""
         # Sampling asks for variety: a known reply with its bonus would win nearly every time.
         if not (self.decode.retrieval and self.memory) or self.decode.strategy not in RERANKED:
             return []
-        if self.context_turns != self.trained_turns:
-            return []  # context off: the memory's keys hold turns the bot is not reading
-        return self.memory.search(context_key(turns, self.context_turns),
-                                  self.decode.retrieval_k, self.decode.retrieval_min_similarity)
+        closest = self.closest(turns) if closest is None else closest
+        return [m for m in closest[: self.decode.retrieval_k]
+                if m.similarity >= self.decode.retrieval_min_similarity]
+
+    # -- what is said -------------------------------------------------------------------------
+
+    def decide(self, turns: Sequence[str], tokens: list[str], candidates: list[Candidate],
+               closest: list[Match]) -> tuple[list[Candidate], Evidence | None, float]:
+        """The candidates with what is said first (a taught reply, a known one as written, or
+        the fallback; see the module doc), the evidence of the best candidate, and its
+        confidence (for the fallback: of the reply it held back; for a taught reply: the
+        similarity of its prompt)."""
+        taught = self._taught(turns, closest)
+        if taught is not None:
+            reply = taught.replies[0]
+            said = Candidate(reply, self.tokenizer.tokenize(reply), 0.0, 0.0, "taught", taught)
+            return [said, *candidates], None, taught.similarity
+        if not candidates:
+            return [], None, 0.0
+        candidates = self._own_first(candidates, closest)
+        best = self.as_written(candidates[0], closest)
+        candidates = [best, *candidates[1:]]
+        evidence = self.evidence(best, tokens, closest)
+        # Without a memory or a calibration, nothing but the model judges: its mean token
+        # probability (a run trained before either existed).
+        confidence = (self.calibration(evidence) if self.memory or self.calibration.calibrated
+                      else math.exp(evidence.logprob))
+        if self.decode.fallback and self.unsure(confidence, tokens, closest):
+            text = self.fallback.say(turns[-1])
+            said = Candidate(text, self.tokenizer.tokenize(text), 0.0, 0.0, "fallback")
+            return [said, *candidates], evidence, confidence
+        return candidates, evidence, confidence
+
+    def unsure(self, confidence: float, tokens: list[str], closest: list[Match]) -> bool:
+        """Whether the fallback is said instead of a reply of this `confidence` (with the
+        `fallback` setting on): too low a confidence, an ambiguous pair of closest known
+        prompts, or no known word in a prompt that is not itself a known one."""
+        exact = bool(closest) and closest[0].similarity >= EXACT
+        return (confidence < self.decode.min_confidence or self.ambiguous(closest)
+                or (self.nothing_known(tokens) and not exact))
+
+    def _taught(self, turns: Sequence[str], closest: list[Match]) -> Match | None:
+        """The taught prompt that answers `turns`: close enough for retrieval, and at least as
+        close as the closest known prompt."""
+        if not self.taught or not turns:
+            return None
+        found = self.taught.search(turns[-1], self.decode.retrieval_min_similarity)
+        if found is None or (closest and found.similarity < closest[0].similarity - 1e-9):
+            return None
+        return found
+
+    def _own_first(self, candidates: list[Candidate], closest: list[Match]) -> list[Candidate]:
+        """With retrieval on and a known prompt close enough to join (retrieval_min_similarity):
+        the best scored of the closest known prompt's own replies first, as ChatterBot answers
+        the closest known statement (with `closest_first` off, only for a prompt the memory
+        holds exactly, as it folds case and spacing). The model still chooses among them; a
+        reply it cannot write (a word outside its vocabulary) is said when no other of them
+        is a candidate."""
+        if not closest or not self.matches([], closest):
+            return candidates
+        if not self.decode.closest_first and closest[0].similarity < EXACT:
+            return candidates
+        first = [m for m in closest if m.similarity >= closest[0].similarity - 1e-9]
+        own = {self._key(text): match for match in first for text in match.replies}
+        best = next((c for c in candidates if tuple(c.tokens) in own), None)
+        if best is None:
+            key, match = next(iter(own.items()))
+            best = Candidate(self._text(key), list(key), 0.0, 0.0, "memory", match)
+        return [best, *(c for c in candidates if c is not best)]
+
+    def as_written(self, candidate: Candidate, closest: Sequence[Match] = ()) -> Candidate:
+        """A candidate that is a known reply (of its match, or of one of the `closest` known
+        prompts), with the text the data wrote (whole, with its case, spacing and line
+        breaks), not its tokens detokenized."""
+        tokens = tuple(candidate.tokens)
+        for match in ([candidate.match] if candidate.match else []) + list(closest):
+            for text in match.replies:
+                if self._key(text) == tokens:
+                    return dataclasses.replace(candidate, text=text)
+        return candidate
+
+    def evidence(self, best: Candidate, tokens: list[str], closest: list[Match]) -> Evidence:
+        """What the confidence of `best` is computed from (chatbot.decoding.confidence)."""
+        top = closest[0] if closest else None
+        rival = self._rival(closest)
+        similarity = top.similarity if top else 0.0
+        return Evidence(
+            similarity=similarity,
+            margin=similarity - (rival.similarity if rival else 0.0),
+            logprob=best.logprob / (len(best.tokens) + 1),
+            unknown=(sum(t not in self.vocab.index for t in tokens) / len(tokens)
+                     if tokens else 1.0),
+            known=top is not None and (best.text in top.replies
+                                       or any(self._key(r) == tuple(best.tokens)
+                                              for r in top.replies)),
+        )
+
+    @staticmethod
+    def _rival(closest: list[Match]) -> Match | None:
+        """The closest known prompt after the first that shares none of its replies."""
+        if not closest:
+            return None
+        replies = set(closest[0].replies)
+        return next((m for m in closest[1:] if not replies & set(m.replies)), None)
+
+    def ambiguous(self, closest: list[Match]) -> bool:
+        """Rasa's ambiguity rule: the closest known prompt is not the prompt itself, and
+        another with other replies is within `ambiguity` of it."""
+        rival = self._rival(closest)
+        return (rival is not None and closest[0].similarity < EXACT
+                and closest[0].similarity - rival.similarity < self.decode.ambiguity)
+
+    def nothing_known(self, tokens: list[str]) -> bool:
+        """Whether the prompt has words and none of them is in the vocabulary."""
+        words = [t for t in tokens if any(ch.isalnum() for ch in t)]
+        return bool(words) and not any(t in self.vocab.index for t in words)
+
+    def _key(self, text: str) -> tuple[str, ...]:
+        """A known reply as candidates hold it: tokens, cut to max_reply_len."""
+        return tuple(self.tokenizer.tokenize(text)[: self.decode.max_reply_len])
 
     def known_replies(self, matches: list[Match]) -> dict[tuple[str, ...], Match]:
         """The distinct replies of `matches` as candidates hold them (tokens, cut to
@@ -170,8 +323,7 @@ class ReplyPolicy:
         known: dict[tuple[str, ...], Match] = {}
         for match in matches:
             for text in match.replies:
-                known.setdefault(tuple(self.tokenizer.tokenize(text)[: self.decode.max_reply_len]),
-                                 match)
+                known.setdefault(self._key(text), match)
         return known
 
     def _pool(self, generated: list[Candidate], known: dict[tuple[str, ...], Match],
@@ -190,8 +342,8 @@ class ReplyPolicy:
             candidate, similarity = pool.get(key, (None, 0.0))
             if similarity < match.similarity:  # generated too: the source stays "model"
                 pool[key] = (dataclasses.replace(candidate, match=match) if candidate else
-                             Candidate(self.tokenizer.detokenize(list(key)), list(key), 0.0, 0.0,
-                                       "memory", match), match.similarity)
+                             Candidate(self._text(key), list(key), 0.0, 0.0, "memory", match),
+                             match.similarity)
         return pool
 
     def _rank(self, pools: list[dict], prompts: list[list[int]], scored: list[dict]
@@ -218,4 +370,9 @@ class ReplyPolicy:
 
     def _candidate(self, found) -> Candidate:
         tokens = self.vocab.decode(found.tokens)
-        return Candidate(self.tokenizer.detokenize(tokens), tokens, found.logprob, found.score)
+        return Candidate(self._text(tokens), tokens, found.logprob, found.score)
+
+    def _text(self, tokens: Sequence[str]) -> str:
+        """Generated tokens as text: detokenized, with case where the tokenizer dropped it."""
+        tokens = list(tokens)
+        return self.tokenizer.detokenize(self.truecase(tokens) if self.truecase else tokens)

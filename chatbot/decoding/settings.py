@@ -66,8 +66,27 @@ class DecodeConfig:
     retrieval_min_similarity: float = setting(
         0.4, "the n-gram similarity a known prompt needs to join", name="similarity",
         low=0, high=1)
+    closest_first: bool = setting(True, "on or off: say one of the closest known prompt's "
+                                        "replies, the model choosing among them (off: the "
+                                        "model's scores choose among every candidate)")
     retrieval_weight: float = setting(5.0, "bonus of a known reply per unit of similarity, in "
                                            "nats per token", low=0, high=100)
+    # Honest replies (chatbot.decoding.policy.decide): say so when the bot does not know.
+    fallback: bool = setting(True, "on or off: say that the bot does not know when a reply's "
+                                   "confidence is below min_confidence, two known prompts are "
+                                   "as close with different replies, or no word is known")
+    # Chosen by bench/choose.py on bench/ood/dev.txt and typing variants (seed 11) of the
+    # default data (bench/choose.json), never on what bench-honest reports. On the default data
+    # the ambiguity rule added nothing there (0.02 fell back on as many dev prompts and
+    # answered fewer variants), so it is off (0) unless set.
+    min_confidence: float = setting(0.3, "the confidence (0 to 1) a reply needs; below it, "
+                                         "the fallback", low=0, high=1)
+    ambiguity: float = setting(0.0, "two closest known prompts within this similarity of "
+                                    "each other, with different replies: the fallback (0: off)",
+                               low=0, high=1)
+    truecase: bool = setting(True, "on or off: write generated words with the case the known "
+                                   "replies use, and capitals at sentence starts (a "
+                                   "lower-casing tokenizer drops case)")
     context: bool = setting(True, "on or off: a context model reads the conversation's "
                                   "earlier turns (off: the prompt alone)")
     spelling: bool = setting(True, "on or off: read an unknown word as the known word one "

@@ -49,7 +49,7 @@ CLIENT_FILE = "chatbot.json"  # in VERSION/assets.extra/: see client_settings
 # The decoding settings under which `Bot.reply` gives exactly the exported replies (the
 # others, such as max_reply_len, min_len and allow_unk, are exported as the run has them).
 PLAIN = {"strategy": "greedy", "no_repeat_ngram": 0, "loop_guard": 0, "retrieval": False,
-         "mmi": 0.0, "spelling": False}
+         "mmi": 0.0, "spelling": False, "fallback": False, "truecase": False}
 
 
 @dataclass(frozen=True)

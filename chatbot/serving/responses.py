@@ -1,6 +1,13 @@
 """The OpenAI chat-completions protocol, written: the reply text of each choice (cut at a stop
 sequence), the response object, its streamed chunks and Server-Sent Events, and the
 `logprobs` entries. The request side is chatbot.serving.completions. Pure Python.
+
+Each choice carries, beside OpenAI's fields, what `Bot.reply` tells of its reply (`Said`):
+
+    "confidence": 0.93, "source": "memory", "matched_prompt": "hello"
+
+(source: model, memory, taught or fallback; matched_prompt: the known or taught prompt whose
+reply was said, or null), in a non-streamed choice and in a stream's finishing chunk.
 """
 
 from __future__ import annotations
@@ -9,8 +16,34 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from chatbot.text.vocab import SPECIALS, TURN
+
+
+@dataclass(frozen=True)
+class Said(Sequence[str]):
+    """A finished reply as a choice says it. A sequence of its tokens, so that it goes where a
+    reply's tokens go (choice_text); its text is what the bot said, which is not always what the
+    tokens detokenize to: a known or taught reply keeps the case and line breaks its data wrote,
+    the fallback its own phrasing."""
+
+    tokens: tuple[str, ...]
+    text: str
+    confidence: float  # 0 to 1 (chatbot.decoding.confidence)
+    source: str  # model, memory, taught or fallback
+    matched_prompt: str | None = None  # the known or taught prompt whose reply this is
+
+    def __getitem__(self, index):
+        return self.tokens[index]
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def fields(self) -> dict:
+        """The choice's own fields beside OpenAI's."""
+        return {"confidence": round(self.confidence, 4), "source": self.source,
+                "matched_prompt": self.matched_prompt}
 
 
 class ChoiceText:
@@ -29,6 +62,7 @@ class ChoiceText:
         self.tokens: list[str] = []  # the tokens generated, up to the stop sequence
         self.text = ""  # what was sent
         self.stopped = False  # a stop sequence ended it
+        self.said: Said | None = None  # the finished reply, once it is known
 
     def push(self, token: str) -> str:
         """The text to send for one more token ("" if none yet)."""
@@ -36,7 +70,7 @@ class ChoiceText:
             return ""
         self.tokens.append(token)
         text = self.detokenize(self.tokens)
-        cut = min((i for i in (text.find(s) for s in self.stop) if i >= 0), default=None)
+        cut = self._stop_at(text)
         if cut is not None:
             self.stopped = True
             return self._extend(text[:cut])
@@ -46,6 +80,18 @@ class ChoiceText:
     def finish(self) -> str:
         """The text still to send once the reply has ended."""
         return "" if self.stopped else self._extend(self.detokenize(self.tokens))
+
+    def say(self, said: Said) -> str:
+        """The text to send for a finished reply said whole, as the bot said it (nothing of it
+        sent yet), cut before a stop sequence; every token counts as generated."""
+        self.tokens, self.said = list(said.tokens), said
+        cut = self._stop_at(said.text)
+        self.stopped = cut is not None
+        return self._extend(said.text[:cut])
+
+    def _stop_at(self, text: str) -> int | None:
+        """Where the first stop sequence in `text` begins, if one does."""
+        return min((i for i in (text.find(s) for s in self.stop) if i >= 0), default=None)
 
     def finish_reason(self, max_len: int) -> str:
         return "length" if not self.stopped and len(self.tokens) >= max_len else "stop"
@@ -59,8 +105,14 @@ class ChoiceText:
 
 def choice_text(tokens: Sequence[str], detokenize: Callable[[Sequence[str]], str],
                 stop: Sequence[str] = ()) -> ChoiceText:
-    """A whole reply's ChoiceText (a non-streamed choice)."""
+    """A whole reply's ChoiceText (a non-streamed choice): its tokens, or the reply as the bot
+    said it (`Said`)."""
     text = ChoiceText(detokenize, stop)
+    if isinstance(tokens, Said):
+        text.said = tokens
+        if tokens.text != detokenize(tokens.tokens):
+            text.say(tokens)
+            return text
     if not text.stop:  # nothing to cut: the whole text at once, not one prefix per token
         text.tokens = list(tokens)
         text.finish()
@@ -94,7 +146,8 @@ def response(id: str, model: str, choices: Sequence[ChoiceText], max_len: int,
         "choices": [{"index": i, "message": {"role": "assistant", "content": c.text},
                      "logprobs": None if logprobs is None else {"content": logprobs[i],
                                                                 "refusal": None},
-                     "finish_reason": c.finish_reason(max_len)}
+                     "finish_reason": c.finish_reason(max_len),
+                     **(c.said.fields() if c.said is not None else {})}
                     for i, c in enumerate(choices)],
         "usage": usage(prompt_tokens, sum(len(c.tokens) for c in choices)),
     }

@@ -21,13 +21,14 @@ from pathlib import Path
 from starlette.requests import Request
 
 from chatbot import rundir
-from chatbot.decoding.bot import Bot
-from chatbot.decoding.rerank import token_logprobs
+from chatbot.decoding.bot import Bot, Reply
+from chatbot.decoding.policy import Candidate
+from chatbot.decoding.rerank import reply_logprobs, token_logprobs
 from chatbot.serving.batcher import Batcher
 from chatbot.serving.completions import DETERMINISTIC, ApiError, Completion, parse_request
 from chatbot.serving.guard import Hosts
 from chatbot.serving.limits import DEFAULT_LIMITS, Limits
-from chatbot.serving.responses import ChoiceText, logprob_content, now
+from chatbot.serving.responses import ChoiceText, Said, logprob_content, now
 from chatbot.text.words import clip
 
 
@@ -94,8 +95,8 @@ class Service:
         return turns
 
     async def replies(self, completion: Completion, bot: Bot, deadline: float,
-                      request: Request | None = None) -> list[list[str]]:
-        """Every choice's reply tokens, through the batcher. TimeoutError past `deadline`;
+                      request: Request | None = None) -> list[Said]:
+        """Every choice's reply, as said, through the batcher. TimeoutError past `deadline`;
         ClientGone when `request`'s client disconnects first. Either way the decoding stops:
         not started if it had not, else at its next step once no one else shares its batch.
         `bot` is the request's (bot_for)."""
@@ -115,10 +116,54 @@ class Service:
                 if task:
                     task.cancel()
         if completion.decode.strategy not in DETERMINISTIC:
-            return [r.tokens for r in replies]  # a row per choice
+            return [said(bot, r) for r in replies]  # a row per choice
         best = replies[0]  # n > 1: beam search's n best, or n copies of the greedy reply
-        pool = (best.candidates if completion.decode.strategy == "beam" else []) or [best]
-        return [pool[i % len(pool)].tokens for i in range(completion.n)]
+        if completion.decode.strategy != "beam" or len(best.candidates) < 2:
+            return [said(bot, best)] * completion.n
+        return n_best(bot, best, bot.turns(completion.messages), completion.n)
+
+
+def said(bot: Bot, reply: Reply) -> Said:
+    """A reply as a choice says it."""
+    best = reply.candidates[0] if reply.candidates else Candidate("", [], 0.0, 0.0)
+    return _said(bot, best, reply.confidence)
+
+
+def n_best(bot: Bot, reply: Reply, turns: list[str], n: int) -> list[Said]:
+    """Beam search's n best as choices, the reply first; each of the others with the confidence
+    the reply would have had, had it been the best (ReplyPolicy.decide)."""
+    policy = bot.policy()
+    closest = policy.closest(bot.clip(turns))
+    found = [said(bot, reply)]
+    for c in reply.candidates[1:n]:
+        c = policy.as_written(c)
+        found.append(_said(bot, c, policy.calibration(policy.evidence(c, reply.read, closest))))
+    return [found[i % len(found)] for i in range(n)]
+
+
+def _said(bot: Bot, candidate: Candidate, confidence: float) -> Said:
+    """A candidate as said, within max_tokens: a known, taught or fallback reply is said as
+    written when its tokens fit, else as many of its tokens as do."""
+    text, tokens = candidate.text, candidate.tokens
+    limit = bot.decode.max_reply_len
+    if len(tokens) > limit or len(bot.tokenizer.tokenize(text)) > limit:
+        tokens = tokens[:limit]
+        text = bot.tokenizer.detokenize(tokens)
+    match = candidate.match
+    return Said(tuple(tokens), text, confidence, candidate.source,
+                match.prompt if match is not None else None)
+
+
+def judge(bot: Bot, turns: list[str], prompt: list[str], tokens: list[str]) -> Said:
+    """A reply streamed as it was generated (ReplyPolicy.streams_live: nothing competes with it,
+    no fallback), with the confidence `Bot.reply` gives the model's reply. Its log-probability
+    is the model's, without the sampler's temperature and rules; in a worker thread."""
+    logprob = float(reply_logprobs(bot.engine, [bot.vocab.encode(prompt)],
+                                   [bot.vocab.encode(tokens)], bot.vocab.eos_id)[0])
+    policy = bot.policy()
+    candidate = Candidate(bot.tokenizer.detokenize(tokens), list(tokens), logprob, logprob)
+    evidence = policy.evidence(candidate, prompt, policy.closest(bot.clip(turns)))
+    return _said(bot, candidate, policy.calibration(evidence))
 
 
 def logprobs(ready: Prepared, texts: list[ChoiceText]) -> list[list[dict]]:

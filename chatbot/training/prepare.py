@@ -11,7 +11,8 @@ prints it; `bench/train.py` prepares its data the same way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from chatbot.config import RunConfig
@@ -53,10 +54,12 @@ class DataReport:
     text: bool = False
     conversations: int = 0  # chat JSONL: the conversations the pairs come from
     context_turns: int = 1  # turns read before each reply (chatbot.text.context)
+    taught: dict[str, int] = field(default_factory=dict)  # taught pairs folded in, by file
 
     def lines(self) -> list[str]:
         """What `chatbot train` prints: one line per kind of change, only those that happened."""
-        out = []
+        out = [f"folded in {n} taught pairs from {path} (training side)"
+               for path, n in self.taught.items()]
         if self.bad_lines:
             line, reason = self.bad_lines[0]
             out.append(f"skipped {len(self.bad_lines)} bad lines of {self.path} "
@@ -112,14 +115,21 @@ class Prepared:
 
 
 def prepare_data(config: RunConfig, data_path: str | Path, vocab: Vocabulary | None = None,
-                 vocab_source: str | None = None,
-                 tokenizer: TextTokenizer | None = None) -> Prepared:
+                 vocab_source: str | None = None, tokenizer: TextTokenizer | None = None,
+                 taught: Sequence[str | Path] = ()) -> Prepared:
     """Reads `data_path` as `config.data` says, splits it with `config.train.seed`, makes the
     tokenizer and the vocabulary from the training pairs, and encodes both splits for
     `config.model.arch`. A given `vocab` comes with the `tokenizer` it was made with (None: the
-    word tokenizer) and `vocab_source`, which says where they came from."""
+    word tokenizer) and `vocab_source`, which says where they came from. The pairs of the
+    `taught` files (chat JSONL, chatbot.data.taught) join the training side: what a user
+    taught is learned, never held out."""
     loaded = read_pairs(data_path, config.data.on_bad_lines)
     train_pairs, val_pairs = split_pairs(loaded.pairs, config.data.val_fraction, config.train.seed)
+    folded = {}
+    for path in taught:
+        pairs = read_pairs(path, "skip").pairs
+        folded[str(path)] = len(pairs)
+        train_pairs += pairs
     if vocab is None:
         # A turn that is only ever context (a conversation's opening assistant turn) counts too.
         texts = [text for p in train_pairs for text in (*p.context, p.prompt, p.reply)]
@@ -149,7 +159,8 @@ def prepare_data(config: RunConfig, data_path: str | Path, vocab: Vocabulary | N
     examples[0] += encode_pairs(noisy, tokenizer, vocab, max_len, encode, turns)[0]
     report = DataReport(str(data_path), loaded.bad_lines, loaded.duplicates, max_len, len(vocab),
                         vocab_source or "given", *splits, noisy=len(noisy),
-                        conversations=loaded.conversations, context_turns=turns)
+                        conversations=loaded.conversations, context_turns=turns,
+                        taught=folded)
     return Prepared(train_pairs, val_pairs, vocab, *examples, report, tokenizer)
 
 

@@ -120,7 +120,7 @@ def train(
                            "has its own clock); use --epochs with --strategy multiworker")
     # First TensorFlow work of the run: a strategy must be made before devices initialize.
     distribution = make_strategy(config.train.strategy)
-    data = _data(config, vocab, tokenizer, source, log)
+    data = _data(config, vocab, tokenizer, source, log, _taught(out, init_from))
     monitor = _monitor(config, has_val=bool(data.val_pairs), log=log)
     chief = _devices(distribution, out, config, log)
     lock = contextlib.ExitStack()  # the chief's hold on the run directory while it trains
@@ -153,12 +153,21 @@ def _settings(out: Path, data_path, config: RunConfig | None, resume: bool,
     return _fresh(config, data_path)
 
 
-def _data(config: RunConfig, vocab, tokenizer, source, log: Log) -> Prepared:
+def _taught(out: Path, init_from: str | Path | None) -> list[Path]:
+    """The taught pairs to fold into the run: those of the run it fine-tunes, and those of
+    the run it replaces or resumes (create_run keeps them)."""
+    runs = [Path(init_from)] if init_from is not None else []
+    return [run / rundir.TAUGHT for run in dict.fromkeys([*runs, out])
+            if (run / rundir.TAUGHT).is_file()]
+
+
+def _data(config: RunConfig, vocab, tokenizer, source, log: Log, taught: list[Path]
+          ) -> Prepared:
     """The examples of the run, reported; the model settings that follow from them filled in."""
     if config.data.text:  # chatbot pretrain: plain text, a language model
         data = prepare_text(config, config.data.text, vocab, tokenizer)
     else:
-        data = prepare_data(config, config.data.path, vocab, source, tokenizer)
+        data = prepare_data(config, config.data.path, vocab, source, tokenizer, taught)
     for line in data.report.lines():
         log(line)
     config.model.vocab_size = len(data.vocab)

@@ -139,23 +139,31 @@ async function* events(response) {
   }
 }
 
-/** Streams the reply to `messages`, calling onText with the text so far; returns the text. */
+/**
+ * Streams the reply to `messages`, calling onText with the text so far; returns the text and
+ * what the last chunk tells of it ({source, confidence}, null if it tells nothing).
+ */
 async function stream(messages, signal, onText) {
   const body = JSON.stringify({ messages, stream: true, ...settings() });
   const response = await call("chat/completions", { method: "POST", body, signal });
   let text = "";
+  let said = null;
   try {
     for await (const data of events(response)) {
-      if (data === "[DONE]") return text;
+      if (data === "[DONE]") return { text, said };
       const chunk = JSON.parse(data);
       if (chunk.error) { // a stream that has begun ends with an error event (a timeout, ...)
         throw new ServerError(chunk.error.type === "timeout_error" ? 504 : 500,
           chunk.error.message);
       }
-      const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta.content;
+      const choice = chunk.choices && chunk.choices[0];
+      const delta = choice && choice.delta.content;
       if (delta) {
         text += delta;
         onText(text);
+      }
+      if (choice && choice.finish_reason && typeof choice.confidence === "number") {
+        said = { source: choice.source, confidence: choice.confidence };
       }
     }
   } catch (err) {
@@ -180,6 +188,16 @@ function addTurn(role, text) {
   return turn;
 }
 
+/** Where a reply came from and how sure the bot is, small under it: "memory · 0.93". */
+function showSaid(turn, said) {
+  const note = document.createElement("small");
+  note.className = "said";
+  note.textContent = `${said.source} · ${said.confidence.toFixed(2)}`;
+  note.title = "where the reply came from (model, memory: a known reply, taught, or " +
+    "fallback: the bot does not know) and the bot's confidence in it, 0 to 1";
+  turn.append(note);
+}
+
 async function submit(event) {
   event.preventDefault();
   const text = message.value;
@@ -195,11 +213,12 @@ async function submit(event) {
   message.value = "";
   try {
     const messages = [...conversation, { role: "user", content: text }];
-    const reply = await stream(messages, controller.signal, (sofar) => {
+    const { text: reply, said } = await stream(messages, controller.signal, (sofar) => {
       answerText.textContent = sofar;
       log.scrollTop = log.scrollHeight;
     });
     answerText.textContent = reply;
+    if (said) showSaid(answer, said);
     conversation = [...messages, { role: "assistant", content: reply }];
   } catch (err) {
     // The turn did not happen: it leaves the log, and the message goes back in the box to send
