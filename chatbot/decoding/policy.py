@@ -44,7 +44,7 @@ import numpy as np
 
 from chatbot.data.memory import Match, Memory
 from chatbot.data.taught import Taught
-from chatbot.decoding.confidence import UNCALIBRATED, Calibration, Evidence
+from chatbot.decoding.confidence import LOGPROB_FLOOR, UNCALIBRATED, Calibration, Evidence
 from chatbot.decoding.fallback import DEFAULT, Fallback
 from chatbot.decoding.rerank import mmi_scores, reply_scores
 from chatbot.decoding.samplers import GreedySampler, Sampler
@@ -261,9 +261,10 @@ class ReplyPolicy:
         first = [m for m in closest if m.similarity >= closest[0].similarity - 1e-9]
         own = {self._key(text): match for match in first for text in match.replies}
         best = next((c for c in candidates if tuple(c.tokens) in own), None)
-        if best is None:
+        if best is None:  # the model cannot score it: its evidence is the lowest log-prob
             key, match = next(iter(own.items()))
-            best = Candidate(self._text(key), list(key), 0.0, 0.0, "memory", match)
+            floor = LOGPROB_FLOOR * (len(key) + 1)
+            best = Candidate(self._text(key), list(key), floor, floor, "memory", match)
         return [best, *(c for c in candidates if c is not best)]
 
     def as_written(self, candidate: Candidate, closest: Sequence[Match] = ()) -> Candidate:
