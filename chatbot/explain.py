@@ -80,7 +80,8 @@ def evidence(e: Evidence) -> str:
     if e.similarity:
         closest = (f"the closest known prompt is {e.similarity:.2f} similar, {e.margin:.2f} more "
                    f"than the closest with other replies; the reply is "
-                   f"{'' if e.known else 'not '}one of its replies")
+                   f"{'' if e.known else 'not '}one of its replies; {e.extra} words typed that "
+                   f"it lacks, {e.missing} of its words not typed")
     else:
         closest = "no known prompt is similar"
     return (f"evidence: {closest}; the model's mean log-prob per token {e.logprob:.2f}; "

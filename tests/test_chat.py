@@ -192,7 +192,8 @@ def test_why_names_the_source_the_confidence_and_its_evidence(tiny_run):
     e = reply.evidence
     assert lines[2] == (
         f"  evidence: the closest known prompt is {e.similarity:.2f} similar, {e.margin:.2f} "
-        f"more than the closest with other replies; the reply is one of its replies; the "
+        f"more than the closest with other replies; the reply is one of its replies; "
+        f"{e.extra} words typed that it lacks, {e.missing} of its words not typed; the "
         f"model's mean log-prob per token {e.logprob:.2f}; 50% of the prompt's tokens unknown")
 
 
@@ -200,7 +201,9 @@ def test_why_of_a_calibrated_run_has_no_note_and_below_min_confidence_says_so(ti
     from chatbot.decoding.confidence import Calibration
 
     bot = Bot.load(tiny_run)
-    bot.calibration = Calibration((0.0,) * 6, -2.0, examples=10, right=1)  # always 0.12
+    from chatbot.decoding.confidence import FEATURES
+
+    bot.calibration = Calibration((0.0,) * len(FEATURES), -2.0, examples=10, right=1)  # 0.12
     bot.configure(fallback=False, min_confidence=0.5)
     lines = why(bot, "hello")
     assert lines[1] == "confidence 0.12"

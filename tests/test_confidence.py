@@ -22,6 +22,7 @@ from chatbot.decoding.confidence import (
     Evidence,
     auroc,
     ece,
+    unmatched,
 )
 from chatbot.errors import ChatbotError
 
@@ -59,10 +60,26 @@ def pairwise_auroc(confidence, right) -> float:
 
 def test_features_clip_and_scale_the_logprob_and_repeat_the_similarity_if_known():
     assert len(FEATURES) == len(evidence().features())
-    assert evidence(0.5, 0.1, -2.0, 0.25, True).features() == [0.5, 0.1, -0.2, 0.25, 1.0, 0.5]
+    assert evidence(0.5, 0.1, -2.0, 0.25, True).features() == [0.5, 0.1, -0.2, 0.25, 1.0, 0.5,
+                                                                0.0, 0.0]
     assert evidence(0.5, logprob=-50.0).features()[2] == -1.0  # at the floor
     assert evidence(0.5, logprob=0.3).features()[2] == 0.0  # a log-probability is at most 0
-    assert evidence(0.5, known=False).features()[4:] == [0.0, 0.0]
+    assert evidence(0.5, known=False).features()[4:6] == [0.0, 0.0]
+    # Extra and missing words, capped at 4 and scaled to [0, 1].
+    assert Evidence(0.5, 0.1, -2.0, 0.0, True, 1, 9).features()[6:] == [0.25, 1.0]
+
+
+@pytest.mark.parametrize(("typed", "known", "expected"), [
+    ("how are you", "how are you", (0, 0)),
+    ("hwo are you", "how are you", (0, 0)),  # a typo is the word
+    ("so how are you", "how are you", (1, 0)),  # a filler word
+    ("you are immortal", "you are not immortal", (0, 1)),  # another question
+    ("stock market", "what is the stock market", (0, 3)),
+    ("do you feel", "can you feel", (1, 1)),
+    ("a b", "a c", (1, 1)),  # short words must match exactly
+])
+def test_unmatched_counts_the_words_one_side_lacks_forgiving_typos(typed, known, expected):
+    assert unmatched(typed.split(), known.split()) == expected
 
 
 # --- ECE ------------------------------------------------------------------------------------
@@ -165,7 +182,7 @@ def test_fit_needs_at_least_one_reply():
 
 
 def test_extreme_evidence_gives_a_probability_not_an_overflow():
-    calibration = Calibration((1e6,) + (0.0,) * 5, 0.0, 1, 1)
+    calibration = Calibration((1e6,) + (0.0,) * (len(FEATURES) - 1), 0.0, 1, 1)
     assert calibration(evidence(1.0)) == pytest.approx(1.0)
     assert calibration(evidence(-1.0)) == pytest.approx(0.0)
 
@@ -198,9 +215,8 @@ def test_a_run_without_calibration_json_is_uncalibrated(tmp_path):
 @pytest.mark.parametrize("text", [
     "{not json",
     "",
-    json.dumps({"features": list(FEATURES), "weights": [1.0] * 6, "bias": 0.0}),  # no counts
-    json.dumps({"features": ["similarity"], "weights": [1.0], "bias": 0.0, "examples": 1,
-                "right": 1}),  # another set of features
+    json.dumps({"features": list(FEATURES), "weights": [1.0] * len(FEATURES),
+                "bias": 0.0}),  # no counts
     json.dumps({"features": list(FEATURES), "weights": "heavy", "bias": 0.0, "examples": 1,
                 "right": 1}),
     json.dumps({"features": list(FEATURES), "weights": [1.0] * 5, "bias": 0.0, "examples": 1,
@@ -212,7 +228,14 @@ def test_a_damaged_calibration_names_the_file_and_the_command_to_fix_it(tmp_path
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ChatbotError, match=re.escape(str(path))) as caught:
         Calibration.load(path)
-    assert f"chatbot calibrate {tmp_path}" in str(caught.value)
+    assert f"chatbot calibrate --model {tmp_path}" in str(caught.value)
+
+
+def test_a_calibration_fitted_on_other_features_is_ignored_until_fitted_again(tmp_path):
+    path = tmp_path / CALIBRATION  # (an older chatbot's: `chatbot calibrate` fits it again)
+    path.write_text(json.dumps({"features": ["similarity"], "weights": [1.0], "bias": 0.0,
+                                "examples": 1, "right": 1}), encoding="utf-8")
+    assert Calibration.load(path) is UNCALIBRATED
 
 
 def test_a_calibration_that_is_not_utf8_is_refused_with_the_file(tmp_path):

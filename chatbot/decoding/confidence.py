@@ -11,6 +11,10 @@ The evidence of a reply (chatbot.decoding.policy makes it):
     logprob      the model's mean log-probability per token of the reply, <EOS> included
     unknown      the share of the prompt's tokens the vocabulary does not have
     known        whether the reply is one of the closest known prompt's own replies
+    extra        words typed that the closest known prompt does not have, and
+    missing      its words that were not typed (a typo of a word counts as the word): a typing
+                 variant changes a word or two; "you are immortal" is close to "you are not
+                 immortal" in characters, but its missing "not" says it is another question
 
 A logistic regression turns them into a probability (`Calibration`). It is fitted per run on
 held-out replies (chatbot.decoding.calibrate: typing variants of known prompts, and known
@@ -40,6 +44,9 @@ from chatbot.rundir import CALIBRATION  # noqa: F401 (its home; imported from he
 LOGPROB_FLOOR = -10.0  # mean log-probabilities below this count as this (one outlier token)
 
 
+WORDS_CAP = 4  # extra and missing words count up to this many
+
+
 @dataclass(frozen=True)
 class Evidence:
     similarity: float
@@ -47,18 +54,44 @@ class Evidence:
     logprob: float
     unknown: float
     known: bool
+    extra: int = 0
+    missing: int = 0
 
     def features(self) -> list[float]:
         """The regression's inputs: the evidence, the log-probability clipped and scaled to
-        [-1, 0], and the similarity once more for a known reply (a close prompt's own reply
-        is worth more than the same closeness with a reply from elsewhere)."""
+        [-1, 0], the similarity once more for a known reply (a close prompt's own reply is
+        worth more than the same closeness with a reply from elsewhere), and the extra and
+        missing words, capped and scaled to [0, 1]."""
         logprob = max(LOGPROB_FLOOR, min(0.0, self.logprob)) / -LOGPROB_FLOOR
         known = float(self.known)
         return [self.similarity, self.margin, logprob, self.unknown, known,
-                self.similarity * known]
+                self.similarity * known, min(self.extra, WORDS_CAP) / WORDS_CAP,
+                min(self.missing, WORDS_CAP) / WORDS_CAP]
 
 
-FEATURES = ("similarity", "margin", "logprob", "unknown", "known", "similarity_if_known")
+FEATURES = ("similarity", "margin", "logprob", "unknown", "known", "similarity_if_known",
+            "extra_words", "missing_words")
+
+
+def unmatched(typed: Sequence[str], known: Sequence[str]) -> tuple[int, int]:
+    """(words of `typed` that `known` lacks, words of `known` that `typed` lacks), a word
+    matching its own typo (one character dropped, added, changed, or two swapped, in words of
+    3 characters or more)."""
+    return (sum(not any(_near(a, b) for b in known) for a in typed),
+            sum(not any(_near(b, a) for a in typed) for b in known))
+
+
+def _near(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    if min(len(a), len(b)) < 3 or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
+                                  and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    return any(long[:i] + long[i + 1:] == short for i in range(len(long)))
 
 
 @dataclass(frozen=True)
@@ -106,21 +139,23 @@ class Calibration:
 
     @classmethod
     def load(cls, path: str | Path) -> Calibration:
-        """The run's calibration.json; UNCALIBRATED when there is none."""
+        """The run's calibration.json; UNCALIBRATED when there is none, or when it was fitted
+        on other features (by an older chatbot: `chatbot calibrate` fits it again)."""
         path = Path(path)
         if not path.exists():
             return UNCALIBRATED
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
-            if tuple(raw["features"]) != FEATURES:
-                raise ValueError(f"features {raw['features']}, expected {list(FEATURES)}")
+            if (isinstance(raw, dict) and isinstance(raw.get("features"), list)
+                    and tuple(raw["features"]) != FEATURES):
+                return UNCALIBRATED
             weights, bias = tuple(float(v) for v in raw["weights"]), float(raw["bias"])
             if len(weights) != len(FEATURES) or not all(map(math.isfinite, (*weights, bias))):
                 raise ValueError(f"{len(FEATURES)} finite weights and a finite bias expected")
             return cls(weights, bias, int(raw["examples"]), int(raw["right"]))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ChatbotError(f"{path}: not a readable calibration ({exc}); fit it again with "
-                               f"'chatbot calibrate {path.parent}'") from None
+                               f"'chatbot calibrate --model {path.parent}'") from None
 
 
 class _Uncalibrated(Calibration):

@@ -44,7 +44,13 @@ import numpy as np
 
 from chatbot.data.memory import Match, Memory
 from chatbot.data.taught import Taught
-from chatbot.decoding.confidence import LOGPROB_FLOOR, UNCALIBRATED, Calibration, Evidence
+from chatbot.decoding.confidence import (
+    LOGPROB_FLOOR,
+    UNCALIBRATED,
+    Calibration,
+    Evidence,
+    unmatched,
+)
 from chatbot.decoding.fallback import DEFAULT, Fallback
 from chatbot.decoding.rerank import mmi_scores, reply_scores
 from chatbot.decoding.samplers import GreedySampler, Sampler
@@ -283,6 +289,10 @@ class ReplyPolicy:
         top = closest[0] if closest else None
         rival = self._rival(closest)
         similarity = top.similarity if top else 0.0
+        typed = [t for t in tokens if any(ch.isalnum() for ch in t)]
+        extra, missing = unmatched(typed, [t for t in self.tokenizer.tokenize(top.prompt)
+                                           if any(ch.isalnum() for ch in t)]) \
+            if top else (len(typed), 0)
         return Evidence(
             similarity=similarity,
             margin=similarity - (rival.similarity if rival else 0.0),
@@ -292,6 +302,7 @@ class ReplyPolicy:
             known=top is not None and (best.text in top.replies
                                        or any(self._key(r) == tuple(best.tokens)
                                               for r in top.replies)),
+            extra=extra, missing=missing,
         )
 
     @staticmethod

@@ -76,13 +76,11 @@ class DecodeConfig:
                                    "confidence is below min_confidence, two known prompts are "
                                    "as close with different replies, or no word is known")
     # Chosen by bench/choose.py on bench/ood/dev.txt and typing variants (seed 11) of the
-    # default data (bench/choose.json), never on what bench-honest reports. On the default data
-    # the ambiguity rule added nothing there (0.02 fell back on as many dev prompts and
-    # answered fewer variants), so it is off (0) unless set.
-    min_confidence: float = setting(0.3, "the confidence (0 to 1) a reply needs; below it, "
+    # default data (bench/choose.json), never on what bench-honest reports.
+    min_confidence: float = setting(0.4, "the confidence (0 to 1) a reply needs; below it, "
                                          "the fallback", low=0, high=1)
-    ambiguity: float = setting(0.0, "two closest known prompts within this similarity of "
-                                    "each other, with different replies: the fallback (0: off)",
+    ambiguity: float = setting(0.05, "two closest known prompts within this similarity of "
+                                     "each other, with different replies: the fallback (0: off)",
                                low=0, high=1)
     truecase: bool = setting(True, "on or off: write generated words with the case the known "
                                    "replies use, and capitals at sentence starts (a "
