@@ -121,8 +121,10 @@ def candidates(reply: Reply, bot: Bot, chosen: list[Candidate]) -> list[str]:
     for m in reply.matches:
         lines.append(f"  known: {m.prompt!r}  similarity {m.similarity:.2f}")
     if reply.matches or len(chosen) > 1:  # what the model's scores chose from
+        policy = bot.policy()
         for rank, c in enumerate(chosen, start=1):
-            lines.append(f"  {rank}. {c.text!r}  ({c.source}, log-prob {c.logprob:.2f}, "
+            text = policy.as_written(c, reply.matches).text  # (a known reply as written)
+            lines.append(f"  {rank}. {text!r}  ({c.source}, log-prob {c.logprob:.2f}, "
                          f"score {c.score:.2f})")
     # Greedy search leaves out what could not win (ReplyPolicy._drafts): say so, and why.
     kept = {tuple(c.tokens) for c in chosen}
