@@ -40,7 +40,7 @@ BATCH = 256
 
 def _references(bot: Bot, pairs: Sequence[Pair]) -> dict[str, set[tuple[str, ...]]]:
     """Each distinct prompt -> its replies as tokens (cut to the reply length)."""
-    key = bot.policy()._key
+    key = bot.policy().reply_key
     found: dict[str, set[tuple[str, ...]]] = {}
     for pair in pairs:
         found.setdefault(pair.prompt, set()).add(key(pair.reply))

@@ -265,7 +265,7 @@ class ReplyPolicy:
         if not self.decode.closest_first and closest[0].similarity < EXACT:
             return candidates
         first = [m for m in closest if m.similarity >= closest[0].similarity - 1e-9]
-        own = {self._key(text): match for match in first for text in match.replies}
+        own = {self.reply_key(text): match for match in first for text in match.replies}
         best = next((c for c in candidates if tuple(c.tokens) in own), None)
         if best is None:  # the model cannot score it: its evidence is the lowest log-prob
             key, match = next(iter(own.items()))
@@ -280,7 +280,7 @@ class ReplyPolicy:
         tokens = tuple(candidate.tokens)
         for match in ([candidate.match] if candidate.match else []) + list(closest):
             for text in match.replies:
-                if self._key(text) == tokens:
+                if self.reply_key(text) == tokens:
                     return dataclasses.replace(candidate, text=text)
         return candidate
 
@@ -300,7 +300,7 @@ class ReplyPolicy:
             unknown=(sum(t not in self.vocab.index for t in tokens) / len(tokens)
                      if tokens else 1.0),
             known=top is not None and (best.text in top.replies
-                                       or any(self._key(r) == tuple(best.tokens)
+                                       or any(self.reply_key(r) == tuple(best.tokens)
                                               for r in top.replies)),
             extra=extra, missing=missing,
         )
@@ -325,7 +325,7 @@ class ReplyPolicy:
         words = [t for t in tokens if any(ch.isalnum() for ch in t)]
         return bool(words) and not any(t in self.vocab.index for t in words)
 
-    def _key(self, text: str) -> tuple[str, ...]:
+    def reply_key(self, text: str) -> tuple[str, ...]:
         """A known reply as candidates hold it: tokens, cut to max_reply_len."""
         return tuple(self.tokenizer.tokenize(text)[: self.decode.max_reply_len])
 
@@ -335,7 +335,7 @@ class ReplyPolicy:
         known: dict[tuple[str, ...], Match] = {}
         for match in matches:
             for text in match.replies:
-                known.setdefault(self._key(text), match)
+                known.setdefault(self.reply_key(text), match)
         return known
 
     def _pool(self, generated: list[Candidate], known: dict[tuple[str, ...], Match],
