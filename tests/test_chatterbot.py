@@ -327,6 +327,22 @@ def test_import_chatterbot(tmp_path: Path, chinese: list[tuple[str, str]]) -> No
     assert [p.name for p in out.parent.iterdir()] == ["chatterbot.tsv"]
 
 
+def test_import_chatterbot_adds_our_own_pairs_after_the_corpus(
+        tmp_path: Path, chinese: list[tuple[str, str]]) -> None:
+    ours = tmp_path / "about.tsv"
+    ours.write_text("What is your name?\tI'm chatbot.\n"
+                    f"{chinese[0][0]}\t{chinese[0][1]}\n", encoding="utf-8")  # (a repeat)
+    out = tmp_path / "chatterbot.tsv"
+    report = import_chatterbot(["chinese"], out, add=[ours])
+    lines = [tuple(line.split("\t")) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert lines == [*chinese, ("What is your name?", "I'm chatbot.")]
+    assert report.added == 1 and "added 1 pair of our own files" in report.format()
+    jsonl = tmp_path / "chatterbot.jsonl"
+    report = import_chatterbot(["chinese"], jsonl, add=[ours])
+    assert report.added == 1
+    assert '"content": "I\'m chatbot."' in jsonl.read_text(encoding="utf-8").splitlines()[-1]
+
+
 def test_write_tsv_uses_normal_file_permissions(tmp_path: Path) -> None:
     reference = tmp_path / "reference.txt"
     reference.write_text("x", encoding="utf-8")
