@@ -46,9 +46,9 @@ from pathlib import Path
 from typing import Any
 
 from harness import ROOT, load_average, machine, ms, summary, write_results
-from known import language, latency_sample, variant_rows
+from known import language, latency_sample, run_split, variant_rows
 
-from chatbot.data.pairs import Pair, read_pairs, split_pairs
+from chatbot.data.pairs import Pair, read_pairs
 from chatbot.data.taught import TAUGHT, Taught
 from chatbot.decoding.bot import Bot, Reply
 from chatbot.decoding.calibrate import reliability
@@ -119,10 +119,7 @@ def code_state() -> dict[str, str]:
 
 def ask(bot: Bot, prompts: Sequence[str]) -> list[Reply]:
     """The replies to `prompts`, BATCH at a time (reply_batch replies as reply does)."""
-    replies: list[Reply] = []
-    for start in range(0, len(prompts), BATCH):
-        replies += bot.reply_batch(list(prompts[start: start + BATCH]))
-    return replies
+    return bot.reply_all(prompts, BATCH)
 
 
 def is_right(reply: Reply, replies: Sequence[str]) -> bool:
@@ -219,12 +216,6 @@ def ood_section(bot: Bot, prompts: Sequence[str]) -> dict[str, Any]:
 
 
 # --- 4. calibration ------------------------------------------------------------------------------
-
-def run_split(bot: Bot, data: str | Path) -> tuple[list[Pair], list[Pair]]:
-    """The run's (training, validation) pairs, as `chatbot calibrate` rebuilds them."""
-    pairs = read_pairs(data, bot.config.data.on_bad_lines).pairs
-    return split_pairs(pairs, bot.config.data.val_fraction, bot.config.train.seed)
-
 
 def calibration_section(bot: Bot, val: Sequence[Pair], references: dict[str, list[str]],
                         ood: Sequence[str]) -> dict[str, Any]:
@@ -509,7 +500,7 @@ def measure(model: str | Path, data: str | Path, min_confidence: float | None = 
     pairs = read_pairs(data, bot.config.data.on_bad_lines).pairs
     references = known_replies(pairs)
     ood = read_lines(ood_test)
-    train, val = run_split(bot, data)
+    train, val = run_split(bot.config, data)
     results: dict[str, Any] = {"model": str(model), "data": str(data), "settings": {
         **settings, "changed_here": changes, "calibrated": bot.calibration.calibrated,
         "calibration_sha256": sha256(run / CALIBRATION),

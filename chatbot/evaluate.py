@@ -277,10 +277,7 @@ def _references(bot: Bot, pairs: Sequence[Pair]) -> dict[Query, list[tuple[str, 
 
 
 def _replies(bot: Bot, prompts: Sequence[str], batch_size: int) -> list[Reply]:
-    replies: list[Reply] = []
-    for start in range(0, len(prompts), batch_size):
-        replies += bot.reply_batch(prompts[start: start + batch_size])
-    return replies
+    return bot.reply_all(prompts, batch_size)
 
 
 def _answered(prompts: Sequence[str], replies: Sequence[Reply],

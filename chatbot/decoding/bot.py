@@ -133,10 +133,11 @@ class Bot:
         self.calibration = calibration
         self.fallback = fallback
         self.run_dir: Path | None = None  # where Bot.load read it from
-        # A lower-casing tokenizer's words, written with the case of the known replies.
+        # A lower-casing tokenizer's words, written with the case of the known replies. (At
+        # load, not lazily: serving copies the bot for every request.)
         self.truecase = (Truecaser.learn(r for replies in memory.replies for r in replies)
-                         if memory is not None and getattr(tokenizer, "lowercase", False)
-                         and isinstance(tokenizer, Tokenizer) else None)
+                         if memory is not None and isinstance(tokenizer, Tokenizer)
+                         and tokenizer.lowercase else None)
         self.longest = max(map(len, vocab.tokens))  # characters of the longest token (clip)
         # Only words can be unknown: a sentencepiece model spells any typo with its pieces.
         self.speller = Speller(vocab.tokens) if isinstance(tokenizer, Tokenizer) else None
@@ -214,6 +215,14 @@ class Bot:
     def forget(self, prompt: str) -> int:
         """Drops what was taught for `prompt`; how many pairs were dropped (0 or 1)."""
         return self.taught.forget(prompt)
+
+    def reply_all(self, prompts: Sequence[Prompt], batch_size: int = 256) -> list[Reply]:
+        """reply_batch over many prompts, `batch_size` at a time (each batch's engine work is
+        one padded pass)."""
+        replies: list[Reply] = []
+        for start in range(0, len(prompts), batch_size):
+            replies += self.reply_batch(list(prompts[start: start + batch_size]))
+        return replies
 
     def policy(self) -> ReplyPolicy:
         """The reply policy under the current settings (chatbot.decoding.policy)."""

@@ -29,13 +29,12 @@ from collections.abc import Sequence
 
 from chatbot.data.pairs import Pair
 from chatbot.data.variants import prompt_rng, typing_variants
-from chatbot.decoding.bot import Bot, Reply
+from chatbot.decoding.bot import Bot
 from chatbot.decoding.confidence import Calibration, Evidence, auroc, ece
 
 FIT_SEED = 7  # the typing variants the calibration is fitted on
 REPORT_SEED = 0  # and those reliability reports on (chatbot.evaluate.VARIANT_SEED)
 SAMPLE = 400  # known prompts at most whose typing variants the calibration is fitted on
-BATCH = 256
 
 
 def _references(bot: Bot, pairs: Sequence[Pair]) -> dict[str, set[tuple[str, ...]]]:
@@ -47,18 +46,11 @@ def _references(bot: Bot, pairs: Sequence[Pair]) -> dict[str, set[tuple[str, ...
     return found
 
 
-def _ask(bot: Bot, prompts: Sequence[str]) -> list[Reply]:
-    replies: list[Reply] = []
-    for start in range(0, len(prompts), BATCH):
-        replies += bot.reply_batch(list(prompts[start: start + BATCH]))
-    return replies
-
-
 def _judged(bot: Bot, asked: Sequence[tuple[str, str]],
             references: dict[str, set[tuple[str, ...]]]) -> list[tuple[Evidence, bool]]:
     """(evidence, right) of the model's best reply to each (prompt typed, prompt meant), the
     fallback off: the calibration judges what would be said without it."""
-    replies = _ask(bot, [typed for typed, _ in asked])
+    replies = bot.reply_all([typed for typed, _ in asked])
     return [(reply.evidence, tuple(reply.candidates[0].tokens) in references[meant])
             for (_, meant), reply in zip(asked, replies) if reply.evidence is not None]
 

@@ -76,10 +76,15 @@ class Candidate:
     match: Match | None = None  # the known prompt whose reply this is, and its similarity
 
 
+def words(tokens: Sequence[str]) -> list[str]:
+    """The tokens that are words (a letter, digit or CJK character), not punctuation."""
+    return [t for t in tokens if any(ch.isalnum() for ch in t)]
+
+
 @dataclass
 class ReplyPolicy:
     """A bot's reply policy under its current settings (Bot.policy makes one per call: it
-    holds no state of its own)."""
+    holds no state of its own but the reply tokens it has tokenized in that call)."""
 
     engine: Engine
     vocab: Vocabulary
@@ -94,6 +99,7 @@ class ReplyPolicy:
     fallback: Fallback = DEFAULT  # what it says when it does not know
     truecase: Callable[[list[str]], list[str]] | None = None  # case for generated words
     # (chatbot.text.truecase), with a lower-casing tokenizer
+    _keys: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict, repr=False)
 
     def streams_live(self, turns: Sequence[str]) -> bool:
         """Whether the reply is what the sampler generates, token by token, as it comes: no
@@ -289,10 +295,9 @@ class ReplyPolicy:
         top = closest[0] if closest else None
         rival = self._rival(closest)
         similarity = top.similarity if top else 0.0
-        typed = [t for t in tokens if any(ch.isalnum() for ch in t)]
-        extra, missing = unmatched(typed, [t for t in self.tokenizer.tokenize(top.prompt)
-                                           if any(ch.isalnum() for ch in t)]) \
-            if top else (len(typed), 0)
+        typed = words(tokens)
+        extra, missing = (unmatched(typed, words(self.tokenizer.tokenize(top.prompt)))
+                          if top else (len(typed), 0))
         return Evidence(
             similarity=similarity,
             margin=similarity - (rival.similarity if rival else 0.0),
@@ -322,12 +327,17 @@ class ReplyPolicy:
 
     def nothing_known(self, tokens: list[str]) -> bool:
         """Whether the prompt has words and none of them is in the vocabulary."""
-        words = [t for t in tokens if any(ch.isalnum() for ch in t)]
-        return bool(words) and not any(t in self.vocab.index for t in words)
+        said = words(tokens)
+        return bool(said) and not any(t in self.vocab.index for t in said)
 
     def reply_key(self, text: str) -> tuple[str, ...]:
-        """A known reply as candidates hold it: tokens, cut to max_reply_len."""
-        return tuple(self.tokenizer.tokenize(text)[: self.decode.max_reply_len])
+        """A known reply as candidates hold it: tokens, cut to max_reply_len (each text
+        tokenized once per policy: retrieval, decide and the evidence all ask)."""
+        key = self._keys.get(text)
+        if key is None:
+            key = self._keys[text] = tuple(
+                self.tokenizer.tokenize(text)[: self.decode.max_reply_len])
+        return key
 
     def known_replies(self, matches: list[Match]) -> dict[tuple[str, ...], Match]:
         """The distinct replies of `matches` as candidates hold them (tokens, cut to
