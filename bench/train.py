@@ -1,6 +1,6 @@
 """Training benchmark: our bucketed pipeline against a padded one-hot one, XLA, and scaling.
 
-    make bench-train            # or: .venv/bin/python bench/train.py -o bench/train.json
+    make bench-throughput       # or: .venv/bin/python bench/train.py -o bench/train.json
 
 A smoke run (under 2 minutes on 2 idle cores; its figures mean nothing):
 

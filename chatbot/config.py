@@ -67,15 +67,20 @@ class ModelConfig:
 
 
 OPTIMIZERS = ("adam", "rmsprop")  # compile_model maps each name to its Keras optimizer
-# What the best checkpoint and early stopping watch: losses fall, accuracies rise
+# Answer rates measured after every epoch by decoding a sample of known prompts
+# (chatbot.decoding.quality.AnswerRates, which `chatbot train` runs): quality is the lower of
+# the other two.
+MEASURED = ("answer_rate", "variant_rate", "quality")
+# What the best checkpoint and early stopping watch: losses fall, accuracies and rates rise
 # (chatbot.training.callbacks.Monitor); "val_" ones need validation pairs.
-MONITORS = ("loss", "masked_accuracy", "val_loss", "val_masked_accuracy")
+MONITORS = ("loss", "masked_accuracy", "val_loss", "val_masked_accuracy", *MEASURED)
 
 
 def higher_is_better(monitor: str) -> bool:
-    """The one rule for every monitored quantity: accuracies improve by rising, losses by
-    falling (the best checkpoint, early stopping and the best epoch of a plot all use it)."""
-    return monitor.endswith("accuracy")
+    """The one rule for every monitored quantity: accuracies and rates improve by rising,
+    losses by falling (the best checkpoint, early stopping and the best epoch of a plot all use
+    it)."""
+    return not monitor.endswith("loss")
 
 
 @dataclass
@@ -84,10 +89,19 @@ class TrainConfig:
                           flag=True)
     batch_size: int = setting(32, "pairs per batch", low=1, flag=True)
     optimizer: str = setting("adam", "optimizer", choices=OPTIMIZERS, flag=True)
-    learning_rate: float = setting(5e-3, "optimizer step size", flag=True)
+    learning_rate: float = setting(2e-2, "optimizer step size", flag=True)
+    lr_decay: float = setting(0.85, "the learning rate is multiplied by this over every 4,000 "
+                                    "pairs trained on, smoothly, down to a tenth of it (1: "
+                                    "constant)", low=0, high=1,
+                              low_open=True, flag=True)
     clipnorm: float = setting(1.0, "gradient norm clipping, which keeps LSTM training stable")
-    monitor: str = setting("loss", "quantity for the best checkpoint and early stopping",
+    monitor: str = setting("quality", "quantity for the best checkpoint and early stopping "
+                                      "(quality: the answer rates of known prompts and their "
+                                      "typing variants, measured after every epoch)",
                            choices=MONITORS, flag=True)
+    stop_at: float = setting(0.95, "stop once the monitored rate or accuracy reaches this (0: "
+                                   "only when it stops improving)", low=0, high=1,
+                             flag=True)
     patience: int = setting(5, "epochs without improvement before early stopping", flag=True)
     bucket_by_length: bool = setting(True, "batch pairs of similar length, so that little "
                                            "compute is padding")
@@ -97,9 +111,12 @@ class TrainConfig:
     strategy: str = setting(
         "default", "devices to train on: this one, every GPU here (or 2 logical CPUs), or "
                    "several workers described by TF_CONFIG", choices=STRATEGIES, flag=True)
-    noise_copies: int = setting(4, "noisy copies of every training prompt (typing noise: "
-                                   "punctuation, case, typos, words; chatbot.data.noise)",
-                                flag=True)
+    noise_copies: int = setting(1, "noisy copies of every training prompt in each epoch "
+                                   "(typing noise: punctuation, case, typos, words; "
+                                   "chatbot.data.noise)", low=0, flag=True)
+    noise_pool: int = setting(8, "noisy copies made of every training prompt, of which each "
+                                 "epoch sees the next --noise-copies in turn (at least "
+                                 "--noise-copies)", low=0, flag=True)
     max_minutes: float = setting(0.0, "stop after the epoch that ends past this many minutes "
                                       "of training (0: no limit)", low=0, flag=True)
 
@@ -203,26 +220,27 @@ def train_flags() -> list[tuple[str, str, str, type, tuple | None, str]]:
 # Named starting points for `chatbot train --preset NAME`; flags given on the command line win.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # Sized so `make train` learns the default corpus by heart in a few minutes on 2 CPU cores,
-    # and its prompts as people type them (noise_copies), not only as they are written.
+    # and its prompts as people type them (noise_copies), not only as they are written; it
+    # stops when the model alone answers stop_at of a sample of them (monitor: quality).
     "default": {},
     # The settings of the article this project started from.
     "article": {
         "data": {"max_len": 40},
         "model": {"embedding_dim": 64, "hidden_dim": 128},
         "train": {"batch_size": 32, "optimizer": "rmsprop", "learning_rate": 1e-3,
-                  "monitor": "val_loss", "noise_copies": 0},
+                  "lr_decay": 1.0, "monitor": "val_loss", "noise_copies": 0},
     },
     # The decoder-only Transformer (chatbot/models/transformer.py), sized like the default
     # LSTM's parameter count and trained in the same few minutes.
     "transformer": {
         "model": {"arch": "transformer", "embedding_dim": 128, "hidden_dim": 512,
                   "num_layers": 2, "num_heads": 4},
-        "train": {"learning_rate": 1e-3},
+        "train": {"learning_rate": 1e-3, "lr_decay": 1.0},
     },
     # A few seconds of training: for trying the pipeline end to end, not for good replies.
     "tiny": {
         "model": {"embedding_dim": 32, "hidden_dim": 64},
-        "train": {"epochs": 5, "noise_copies": 0},
+        "train": {"epochs": 5, "noise_copies": 0, "learning_rate": 5e-3, "lr_decay": 1.0},
     },
 }
 

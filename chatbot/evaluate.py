@@ -249,10 +249,7 @@ Query = str | tuple[str, ...]
 
 
 def _query(bot: Bot, pair: Pair) -> Query:
-    turns = bot.context_turns
-    if turns == 1 or not pair.context:
-        return pair.prompt
-    return (*pair.context[-(turns - 1):], pair.prompt)
+    return pair.query(bot.context_turns)
 
 
 def _turns(query: Query) -> list[str]:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from chatbot.config import higher_is_better
+from chatbot.config import MEASURED, higher_is_better
 from chatbot.errors import ChatbotError
 from chatbot.rundir import CONFIG, HISTORY, atomic_write, read_history, read_json
 
@@ -58,7 +58,9 @@ def best_epoch(history: pd.DataFrame, monitor: str) -> int | None:
     """The 0-based `epoch` of the best `monitor` value (min for losses, max for accuracies).
 
     None if the column is absent or has no values. Ties go to the earliest epoch, as with
-    Keras checkpoints, which only save on strict improvement.
+    Keras checkpoints, which only save on strict improvement; for an answer rate (MEASURED),
+    to the lowest training loss among them, as the run's checkpoint chose
+    (chatbot.training.callbacks.Monitor).
     """
     if monitor not in history.columns:
         return None
@@ -66,6 +68,8 @@ def best_epoch(history: pd.DataFrame, monitor: str) -> int | None:
     if values.isna().all():
         return None
     row = values.idxmax() if higher_is_better(monitor) else values.idxmin()
+    if monitor in MEASURED and "loss" in history.columns:
+        row = pd.to_numeric(history["loss"], errors="coerce")[values == values[row]].idxmin()
     return int(history.loc[row, "epoch"])
 
 

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from chatbot.training.batches import Batches
+from chatbot.training.batches import Batches, Rotation
 
 
 def examples(n: int, inputs: int = 1, seed: int = 0):
@@ -142,3 +142,26 @@ def test_each_worker_yields_the_steps_it_announces(pairs, size, shards, multiple
                      for _ in range(2)]
         assert tf_epochs == numpy_epochs
         next(repeated)  # and a third epoch begins
+
+
+def test_a_rotation_gives_every_epoch_the_originals_and_the_next_copies_of_each():
+    # Example k of 1..5 is an original; 6.. are its copies, 3 of each in a row.
+    data = examples(5 * 4)
+    batches = Batches(data, batch_size=4, seed=2, rotation=Rotation(5, 3, 1))
+    assert len(batches) == 3  # 10 rows of 4: originals and one copy of each
+    seen = []
+    for _ in range(4):
+        ids = sorted(k for b in batches.iterate() for k in row_ids(b))
+        assert ids[:5] == [1, 2, 3, 4, 5] and len(ids) == 10
+        seen.append(ids[5:])
+    # Copy c of original i is example 6 + 3 * (i - 1) + c: each epoch takes the next c,
+    # so after 3 epochs every copy was seen once, and the 4th starts again.
+    assert seen[:3] == [[6 + 3 * i + c for i in range(5)] for c in range(3)]
+    assert seen[3] == seen[0]
+
+
+def test_a_rotation_must_fit_its_examples():
+    with pytest.raises(ValueError, match="needs 5 examples and 3 copies of each"):
+        Batches(examples(19), 4, rotation=Rotation(5, 3, 1))
+    with pytest.raises(ValueError, match="per_epoch must be between 0 and copies"):
+        Rotation(5, 3, 4)

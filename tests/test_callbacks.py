@@ -35,7 +35,10 @@ def test_one_rule_losses_fall_accuracies_rise(name, lower_is_better):
 
 @pytest.mark.parametrize("make, says", [
     (lambda: Monitor("accuracy"), "monitor must be one of loss, masked_accuracy, val_loss, "
-                                  "val_masked_accuracy; received 'accuracy'"),
+                                  "val_masked_accuracy, answer_rate, variant_rate, quality; "
+                                  "received 'accuracy'"),
+    (lambda: EarlyStopping("loss", 3, target=0.5), "a target needs a quantity that rises; "
+                                                   "loss falls"),
     (lambda: EarlyStopping("loss", patience=-1), "patience must be a whole number of epochs "
                                                  ">= 0; received -1"),
     (lambda: EarlyStopping("loss", patience="5"), "received '5'"),
@@ -79,6 +82,42 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement():
     run_epochs(stop, LOSSES)
     assert stop.stopped_epoch == 7 and (stop.best, stop.best_epoch) == (1.5, 4)
     assert stop.wait == 3
+
+
+def test_an_equal_rate_improves_when_the_training_loss_falls():
+    # A rate stays at 0 while the model learns: the loss decides between equal rates, so the
+    # run neither stops early nor keeps its first epoch.
+    stop, checkpoint = EarlyStopping("quality", patience=3), AtomicCheckpoint("m.keras", "quality")
+    for callback in (stop, checkpoint):
+        callback.set_model(FakeModel())
+        for epoch, (rate, loss) in enumerate([(0.0, 5.0), (0.0, 4.0), (0.0, 3.0), (0.5, 2.0),
+                                              (0.5, 2.5), (0.4, 1.0), (0.5, 1.5)]):
+            callback.on_epoch_end(epoch, {"quality": rate, "loss": loss})
+    assert (checkpoint.best_epoch, checkpoint.best, checkpoint.best_then) == (7, 0.5, 1.5)
+    assert stop.stopped_epoch == 0 and stop.best_epoch == 7  # epochs 5 and 6 did not improve
+    assert not Monitor("loss").improves({"loss": 1.0}, 1.0, 5.0)  # no tie rule for losses
+
+
+RATES = [0.2, 0.6, 0.55, 0.96, 0.97, 0.99]
+
+
+def test_early_stopping_stops_once_a_rising_quantity_reaches_its_target():
+    stop = EarlyStopping("quality", patience=3, target=0.97)
+    run_epochs(stop, RATES, name="quality")
+    assert (stop.stopped_epoch, stop.reached, stop.best) == (5, True, 0.97)
+    patient = EarlyStopping("quality", patience=3, target=0.995)  # never reached
+    run_epochs(patient, RATES + [0.98, 0.98, 0.98], name="quality")
+    assert (patient.stopped_epoch, patient.reached, patient.best_epoch) == (9, False, 6)
+
+
+@pytest.mark.parametrize("split", range(1, 5))
+def test_early_stopping_resumed_after_its_target_was_reached_trains_no_more(split):
+    first = EarlyStopping("quality", patience=3, target=0.97)
+    run_epochs(first, RATES[:split + 1], name="quality")
+    resumed = EarlyStopping("quality", patience=3, target=0.97)
+    resumed.restore(json.loads(json.dumps(first.state())))
+    assert resumed.state() == first.state()
+    assert resumed.reached == (split >= 4)  # reached at epoch 5 (the split's last)
 
 
 @pytest.mark.parametrize("split", range(1, 7))
@@ -154,8 +193,9 @@ def test_the_backup_restores_weights_optimizer_and_callback_states(tmp_path):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     for a, b in zip(fresh.weights, model.weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert fresh_stop.state() == stop.state() == {"best": 1.0, "best_epoch": 2, "wait": 1,
-                                                  "stopped_epoch": 0}
+    assert fresh_stop.state() == stop.state() == {"best": 1.0, "best_then": None,
+                                                  "best_epoch": 2, "wait": 1,
+                                                  "stopped_epoch": 0, "reached": False}
 
 
 def test_no_backup_means_no_epoch_done(tmp_path):

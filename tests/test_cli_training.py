@@ -23,11 +23,13 @@ def calls(monkeypatch) -> list[dict]:
     import chatbot.evaluate
     import chatbot.training.train
     from chatbot.decoding.probes import ProbeReplies
+    from chatbot.decoding.quality import AnswerRates
 
     recorded: list[dict] = []
 
     def fake_train(data_path, out_dir, callbacks=(), **options):
-        assert list(callbacks) == [ProbeReplies.of]  # the replies after every epoch
+        # the replies after every epoch, and the answer rates the stop rule reads
+        assert list(callbacks) == [ProbeReplies.of, AnswerRates.of]
         recorded.append({"data": data_path, "out": str(out_dir), **options})
         return "trained"
 

@@ -299,7 +299,8 @@ def test_preset_returns_a_fresh_copy():
     again = preset("tiny")
     assert again.train.epochs == 5
     assert again.model.hidden_dim == 64
-    assert PRESETS["tiny"]["train"] == {"epochs": 5, "noise_copies": 0}
+    assert PRESETS["tiny"]["train"] == {"epochs": 5, "noise_copies": 0, "learning_rate": 5e-3,
+                                        "lr_decay": 1.0}
 
 
 def test_unknown_preset_lists_the_presets():

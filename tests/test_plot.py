@@ -139,6 +139,12 @@ def test_best_epoch_min_for_loss_max_for_accuracy():
     assert plot.best_epoch(history, "val_loss") == 2
     assert plot.best_epoch(history, "val_masked_accuracy") == 1
     assert plot.best_epoch(history, "masked_accuracy") is None
+    # An answer rate: the highest, and among equal rates the lowest training loss, as the
+    # run's checkpoint chooses (tests/test_callbacks.py)
+    history["quality"] = [0.5, 0.5, 0.4, 0.5]
+    assert plot.best_epoch(history, "quality") == 1  # losses 3.0, 1.0 and 1.0: the first 1.0
+    history.loc[3, "loss"] = 0.5
+    assert plot.best_epoch(history, "quality") == 3
 
 
 def test_load_history_reads_columns(tmp_path):

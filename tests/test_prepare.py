@@ -9,6 +9,7 @@ from chatbot.config import RunConfig
 from chatbot.text.subword import SubwordTokenizer
 from chatbot.text.vocab import SPECIALS, Vocabulary
 from chatbot.text.words import Tokenizer
+from chatbot.training.batches import Rotation
 from chatbot.training.prepare import Split, prepare_data
 
 ROWS = [
@@ -85,16 +86,30 @@ def test_nothing_lost_reports_nothing_but_the_sizes(tmp_path):
 def test_noisy_copies_add_training_examples_but_no_vocabulary(tsv):
     plain = prepare_data(config(), tsv)
     noisy_config = config()
-    noisy_config.train.noise_copies = 2
+    noisy_config.train.noise_copies, noisy_config.train.noise_pool = 2, 0
     noisy = prepare_data(noisy_config, tsv)
     assert noisy.vocab.tokens == plain.vocab.tokens  # built before the noise
     assert noisy.train_pairs == plain.train_pairs  # the memory and the metrics see no noise
     assert len(noisy.train_examples) == 3 * len(plain.train_examples)
     assert noisy.train_examples[: len(plain.train_examples)] == plain.train_examples
+    assert noisy.rotation == Rotation(3, 2, 2)  # a pool of 2, both seen in every epoch
     assert noisy.report.noisy == 6
     assert ("added 6 noisy copies of the training prompts (typing noise, each with its "
             "prompt's reply)") in noisy.report.lines()
     assert noisy.report.train == plain.report.train  # the counts are of the real pairs
+
+
+def test_a_pool_of_noisy_copies_is_seen_a_few_at_a_time(tsv):
+    run = config()
+    run.train.noise_copies, run.train.noise_pool = 1, 4
+    noisy = prepare_data(run, tsv)
+    assert len(noisy.train_examples) == 5 * 3  # each prompt and its 4 copies
+    assert noisy.rotation == Rotation(3, 4, 1)
+    assert ("added 12 noisy copies of the training prompts (typing noise, each with its "
+            "prompt's reply; each epoch sees 1 of every prompt's 4, the next in turn)"
+            ) in noisy.report.lines()
+    run.train.noise_copies = 0
+    assert prepare_data(run, tsv).rotation is None  # no noise at all
 
 
 def test_sentencepiece_vocabulary_is_every_piece_of_a_model_learned_from_training_pairs(tsv):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from chatbot import rundir
 from chatbot.cli.common import DEFAULT_MODEL, EXIT_INTERRUPTED, MODEL_HELP
-from chatbot.config import PRESETS, train_flags
+from chatbot.config import MEASURED, PRESETS, train_flags
 from chatbot.errors import ChatbotError
 
 # Flags of `chatbot train` that each set one setting of the preset:
@@ -104,6 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
     from chatbot.decoding.probes import ProbeReplies
+    from chatbot.decoding.quality import AnswerRates
     from chatbot.evaluate import evaluate_training
     from chatbot.training.train import train
 
@@ -111,7 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         else {"config": train_config(args), "overwrite": overwrite, "init_from": args.init_from}
     phrasings = _fallback(args.fallback)  # checked before training, saved after it
     try:
-        result = train(args.data, out, callbacks=[ProbeReplies.of], **options)
+        result = train(args.data, out, callbacks=[ProbeReplies.of, AnswerRates.of], **options)
         if phrasings is not None and result.data is not None:  # (the chief only)
             rundir.atomic_write_text(Path(out) / rundir.FALLBACK, phrasings)
         evaluate_training(result)
@@ -159,6 +160,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         config = train_config(args)
         config.data.text = list(args.text)
         config.train.noise_copies = 0  # typing noise is for prompts; text has none
+        if config.train.monitor in MEASURED:  # answer rates are of prompts: text has none
+            config.train.monitor = "loss"
         options = {"config": config, "overwrite": args.overwrite}
     try:
         train(None, args.out, callbacks=[ProbeReplies.of], **options)

@@ -35,6 +35,13 @@ class Pair:
     line: int  # 1-based line number in the source file (a conversation's line)
     context: tuple[str, ...] = ()  # the conversation's turns before the prompt, oldest first
 
+    def query(self, turns: int) -> str | tuple[str, ...]:
+        """What a bot that reads `turns` turns is asked for this pair: its prompt, or (a
+        conversation's) its last turns, oldest first."""
+        if turns == 1 or not self.context:
+            return self.prompt
+        return (*self.context[-(turns - 1):], self.prompt)
+
 
 @dataclass
 class LoadReport:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import random
 import re
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from chatbot.text.words import is_cjk
 
@@ -67,6 +67,18 @@ def typing_variants(text: str, rng: random.Random) -> dict[str, str]:
         if variant is not None and variant.strip() and variant != text:
             found[kind] = variant
     return found
+
+
+def one_variant_each(prompts: Sequence[str], seed: int) -> list[tuple[str, str]]:
+    """One typing variant of each prompt, of a kind picked by `seed` and the prompt, as
+    (variant, prompt); prompts that no kind changes are left out."""
+    asked = []
+    for prompt in prompts:
+        rng = prompt_rng(prompt, seed)
+        found = typing_variants(prompt, rng)
+        if found:
+            asked.append((found[rng.choice(sorted(found))], prompt))
+    return asked
 
 
 def prompt_rng(text: str, seed: int) -> random.Random:

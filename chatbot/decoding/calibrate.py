@@ -28,7 +28,7 @@ import random
 from collections.abc import Sequence
 
 from chatbot.data.pairs import Pair
-from chatbot.data.variants import prompt_rng, typing_variants
+from chatbot.data.variants import one_variant_each
 from chatbot.decoding.bot import Bot
 from chatbot.decoding.confidence import Calibration, Evidence, auroc, ece
 
@@ -55,17 +55,6 @@ def _judged(bot: Bot, asked: Sequence[tuple[str, str]],
             for (_, meant), reply in zip(asked, replies) if reply.evidence is not None]
 
 
-def _variants(prompts: Sequence[str], seed: int) -> list[tuple[str, str]]:
-    """One typing variant of each prompt (a kind picked by the seed), as (variant, prompt)."""
-    asked = []
-    for prompt in prompts:
-        rng = prompt_rng(prompt, seed)
-        found = typing_variants(prompt, rng)
-        if found:
-            asked.append((found[rng.choice(sorted(found))], prompt))
-    return asked
-
-
 def _settings(bot: Bot):
     """The bot's settings, and the fallback off for judging: the calibration judges what would
     be said without it."""
@@ -82,7 +71,7 @@ def _novel(bot: Bot, val_pairs: Sequence[Pair], prompts: Sequence[str], seed: in
     try:
         if whole is not None:
             bot.memory = whole.without({p.prompt for p in val_pairs})
-        return _judged(bot, [(p, p) for p in prompts] + _variants(prompts, seed), references)
+        return _judged(bot, [(p, p) for p in prompts] + one_variant_each(prompts, seed), references)
     finally:
         bot.memory = whole
 
@@ -98,9 +87,9 @@ def calibrate(bot: Bot, train_pairs: Sequence[Pair], val_pairs: Sequence[Pair],
     novel = list(dict.fromkeys(p.prompt for p in val_pairs))
     saved = _settings(bot)
     try:
-        typed = _judged(bot, _variants(known, FIT_SEED), references)
+        typed = _judged(bot, one_variant_each(known, FIT_SEED), references)
         halves = [_novel(bot, val_pairs, novel[h::2], FIT_SEED, references) for h in (0, 1)]
-        reported = _judged(bot, _variants(known, REPORT_SEED), references)
+        reported = _judged(bot, one_variant_each(known, REPORT_SEED), references)
     finally:
         bot.decode = saved
         bot.configure()
@@ -136,7 +125,7 @@ def reliability(bot: Bot, pairs: Sequence[Pair], seed: int = REPORT_SEED) -> dic
     saved = _settings(bot)
     try:
         judged = _novel(bot, pairs, prompts, seed, references)
-        judged += _judged(bot, _variants(prompts, seed), references)
+        judged += _judged(bot, one_variant_each(prompts, seed), references)
     finally:
         bot.decode = saved
         bot.configure()

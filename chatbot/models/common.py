@@ -45,14 +45,43 @@ class MaskedAccuracy(keras.metrics.Metric):
         self.count.assign(0.0)
 
 
-def compile_model(model: keras.Model, train: TrainConfig) -> None:
+@keras.saving.register_keras_serializable(package="chatbot")
+class Decay(keras.optimizers.schedules.LearningRateSchedule):
+    """A learning rate multiplied by `decay` over every `steps` steps, smoothly step by step,
+    and never below `floor`: fast early steps, fine late ones."""
+
+    def __init__(self, rate: float, steps: float, decay: float, floor: float):
+        self.rate, self.steps, self.decay, self.floor = rate, steps, decay, floor
+
+    def __call__(self, step):
+        periods = ops.cast(step, "float32") / self.steps
+        return ops.maximum(self.rate * ops.power(self.decay, periods), self.floor)
+
+    def get_config(self) -> dict:
+        return {"rate": self.rate, "steps": self.steps, "decay": self.decay, "floor": self.floor}
+
+
+# train.lr_decay applies over every DECAY_PAIRS pairs trained on (about an epoch of the default
+# corpus with its noisy copies), so that a small corpus's many short epochs decay it no faster
+# than a large one's; it stops at LR_FLOOR of train.learning_rate.
+DECAY_PAIRS = 4000
+LR_FLOOR = 0.1
+
+
+def compile_model(model: keras.Model, train: TrainConfig, devices: int | None = None) -> None:
+    """Compiles `model` with the optimizer of `train`. Given the `devices` that each step
+    trains on (a batch each), its learning rate falls by train.lr_decay over every
+    DECAY_PAIRS pairs, smoothly, down to LR_FLOOR of train.learning_rate (Decay); without
+    them it stays train.learning_rate."""
     optimizers = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}
     assert tuple(optimizers) == OPTIMIZERS, "config.OPTIMIZERS names the optimizers built here"
     if train.optimizer not in optimizers:
         raise ChatbotError(
             f"unknown optimizer {train.optimizer!r}; choose one of: {', '.join(optimizers)}"
         )
-    optimizer = optimizers[train.optimizer](
-        learning_rate=train.learning_rate, clipnorm=train.clipnorm or None
-    )
+    rate = train.learning_rate
+    if train.lr_decay != 1 and devices:
+        rate = Decay(rate, DECAY_PAIRS / (train.batch_size * devices), train.lr_decay,
+                     LR_FLOOR * rate)
+    optimizer = optimizers[train.optimizer](learning_rate=rate, clipnorm=train.clipnorm or None)
     model.compile(optimizer=optimizer, loss=masked_loss(), metrics=[MaskedAccuracy()])

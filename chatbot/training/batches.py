@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -37,22 +38,54 @@ def encode_pairs(
     return examples, truncated, cut
 
 
+@dataclass(frozen=True)
+class Rotation:
+    """Examples seen a few at a time: the last `originals * copies` examples are `copies`
+    variants of each of the first `originals` (its copies in a row), and each epoch takes
+    `per_epoch` of every original's copies, the next ones in turn. So an epoch holds
+    `originals * (1 + per_epoch)` rows, and the copies seen change from epoch to epoch at no
+    cost to the epoch (chatbot.training.prepare: the typing noise of the prompts)."""
+
+    originals: int
+    copies: int
+    per_epoch: int
+
+    def __post_init__(self):
+        if not 0 <= self.per_epoch <= self.copies:
+            raise ValueError(f"per_epoch must be between 0 and copies ({self.copies}); "
+                             f"received {self.per_epoch}")
+
+    def rows(self, epoch: int) -> list[int]:
+        """The example indices of 0-based `epoch`: every original, then its copies of the
+        epoch."""
+        n, k = self.originals, self.copies
+        picks = [(epoch * self.per_epoch + j) % k for j in range(self.per_epoch)]
+        return [*range(n), *(n + i * k + c for i in range(n) for c in picks)]
+
+
 class Batches:
     """Padded batches, reshuffled every epoch; each batch is padded only to its own longest row.
 
     With `bucket_by_length`, rows are sorted by length (ties in random order) before being cut
     into batches, and the batches are then shuffled, so every batch holds rows of similar length.
     `dataset()` gives the same batches as a tf.data pipeline whose time axis is declared unknown,
-    so batches of different lengths never retrace or fail a shape check.
+    so batches of different lengths never retrace or fail a shape check. With a `rotation`, an
+    epoch holds the examples it picks (see Rotation), all of them otherwise.
     """
 
     def __init__(
         self, examples: Sequence[Example], batch_size: int, bucket_by_length: bool = True,
         seed: int = 0, shuffle: bool = True, pad_multiple: int = 1, epoch: int = 0,
+        rotation: Rotation | None = None,
     ):
         if not examples:
             raise ValueError("Batches needs at least one example")
+        if rotation and rotation.originals * (1 + rotation.copies) != len(examples):
+            raise ValueError(f"the rotation needs {rotation.originals} examples and "
+                             f"{rotation.copies} copies of each; received {len(examples)} "
+                             "examples")
         self.examples = list(examples)
+        self.rotation = rotation
         self.batch_size = batch_size
         self.bucket_by_length = bucket_by_length
         self.shuffle = shuffle
@@ -60,7 +93,15 @@ class Batches:
         self.seed = seed
         self.epoch = epoch  # the 0-based epoch that plan() plans next (a resumed run's first)
         self.n_inputs = len(self.examples[0][0])
-        self.scored_tokens = sum(int(np.count_nonzero(target)) for _, target in self.examples)
+        # Of one epoch (on average, with a rotation: its epochs differ a little)
+        scored = [int(np.count_nonzero(target)) for _, target in self.examples]
+        self.rows_per_epoch = len(self.examples)
+        self.scored_tokens = sum(scored)
+        if rotation:
+            n = rotation.originals
+            self.rows_per_epoch = n * (1 + rotation.per_epoch)
+            self.scored_tokens = sum(scored[:n]) + round(
+                sum(scored[n:]) * rotation.per_epoch / rotation.copies)
 
     def plan(self, group: int = 1) -> list[list[list[int]]]:
         """One epoch as steps of `group` batches each (lists of example indices), new order
@@ -75,8 +116,8 @@ class Batches:
         # epochs: a run resumed at epoch k shuffles as the uninterrupted run did, whatever
         # tf.data had prefetched when it was stopped.
         rng = random.Random(f"{self.seed}:{self.epoch}")
+        order = self.rotation.rows(self.epoch) if self.rotation else list(range(len(self.examples)))
         self.epoch += 1
-        order = list(range(len(self.examples)))
         if self.shuffle:
             rng.shuffle(order)
         if self.bucket_by_length:
@@ -91,7 +132,7 @@ class Batches:
         return steps
 
     def __len__(self) -> int:
-        return -(-len(self.examples) // self.batch_size)
+        return -(-self.rows_per_epoch // self.batch_size)
 
     def steps(self, devices: int = 1) -> int:
         """Steps in an epoch when every step gives one batch to each of `devices`."""

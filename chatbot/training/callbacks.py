@@ -26,20 +26,36 @@ import keras
 import numpy as np
 
 from chatbot import rundir
-from chatbot.config import MONITORS, higher_is_better
+from chatbot.config import MEASURED, MONITORS, higher_is_better
 
 Log = Callable[[str], None]
 
 
 class Monitor:
     """A quantity of the epoch logs, and what counts as an improvement of it: losses improve by
-    falling, accuracies by rising; NaN or a missing value never improves."""
+    falling, accuracies and rates by rising; NaN or a missing value never improves.
+
+    An answer rate (MEASURED) moves in steps, and stays at 0 for the first epochs: an epoch
+    that equals the best rate improves on it if its training loss (`then`) is lower, so that a
+    run neither stops nor keeps its first epoch while the model is still learning."""
 
     def __init__(self, name: str):
         if name not in MONITORS:
             raise ValueError(f"monitor must be one of {', '.join(MONITORS)}; received {name!r}")
         self.name = name
         self.mode = "max" if higher_is_better(name) else "min"
+        self.then = Monitor("loss") if name in MEASURED else None
+
+    def improves(self, logs: dict[str, Any] | None, best: float | None,
+                 best_then: float | None) -> bool:
+        """Whether the epoch of `logs` improves on the best so far: its value (`best`), and
+        for ties the value of `then` at that epoch (`best_then`)."""
+        value = self.value(logs)
+        if self.better(value, best):
+            return True
+        if self.then is None or value is None or value != best:
+            return False
+        return self.then.better(self.then.value(logs), best_then)
 
     def better(self, value: float | None, best: float | None) -> bool:
         """Whether `value` improves on `best` (None: nothing yet, so any real value does)."""
@@ -67,12 +83,17 @@ class Stateful(Protocol):
     def restore(self, state: dict[str, Any]) -> None: ...
 
 
+def _then(monitor: Monitor, logs: dict[str, Any] | None) -> float | None:
+    return monitor.then.value(logs) if monitor.then is not None else None
+
+
 def _monitor(monitor: Monitor | str) -> Monitor:
     return monitor if isinstance(monitor, Monitor) else Monitor(monitor)
 
 
 class EarlyStopping(keras.callbacks.Callback):
-    """Stops training once `monitor` has not improved for `patience` epochs in a row.
+    """Stops training once `monitor` has not improved for `patience` epochs in a row, or once
+    it reaches `target` (a quantity that rises; None: no target). `reached` says which.
 
     keras.callbacks.EarlyStopping does the same, but resets its counters in on_train_begin, so
     a resumed run would wait `patience` epochs anew. It also keeps no best weights here: the
@@ -81,34 +102,48 @@ class EarlyStopping(keras.callbacks.Callback):
 
     name = "early_stopping"
 
-    def __init__(self, monitor: Monitor | str, patience: int):
+    def __init__(self, monitor: Monitor | str, patience: int, target: float | None = None):
         super().__init__()
         if not isinstance(patience, int) or isinstance(patience, bool) or patience < 0:
             raise ValueError(f"patience must be a whole number of epochs >= 0; received "
                              f"{patience!r}")
         self.monitor, self.patience = _monitor(monitor), patience
+        if target is not None and self.monitor.mode != "max":
+            raise ValueError(f"a target needs a quantity that rises; {self.monitor.name} falls")
+        self.target = target
         self.best: float | None = None
+        self.best_then: float | None = None  # the tie-breaking quantity at the best epoch
         self.best_epoch = 0  # 1-based; 0 before any improvement
         self.wait = 0  # epochs since the last improvement
         self.stopped_epoch = 0  # 1-based epoch after which it stopped training; 0 if it did not
+        self.reached = False  # it stopped because the target was reached
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
-        value = self.monitor.value(logs)
-        if self.monitor.better(value, self.best):
-            self.best, self.best_epoch, self.wait = value, epoch + 1, 0
+        if self.monitor.improves(logs, self.best, self.best_then):
+            value = self.best = self.monitor.value(logs)
+            self.best_then = _then(self.monitor, logs)
+            self.best_epoch, self.wait = epoch + 1, 0
+            if self.target is not None and value is not None and value >= self.target:
+                self.reached = True
+                self._stop(epoch)
             return
         self.wait += 1
         if self.wait >= self.patience:
-            self.stopped_epoch = epoch + 1
-            self.model.stop_training = True
+            self._stop(epoch)
+
+    def _stop(self, epoch: int) -> None:
+        self.stopped_epoch = epoch + 1
+        self.model.stop_training = True
 
     def state(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
-                "stopped_epoch": self.stopped_epoch}
+        return {"best": self.best, "best_then": self.best_then, "best_epoch": self.best_epoch,
+                "wait": self.wait, "stopped_epoch": self.stopped_epoch, "reached": self.reached}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.best, self.best_epoch = state["best"], int(state["best_epoch"])
         self.wait, self.stopped_epoch = int(state["wait"]), int(state["stopped_epoch"])
+        # (backups of older code have neither)
+        self.best_then, self.reached = state.get("best_then"), bool(state.get("reached", False))
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -154,13 +189,14 @@ class AtomicCheckpoint(keras.callbacks.Callback):
                              f"whole models in); received {str(path)!r}")
         self.monitor, self.deferred = _monitor(monitor), deferred
         self.best: float | None = None
+        self.best_then: float | None = None  # the tie-breaking quantity at the best epoch
         self.best_epoch = 0  # 1-based epoch whose weights are in model.keras; 0: none yet
         self.pending = False  # the last epoch improved and model.keras is not written yet
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
-        value = self.monitor.value(logs)
-        if self.monitor.better(value, self.best):
-            self.best, self.best_epoch, self.pending = value, epoch + 1, True
+        if self.monitor.improves(logs, self.best, self.best_then):
+            self.best, self.best_then = self.monitor.value(logs), _then(self.monitor, logs)
+            self.best_epoch, self.pending = epoch + 1, True
             if not self.deferred:
                 self.commit()
 
@@ -174,10 +210,11 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         rundir.atomic_write(self.path, model.save)
 
     def state(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch}
+        return {"best": self.best, "best_then": self.best_then, "best_epoch": self.best_epoch}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.best, self.best_epoch = state["best"], int(state["best_epoch"])
+        self.best_then = state.get("best_then")  # backups of older code lack it
 
 
 class HistoryCSV(keras.callbacks.Callback):

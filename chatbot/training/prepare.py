@@ -24,7 +24,7 @@ from chatbot.text.subword import SubwordTokenizer
 from chatbot.text.tokenizer import train_tokenizer
 from chatbot.text.vocab import SPECIALS, TURN, Vocabulary
 from chatbot.text.words import TextTokenizer, Tokenizer
-from chatbot.training.batches import Example, encode_pairs
+from chatbot.training.batches import Example, Rotation, encode_pairs
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ class DataReport:
     conversations: int = 0  # chat JSONL: the conversations the pairs come from
     context_turns: int = 1  # turns read before each reply (chatbot.text.context)
     taught: dict[str, int] = field(default_factory=dict)  # taught pairs folded in, by file
+    noisy_per_epoch: int = 0  # of each prompt's noisy copies, those an epoch sees
 
     def lines(self) -> list[str]:
         """What `chatbot train` prints: one line per kind of change, only those that happened."""
@@ -86,8 +87,11 @@ class DataReport:
         if not self.text and (self.train.truncated or self.validation.truncated):
             out.append(f"truncated to {self.max_len} tokens: {self._share('truncated', 'sides')}")
         if self.noisy:
+            pool = self.noisy // max(1, self.train.pairs)
+            each = (f"; each epoch sees {self.noisy_per_epoch} of every prompt's {pool}, the next "
+                    "in turn" if self.noisy_per_epoch < pool else "")
             out.append(f"added {self.noisy} noisy copies of the training prompts (typing noise, "
-                       "each with its prompt's reply)")
+                       f"each with its prompt's reply{each})")
         if self.train.unknown or self.validation.unknown:
             out.append(f"read as <UNK>: {self._share('unknown', 'tokens')}, not in the "
                        f"vocabulary {self.vocab_source}")
@@ -112,6 +116,7 @@ class Prepared:
     val_examples: list[Example]
     report: DataReport
     tokenizer: TextTokenizer  # the run's (a sentencepiece model is saved in the run directory)
+    rotation: Rotation | None = None  # which noisy copies of the prompts each epoch sees
 
 
 def prepare_data(config: RunConfig, data_path: str | Path, vocab: Vocabulary | None = None,
@@ -155,13 +160,24 @@ def prepare_data(config: RunConfig, data_path: str | Path, vocab: Vocabulary | N
         examples.append(encoded)
     # Noise after the vocabulary: a typo is as new to the model in training as in the chat.
     words = [w for p in train_pairs for w in p.prompt.split() if w.isalpha()]
-    noisy = noisy_copies(train_pairs, config.train.noise_copies, config.train.seed, words)
+    rotation = noise_rotation(config, len(train_pairs))
+    noisy = noisy_copies(train_pairs, rotation.copies if rotation else 0, config.train.seed,
+                         words)
     examples[0] += encode_pairs(noisy, tokenizer, vocab, max_len, encode, turns)[0]
     report = DataReport(str(data_path), loaded.bad_lines, loaded.duplicates, max_len, len(vocab),
                         vocab_source or "given", *splits, noisy=len(noisy),
                         conversations=loaded.conversations, context_turns=turns,
-                        taught=folded)
-    return Prepared(train_pairs, val_pairs, vocab, *examples, report, tokenizer)
+                        taught=folded, noisy_per_epoch=config.train.noise_copies)
+    return Prepared(train_pairs, val_pairs, vocab, *examples, report, tokenizer, rotation)
+
+
+def noise_rotation(config: RunConfig, pairs: int) -> Rotation | None:
+    """How the training examples hold the prompts' noisy copies: `noise_pool` of each (at
+    least `noise_copies`), of which each epoch sees `noise_copies`; None without noise."""
+    per_epoch = config.train.noise_copies
+    if not per_epoch or not pairs:
+        return None
+    return Rotation(pairs, max(config.train.noise_pool, per_epoch), per_epoch)
 
 
 def build_vocabulary(tokenizer: TextTokenizer, texts: list[str], config: RunConfig,

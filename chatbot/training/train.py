@@ -15,8 +15,10 @@ epoch, so a run killed at any moment loses at most the epoch it was in.
 
 Training knows nothing of replies. What a caller wants to watch or measure comes in through
 `callbacks`: functions of the `Run` that return a Keras callback (`chatbot train` passes
-chatbot.decoding.probes.ProbeReplies, which prints a few replies after every epoch), and the
-measurement of the finished model is the caller's too (chatbot.evaluate.evaluate_training).
+chatbot.decoding.probes.ProbeReplies, which prints a few replies after every epoch, and
+chatbot.decoding.quality.AnswerRates, which adds the answer rates the default stop rule
+watches: chatbot.training.stopping), and the measurement of the finished model is the
+caller's too (chatbot.evaluate.evaluate_training).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from chatbot.training.distribute import is_chief, make_strategy, refuse_together
 from chatbot.training.loop import Loop
 from chatbot.training.prepare import Prepared, prepare_data
 from chatbot.training.pretrain_data import prepare_text
+from chatbot.training.stopping import Stopped, measured_by, monitor_of, stopped_by
 
 Log = Callable[[str], None]
 
@@ -121,8 +124,10 @@ def train(
     # First TensorFlow work of the run: a strategy must be made before devices initialize.
     distribution = make_strategy(config.train.strategy)
     data = _data(config, vocab, tokenizer, source, log, _taught(out, init_from))
-    monitor = _monitor(config, has_val=bool(data.val_pairs), log=log)
     chief = _devices(distribution, out, config, log)
+    # The caller's callbacks, made on the chief alone (the other workers keep in step)
+    made = _callers(callbacks, Run(out, config, data, _probes(data, config), log)) if chief else []
+    monitor = monitor_of(config, has_val=bool(data.val_pairs), measured=measured_by(made), log=log)
     lock = contextlib.ExitStack()  # the chief's hold on the run directory while it trains
 
     def claim() -> None:
@@ -136,11 +141,11 @@ def train(
         if not resume and chief:
             _start_run_dir(out, config, data)
         model = _build_model(config, distribution, init_from)
-        checkpoint, done, history = _epochs(model, distribution, out, config, data, monitor,
-                                            resume, chief, callbacks, log, verbose)
+        checkpoint, done, stopped = _epochs(model, distribution, out, config, data, monitor,
+                                            resume, chief, made, log, verbose)
     if not chief:
-        return TrainResult(out, done + len(history), 0, time.perf_counter() - started, {})
-    return _finish(out, data, checkpoint, started, log)
+        return TrainResult(out, stopped.epoch, 0, time.perf_counter() - started, {})
+    return _finish(out, data, checkpoint, started, log, stopped)
 
 
 def _settings(out: Path, data_path, config: RunConfig | None, resume: bool,
@@ -191,12 +196,14 @@ def _devices(distribution, out: Path, config: RunConfig, log: Log) -> bool:
 
 
 def _epochs(model: keras.Model, distribution, out: Path, config: RunConfig, data: Prepared,
-            monitor: Monitor, resume: bool, chief: bool, callbacks: Sequence[CallbackFactory],
-            log: Log, verbose: int | str) -> tuple[AtomicCheckpoint, int, list[dict[str, float]]]:
-    """Trains the epochs left, with the callbacks that checkpoint, back up, stop and report;
-    returns the checkpoint, the epochs done before and the new epochs' logs."""
+            monitor: Monitor, resume: bool, chief: bool, made: list, log: Log,
+            verbose: int | str) -> tuple[AtomicCheckpoint, int, Stopped]:
+    """Trains the epochs left, with the callbacks that checkpoint, back up, stop and report
+    (`made`: the caller's, run after the throughput report); returns the checkpoint, the
+    epochs done before and why training stopped."""
     checkpoint = AtomicCheckpoint(out / MODEL, monitor)
-    early_stop = EarlyStopping(monitor, config.train.patience)
+    target = config.train.stop_at if config.train.stop_at and monitor.mode == "max" else None
+    early_stop = EarlyStopping(monitor, config.train.patience, target)
     budget = [TimeBudget(config.train.max_minutes)] if config.train.max_minutes else []
     backup = EpochBackup(out, stateful=[checkpoint, early_stop], then=[checkpoint.commit])
     with distribution.scope():  # optimizer variables, if restored, live on every device
@@ -210,8 +217,8 @@ def _epochs(model: keras.Model, distribution, out: Path, config: RunConfig, data
     train_data, val_data = _batches(config, data, done)
     unit = "windows" if config.data.text else "pairs"  # pretraining reads windows
     every_epoch = [
-        EpochReport(train_data.scored_tokens, len(data.train_examples), log, unit),
-        *_callers(callbacks, Run(out, config, data, _probes(data, config), log)),
+        EpochReport(train_data.scored_tokens, train_data.rows_per_epoch, log, unit),
+        *made,
         HistoryCSV(out, keep=done),
         early_stop,
         *budget,
@@ -222,13 +229,9 @@ def _epochs(model: keras.Model, distribution, out: Path, config: RunConfig, data
     last = done if early_stop.stopped_epoch else config.train.epochs
     history = _fit(model, distribution, train_data, val_data, done, last, every_epoch,
                    verbose if chief else 0)
-    if early_stop.stopped_epoch:
-        log(f"stopped early after epoch {early_stop.stopped_epoch}: {monitor.name} has not "
-            f"improved for {config.train.patience} epochs")
-    elif budget and budget[0].stopped_epoch:
-        log(f"stopped after epoch {budget[0].stopped_epoch}: the time budget of "
-            f"{config.train.max_minutes:g} minutes is spent")
-    return checkpoint, done, history
+    stopped = stopped_by(early_stop, budget[0] if budget else None, done + len(history), config)
+    log(stopped.why)
+    return checkpoint, done, stopped
 
 
 # How a fine-tuning run's log names the settings that shape its model (chatbot.models.Arch).
@@ -289,19 +292,6 @@ def _fine_tuned(source: Path, config: RunConfig | None, data_path,
             f"of {source}")
 
 
-def _monitor(config: RunConfig, has_val: bool, log: Log) -> Monitor:
-    name = config.train.monitor
-    try:
-        monitor = Monitor(name)
-    except ValueError as exc:
-        raise ChatbotError(str(exc)) from None
-    if name.startswith("val_") and not has_val:
-        log(f"no validation pairs (val_fraction={config.data.val_fraction}): monitoring "
-            f"{name[4:]} instead of {name}")
-        monitor = Monitor(name[4:])
-    return monitor
-
-
 # --- the run directory ---------------------------------------------------------------------------
 
 
@@ -319,14 +309,16 @@ def _start_run_dir(out: Path, config: RunConfig, data: Prepared) -> None:
 
 
 def _finish(out: Path, data: Prepared, checkpoint: AtomicCheckpoint, started: float,
-            log: Log) -> TrainResult:
-    """Writes what training measured to metrics.json and marks the run finished."""
+            log: Log, stopped: Stopped) -> TrainResult:
+    """Writes what training measured, and why it stopped, to metrics.json and marks the run
+    finished."""
     if not (out / MODEL).exists():
         raise ChatbotError(f"{out}: no epoch improved {checkpoint.monitor.name}; nothing was "
                            "saved")
     seconds = time.perf_counter() - started
     metrics = {"best_epoch": checkpoint.best_epoch, "monitor": checkpoint.monitor.name,
-               "best_value": checkpoint.best, "train_seconds": round(seconds, 1)}
+               "best_value": checkpoint.best, "train_seconds": round(seconds, 1),
+               "stopped": dataclasses.asdict(stopped)}
     rundir.update_metrics(out, metrics)
     epochs = len(rundir.read_history(out))
     rundir.finish_run(out, epochs=epochs, best_epoch=checkpoint.best_epoch)
@@ -344,7 +336,7 @@ def _build_model(config: RunConfig, distribution, init_from: str | Path | None) 
         model = arch_module(config.model.arch).build(config.model)
         if init_from is not None:
             model.load_weights(Path(init_from) / MODEL)
-        compile_model(model, config.train)
+        compile_model(model, config.train, distribution.num_replicas_in_sync)
     return model
 
 
@@ -353,7 +345,7 @@ def _batches(config: RunConfig, data: Prepared, done: int) -> tuple[Batches, Bat
                    bucket_by_length=config.train.bucket_by_length, seed=config.train.seed)
     # epoch=done: each epoch's shuffle depends on (seed, epoch) only, so a resumed run gets
     # the batches the uninterrupted run had.
-    train_data = Batches(data.train_examples, epoch=done, **options)
+    train_data = Batches(data.train_examples, epoch=done, rotation=data.rotation, **options)
     val_data = Batches(data.val_examples, shuffle=False, **options) if data.val_examples else None
     return train_data, val_data
 
