@@ -32,9 +32,9 @@ fresh clone replies within 5 minutes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import pty
 import shutil
 import signal
 import subprocess
@@ -77,8 +77,8 @@ def log(message: str) -> None:
 def train(code: Path, out: Path, flags: list[str]) -> dict[str, Any]:
     """`chatbot train` of the code in `code` into `out`, as its make train runs it."""
     env = {**os.environ, "PYTHONPATH": str(code), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    command = [sys.executable, "-m", "chatbot", "train", "--data", str(DATA), "--out", str(out),
-               "--overwrite", *flags]
+    command = [sys.executable, "-m", "chatbot.cli", "train", "--data", str(DATA), "--out",
+               str(out), "--overwrite", *flags]
     started = time.perf_counter()
     done = subprocess.run(command, env=env, cwd=code, capture_output=True, text=True)
     if done.returncode:
@@ -122,38 +122,39 @@ class Busy:
 
 
 def fresh_clone() -> dict[str, Any]:
-    """Seconds from `git clone` to the first reply of `make chat`: the REPL runs in a
-    pseudo-terminal, as for a person, and is sent one prompt once it asks for one."""
+    """Seconds from `git clone` to the first reply of `make chat`. The chat runs in a
+    pseudo-terminal (util-linux `script`), as for a person, and is sent one prompt once it
+    asks for one."""
     scratch = Path(tempfile.mkdtemp(prefix="ttq-clone-"))
+    chat = None
     try:
         started = time.perf_counter()
         subprocess.run(["git", "clone", "--quiet", str(ROOT), str(scratch / "chatbot")],
                        check=True)
-        pid, terminal = pty.fork()
-        if pid == 0:  # the child: make chat, on the pseudo-terminal
-            os.chdir(scratch / "chatbot")
-            os.execvp("make", ["make", "chat"])
+        chat = subprocess.Popen(["script", "-qfec", "make chat", "/dev/null"],
+                                cwd=scratch / "chatbot", stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)
         output, asked, first = b"", False, None
         while first is None:
-            try:
-                chunk = os.read(terminal, 4096)
-            except OSError:  # the child ended
-                break
-            if not chunk:
+            chunk = os.read(chat.stdout.fileno(), 4096)
+            if not chunk:  # it ended
                 break
             output += chunk
             if not asked and b"you>" in output:
-                os.write(terminal, FIRST_PROMPT.encode() + b"\r")
+                chat.stdin.write(FIRST_PROMPT.encode() + b"\r")
+                chat.stdin.flush()
                 asked = True
             elif asked and b"bot>" in output.split(b"you>", 1)[1]:
                 first = time.perf_counter() - started
-        os.killpg(pid, signal.SIGKILL)  # make and the chat it started
-        os.waitpid(pid, 0)
         text = output.decode("utf-8", "replace")
         reply = text[text.find("bot>"):].splitlines()[0] if "bot>" in text else None
         return {"first_reply_s": round(first, 1) if first else None, "reply": reply,
                 "output_tail": [line.rstrip() for line in text.splitlines()[-12:]]}
     finally:
+        if chat is not None:
+            os.killpg(chat.pid, signal.SIGKILL)  # script, make and the chat
+            chat.wait()
         shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -173,26 +174,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-o", "--output", default="bench/time_to_quality.json")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--skip-fresh-clone", action="store_true")
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure the finished runs of an earlier invocation again instead "
+                             "of training them (their training figures are read back)")
     args = parser.parse_args(argv)
     load_at_start = load_average()
     WORK.mkdir(parents=True, exist_ok=True)
     runs: dict[str, Any] = {}
     tree = WORK / "baseline-code"
     git = ["git", "-C", str(ROOT)]
-    if not args.skip_baseline:
+    if not args.skip_baseline and not args.reuse:
         subprocess.run([*git, "worktree", "add", "--detach", "--quiet", str(tree), BASELINE],
                        check=True)
+    saved = WORK / "runs.json"  # each run's training figures, as soon as it has them
+    if args.reuse:
+        runs = json.loads(saved.read_text())
     try:
-        if not args.skip_baseline:
-            log(f"baseline ({BASELINE}, {' '.join(BASELINE_FLAGS)})")
-            runs["baseline"] = train(tree, WORK / "baseline", BASELINE_FLAGS)
-        log("new")
-        runs["new"] = train(ROOT, WORK / "new", [])
-        log("new, with a second CPU-bound process running")
-        with Busy():
-            runs["new_loaded"] = train(ROOT, WORK / "new_loaded", [])
+        for name, code, flags in (("baseline", tree, BASELINE_FLAGS), ("new", ROOT, []),
+                                  ("new_loaded", ROOT, [])):
+            if name in runs or (name == "baseline" and args.skip_baseline):
+                continue
+            log(f"{name} ({' '.join(flags) or 'no flags'})")
+            with Busy() if name == "new_loaded" else contextlib.nullcontext():
+                runs[name] = train(code, WORK / name, flags)
+            saved.write_text(json.dumps(runs, indent=1))
     finally:
-        if not args.skip_baseline:
+        if tree.exists():
             subprocess.run([*git, "worktree", "remove", "--force", str(tree)], check=False)
             subprocess.run([*git, "worktree", "prune"], check=False)
     for name, run in runs.items():
