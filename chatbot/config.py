@@ -83,6 +83,14 @@ def higher_is_better(monitor: str) -> bool:
     return not monitor.endswith("loss")
 
 
+# train.lr_decay applies over every DECAY_PAIRS pairs trained on (about an epoch of the default
+# corpus with its noisy copies), so that a small corpus's many short epochs decay the rate no
+# faster than a large one's; it stops at LR_FLOOR of train.learning_rate
+# (chatbot.models.common.Decay).
+DECAY_PAIRS = 4000
+LR_FLOOR = 0.1
+
+
 @dataclass
 class TrainConfig:
     epochs: int = setting(30, "maximum epochs (early stopping may end sooner)", low=1,
@@ -90,9 +98,9 @@ class TrainConfig:
     batch_size: int = setting(32, "pairs per batch", low=1, flag=True)
     optimizer: str = setting("adam", "optimizer", choices=OPTIMIZERS, flag=True)
     learning_rate: float = setting(2e-2, "optimizer step size", flag=True)
-    lr_decay: float = setting(0.85, "the learning rate is multiplied by this over every 4,000 "
-                                    "pairs trained on, smoothly, down to a tenth of it (1: "
-                                    "constant)", low=0, high=1,
+    lr_decay: float = setting(0.85, f"the learning rate is multiplied by this over every "
+                                    f"{DECAY_PAIRS:,} pairs trained on, smoothly, down to "
+                                    f"{LR_FLOOR:g} of it (1: constant)", low=0, high=1,
                               low_open=True, flag=True)
     clipnorm: float = setting(1.0, "gradient norm clipping, which keeps LSTM training stable")
     monitor: str = setting("quality", "quantity for the best checkpoint and early stopping "

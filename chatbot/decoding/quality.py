@@ -88,7 +88,7 @@ class AnswerRates(keras.callbacks.Callback):
         chats = bot.decode
         bot.configure(retrieval=False, fallback=False)
         alone = self._rate(bot, [(query, query) for query in self.asked])
-        bot.configure(**{"retrieval": chats.retrieval, "fallback": chats.fallback})
+        bot.configure(retrieval=chats.retrieval, fallback=chats.fallback)  # as it chats
         typed = self._rate(bot, self.variants)
         rates = {"answer_rate": alone, "variant_rate": typed, "quality": min(alone, typed)}
         if logs is not None:

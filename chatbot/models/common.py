@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from chatbot.config import OPTIMIZERS, TrainConfig
+from chatbot.config import DECAY_PAIRS, LR_FLOOR, OPTIMIZERS, TrainConfig
 from chatbot.errors import ChatbotError
 
 
@@ -59,13 +59,6 @@ class Decay(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self) -> dict:
         return {"rate": self.rate, "steps": self.steps, "decay": self.decay, "floor": self.floor}
-
-
-# train.lr_decay applies over every DECAY_PAIRS pairs trained on (about an epoch of the default
-# corpus with its noisy copies), so that a small corpus's many short epochs decay it no faster
-# than a large one's; it stops at LR_FLOOR of train.learning_rate.
-DECAY_PAIRS = 4000
-LR_FLOOR = 0.1
 
 
 def compile_model(model: keras.Model, train: TrainConfig, devices: int | None = None) -> None:
