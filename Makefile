@@ -9,7 +9,8 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: install data train retrain chat plot test test-fast lint bench bench-decode bench-train \
         bench-throughput bench-quality bench-honest bench-transformer bench-importers \
-        bench-context bench-serve bench-products bench-archs clean
+        bench-context bench-serve bench-products bench-archs bench-report \
+        tensorboard bench-tensorboard bench-scale notebook bench-notebook clean
 
 install: $(BIN)/chatbot
 $(BIN)/chatbot: pyproject.toml
@@ -31,10 +32,18 @@ $(DATA): corpus/about.tsv | $(BIN)/chatbot
 # answer rates of a sample of known prompts and of their typing variants), not on the clock, so
 # a busy machine takes longer but gives the same bot: 2 to 4 minutes here. TRAIN_MINUTES=M
 # adds a safety cap (the epoch that ends past M minutes is the last; the best model is kept).
+# Then the run's report card, $(MODEL)/report.html (`chatbot report`: settings, curves, metrics,
+# answer rates, sample replies, attention, embedding map), is written if a file of the run other
+# than a picture is newer than it (taught pairs change the replies too); its path is printed.
 TRAIN_MINUTES ?= 0
+REPORT = $(MODEL)/report.html
 train: | $(DATA)
 	$(BIN)/chatbot train --data $(DATA) --out $(MODEL) --if-needed --max-minutes $(TRAIN_MINUTES) \
 	    $(TRAIN_FLAGS)
+	@if [ ! -f $(REPORT) ] || \
+	    [ -n "$$(find $(MODEL) -maxdepth 1 -type f ! -name '*.png' -newer $(REPORT))" ]; then \
+	    $(BIN)/chatbot report $(MODEL) -o $(REPORT); \
+	else echo "report card: $(REPORT) (up to date)"; fi
 
 # For targets that name the model file: `make train` runs first, every time (it is phony), so the
 # file is never taken as done while its run is unfinished.
@@ -49,6 +58,13 @@ chat: train
 
 plot: train
 	$(BIN)/chatbot plot $(MODEL) -o $(MODEL)/curves.png
+
+# TensorBoard on every run in models/ (each run's runs/ folder: scalars, probe replies, the
+# embedding projector, the settings as HParams; chatbot/training/tensorboard.py), at
+# http://localhost:6006 until Ctrl-C. TB_LOGDIR=DIR opens another folder.
+TB_LOGDIR ?= models
+tensorboard: $(BIN)/chatbot
+	$(BIN)/tensorboard --logdir $(TB_LOGDIR)
 
 # The tests run in TEST_WORKERS processes (pytest-xdist; TEST_WORKERS=0 runs them in this one),
 # two for the two cores `make test` must finish on within 10 minutes. worksteal: a process that
@@ -137,6 +153,43 @@ bench-serve: $(BIN)/chatbot $(DATA)
 # alone, and Bot.reply_batch of models/default in batches of 1 to 16; about 2 minutes.
 bench-products: $(BIN)/chatbot $(DATA)
 	$(BIN)/python bench/small_products.py -o bench/small_products.json
+
+# How long `chatbot report` takes on the run (a fresh process per round, 5 rounds) and where the
+# time goes, and the size of the page it writes; about a minute. Writes bench/report.json.
+bench-report: $(MODEL)/model.keras
+	$(BIN)/python bench/report.py --model $(MODEL) -o bench/report.json
+
+# What TensorBoard logs cost: chatbot train's training (default preset, default corpus, 3
+# epochs) with and without them, alternated, a fresh process each, 4 rounds, then the gradient
+# norm's cost in a step alone; about 12 minutes on 2 idle CPU cores. Writes
+# bench/tensorboard.json.
+bench-tensorboard: $(BIN)/chatbot $(DATA)
+	$(BIN)/python bench/tensorboard_overhead.py -o bench/tensorboard.json
+
+# How the cost grows with the corpus (#28), on synthetic corpora shaped like the default one
+# (bench/synthetic.py) of SCALE_SIZES pairs, written to bench/.work/scale/ and kept (about 1 GB
+# at 10M, 3 GB more of shards): wall and CPU seconds and peak RSS of `data check`, of reading and
+# tokenizing alone, of `data prepare` (default, and --noise-copies 0) and of training 50 steps
+# from the shards; steps per second from shards against in memory (at 100k); `chatbot reply`
+# and `chatbot serve` start-up (at 1M). Each step alone in a child process; sizes measured
+# before are kept. Hours on 2 shared CPU cores, most of them at 10M. Writes
+# bench/scale.json and bench/scale.png.
+SCALE_SIZES ?= 10k 100k 1M 10M
+bench-scale: $(BIN)/chatbot $(DATA)
+	$(BIN)/python bench/scale.py --sizes $(SCALE_SIZES) -o bench/scale.json --figure bench/scale.png
+
+# The notebook tour of the ideas (notebooks/tour.ipynb: tokens to decoding, on models it trains
+# itself): run top to bottom in a fresh kernel of the venv by nbclient's jupyter-execute, which
+# fails on the first cell that raises; the copy with its outputs is notebooks/.out/tour.ipynb (the
+# notebook in git has none). Under 2 minutes on 2 busy CPU cores; open either in Jupyter.
+notebook: $(BIN)/chatbot
+	@mkdir -p notebooks/.out
+	$(BIN)/jupyter-execute notebooks/tour.ipynb --output=.out/tour --timeout=600
+
+# How long the tour takes: 3 rounds in full and 1 in quick mode (the test's), a fresh kernel
+# each, with the load average; about 7 minutes on 2 CPU cores. Writes bench/notebook.json.
+bench-notebook: $(BIN)/chatbot
+	$(BIN)/python bench/notebook.py -o bench/notebook.json
 
 lint: $(BIN)/chatbot
 	$(BIN)/ruff check chatbot tests bench

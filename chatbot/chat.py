@@ -37,6 +37,8 @@ Type a message and press Enter to get a reply.
                     taught for)
   /attention [FILE] save a heatmap of the last reply's attention, or a grid of every layer's
                     and head's self-attention for a transformer (default attention.png)
+  /neighbours WORD  the words the model learned to use most like WORD: the nearest ones
+                    in its token embedding, by cosine similarity
   /history          the conversation so far, and the turns the model reads of it
   /reset            start a new conversation
   /save FILE        append the conversation to FILE as a line of chat JSONL
@@ -92,7 +94,9 @@ class Repl:
         self.commands = {"/help": self.help, "/set": self.set, "/show": self.show,
                          "/nbest": self.nbest, "/why": self.why, "/attention": self.attention,
                          "/history": self.history, "/reset": self.reset, "/save": self.save,
-                         "/teach": self.teach, "/forget": self.forget}
+                         "/teach": self.teach, "/forget": self.forget,
+                         "/neighbours": self.neighbours}
+        self._embeddings = None  # chatbot.embeddings.Embeddings, read at the first /neighbours
 
     def handle(self, text: str) -> bool:
         """Handles one input line; False means leave."""
@@ -238,6 +242,20 @@ class Repl:
         prompt, reply = self.last
         amap = self.bot.attention(prompt, reply.tokens)
         self.write(f"saved {plot_attention_map(amap, path)}")
+
+    def neighbours(self, *words: str) -> None:
+        if not words:
+            raise TypeError
+        from chatbot.embeddings import Embeddings, neighbour_lines
+
+        if self._embeddings is None:
+            if self.bot.run_dir is None:
+                self.write("this bot was not loaded from a run directory, so there is no "
+                           "model.keras to read its embeddings from")
+                return
+            self._embeddings = Embeddings.load(self.bot.run_dir)
+        for line in neighbour_lines(self._embeddings, " ".join(words)):
+            self.write(printable(line))
 
 
 def run_repl(

@@ -19,7 +19,7 @@ from chatbot.decoding.settings import DecodeConfig, check_decode
 from chatbot.errors import ChatbotError
 from chatbot.fields import TYPES, expected, setting, valid
 from chatbot.models import ARCHS
-from chatbot.rundir import read_json, write_json
+from chatbot.rundir import TENSORBOARD, read_json, write_json
 from chatbot.text.tokenizer import TextConfig
 from chatbot.training.distribute import STRATEGIES
 
@@ -89,6 +89,7 @@ def higher_is_better(monitor: str) -> bool:
 # (chatbot.models.common.Decay).
 DECAY_PAIRS = 4000
 LR_FLOOR = 0.1
+TENSORBOARD_OFF = "off"  # train.tensorboard's value for no TensorBoard logs
 
 
 @dataclass
@@ -125,8 +126,16 @@ class TrainConfig:
     noise_pool: int = setting(8, "noisy copies made of every training prompt, of which each "
                                  "epoch sees the next --noise-copies in turn (at least "
                                  "--noise-copies)", low=0, flag=True)
+    steps_per_epoch: int = setting(0, "prepared data (chatbot data prepare): batches in an "
+                                      "epoch (0: one pass over the training shards)", low=0,
+                                   flag=True)
     max_minutes: float = setting(0.0, "stop after the epoch that ends past this many minutes "
                                       "of training (0: no limit)", low=0, flag=True)
+    tensorboard: str = setting(
+        TENSORBOARD, f"TensorBoard logs (chatbot.training.tensorboard): a folder inside the "
+                     f"run directory, or an absolute path; {TENSORBOARD_OFF}: none", flag=True)
+    tensorboard_steps: int = setting(20, "steps between the TensorBoard logs' figures of the "
+                                         "last steps (0: per epoch only)", low=0, flag=True)
 
 
 @dataclass

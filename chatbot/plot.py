@@ -176,7 +176,7 @@ def plot_attention(
     if getattr(weights, "shape", None) != (rows, cols):
         raise ChatbotError(f"attention weights of shape {getattr(weights, 'shape', None)} do "
                            f"not match {rows} reply tokens x {cols} prompt tokens")
-    families = _label_fonts()
+    families = label_fonts()
     figure = Figure(figsize=(max(4, 0.5 * cols + 2), max(3, 0.4 * rows + 1.5)),
                     layout="constrained")
     ax = figure.subplots()
@@ -201,7 +201,7 @@ def plot_self_attention(weights, tokens: Sequence[str], out_path: str | Path) ->
         raise ChatbotError(f"self-attention weights of shape {shape} do not match (layers, "
                            f"heads, {count}, {count}) for {count} tokens")
     layers, heads = shape[:2]
-    families = _label_fonts()
+    families = label_fonts()
     # Small labels, ~0.09 in a token, so a panel of 40 tokens stays legible at 120 dpi; the
     # figure (in inches) leaves room for titles, labels and the colour bar around panels that
     # fill their cells ("auto" aspect: square ones would leave gaps) and come out near square.
@@ -245,7 +245,7 @@ def plot_attention_map(amap: AttentionMap, out_path: str | Path) -> Path:
     return plot_attention(amap.weights, amap.prompt, amap.reply, out_path)
 
 
-def _label_fonts() -> list[str]:
+def label_fonts() -> list[str]:
     """Font families for token labels: the default, then a CJK font for Chinese glyphs."""
     font = cjk_font()
     return ["DejaVu Sans"] + ([font] if font else [])

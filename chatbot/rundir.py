@@ -6,6 +6,8 @@
     memory.json   the training pairs by prompt, for retrieval (runs from before it have none)
     tokenizer.model  the sentencepiece model of a `--tokenizer sentencepiece` run
                   (chatbot.text.subword)
+    runs/         TensorBoard logs (chatbot.training.tensorboard; train.tensorboard may move
+                  them out of the run or turn them off)
     .backup/      while training: the last finished epoch (weights with optimizer state, and
                   the callbacks' state), so that a killed run continues where it was
 
@@ -42,10 +44,12 @@ HISTORY = "history.csv"
 METRICS = "metrics.json"
 STATUS = "status.json"
 MEMORY = "memory.json"  # the training pairs, for retrieval (chatbot.data.memory); optional
+MEMORY_INDEX = "memory.npz"  # a large memory's index (chatbot.data.memory.INDEX_SUFFIX); optional
 TOKENIZER = "tokenizer.model"  # the sentencepiece model (chatbot.text.subword); word runs have none
 CALIBRATION = "calibration.json"  # evidence -> confidence (chatbot.decoding.confidence); optional
 TAUGHT = "taught.jsonl"  # pairs taught in chats (chatbot.data.taught): the user's, never removed
 FALLBACK = "fallback.txt"  # what the bot says when it does not know (chatbot.decoding.fallback)
+TENSORBOARD = "runs"  # TensorBoard logs, by default (train.tensorboard)
 BACKUP = ".backup"  # the last finished epoch while training runs; removed when it ends
 _POINTER = "epoch.json"  # in BACKUP: which weights file holds the last finished epoch
 _LOCK = "lock"  # in BACKUP: held by the process that trains the run
@@ -226,7 +230,8 @@ def create_run(out: str | Path, overwrite: bool) -> None:
         # into gibberish), whenever the removal is interrupted.
         (out / STATUS).unlink(missing_ok=True)
         shutil.rmtree(out / BACKUP, ignore_errors=True)
-        for name in (MODEL, HISTORY, METRICS, MEMORY, TOKENIZER, CALIBRATION):
+        shutil.rmtree(out / TENSORBOARD, ignore_errors=True)
+        for name in (MODEL, HISTORY, METRICS, MEMORY, MEMORY_INDEX, TOKENIZER, CALIBRATION):
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 

@@ -58,6 +58,7 @@ def test_missing_model_says_to_train(tmp_path):
 def test_check_reports_figures_and_bad_lines(tmp_path):
     path = tmp_path / "pairs.tsv"
     path.write_bytes("hello\thi\n你好\t你好！\nbroken line\n\nhello\thi\nok\t\n".encode())
+    # docs: chatbot data check my_pairs.tsv
     result = run("data", "check", str(path))
     out = result.stdout.decode()
     assert result.returncode == 1  # bad lines found
@@ -81,6 +82,7 @@ def test_train_on_a_bad_tsv_names_file_and_line(tmp_path):
 @pytest.mark.slow
 def test_import_chatterbot_writes_tsv_and_reports_what_it_dropped(tmp_path):
     out = tmp_path / "corpus.tsv"
+    # docs: chatbot data import-chatterbot --lang english chinese -o data/chatterbot.tsv
     result = run("data", "import-chatterbot", "--lang", "english", "-o", str(out))
     assert result.returncode == 0, result.stderr
     rows = out.read_text(encoding="utf-8").splitlines()
@@ -106,6 +108,7 @@ def test_import_chatterbot_writes_tsv_and_reports_what_it_dropped(tmp_path):
 
 @pytest.mark.slow
 def test_reply_one_prompt(tiny_run):
+    # docs: chatbot reply --model models/mine "hello"
     result = run("reply", "--model", str(tiny_run), "你好")
     assert result.returncode == 0
     assert result.stdout.decode() == "你好！很高兴认识你。\n"
@@ -149,6 +152,7 @@ def test_reply_jsonl_writes_one_object_per_input_line(tiny_run):
 
     bot = Bot.load(tiny_run)
     stdin = b"hello\n\nzebra quokka axolotl\n\xff\xfe\n" + "你好\n".encode()
+    # docs: chatbot reply --model models/default --format jsonl < prompts.txt
     result = run("reply", "--model", str(tiny_run), "--format", "jsonl", stdin=stdin)
     records = jsonl(result)
     assert len(records) == 5
@@ -169,6 +173,7 @@ def test_reply_jsonl_for_one_prompt_and_for_conversations(tiny_run):
     from chatbot.decoding.bot import Bot
 
     bot = Bot.load(tiny_run)
+    # docs: chatbot reply --model models/default --format jsonl "whats ur name"
     one = run("reply", "--model", str(tiny_run), "--format", "jsonl", "what", "is", "your",
               "name")
     assert one.returncode == 0
@@ -198,6 +203,7 @@ def test_reply_text_format_is_the_default(tiny_run):
 @pytest.mark.slow
 def test_plot_writes_a_png(tiny_run, tmp_path):
     out = tmp_path / "curves.png"
+    # docs: chatbot plot models/default models/mine -o curves.png
     result = run("plot", str(tiny_run), "-o", str(out))
     assert result.returncode == 0, result.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -206,6 +212,8 @@ def test_plot_writes_a_png(tiny_run, tmp_path):
 @pytest.mark.slow
 def test_train_command_end_to_end(tmp_path):
     data = write_tsv(tmp_path / "pairs.tsv")
+    # docs: chatbot train --data my_pairs.tsv --out models/mine
+    # docs: chatbot train --data my_pairs.tsv --out models/try --preset tiny --epochs 2
     result = run("train", "--data", str(data), "--out", str(tmp_path / "run"), "--preset", "tiny",
                  "--epochs", "2", "--val-fraction", "0")
     assert result.returncode == 0, result.stderr.decode()[-2000:]
@@ -216,6 +224,7 @@ def test_train_command_end_to_end(tmp_path):
 
 @pytest.mark.slow
 def test_decode_flags_reach_the_sampler(tiny_run):
+    # docs: chatbot reply --model models/default --beam 3 --nbest 2 "hello"
     result = run("reply", "--model", str(tiny_run), "--beam", "3", "--nbest", "2", "hello")
     assert result.returncode == 0
     assert result.stdout.decode() == "hi there!\n"
@@ -271,6 +280,8 @@ def test_rerank_flags_reach_the_bot(tiny_run):
     from chatbot.cli import build_parser
     from chatbot.cli.common import load_bot
 
+    # docs: chatbot reply --model models/default --beam 5 --nbest 5 --mmi 0.5 "what do you think \
+    #       about movies?"
     bot = load_bot(build_parser().parse_args(
         ["reply", "--model", str(tiny_run), "--retrieval", "off", "--mmi", "0.5", "hi"]))
     assert (bot.decode.retrieval, bot.decode.mmi) == (False, 0.5)
@@ -313,6 +324,8 @@ def test_eval_with_variants_reports_every_kind_and_keeps_training_metrics(tiny_r
 
     run_dir = Path(shutil.copytree(tiny_run, tmp_path / "run"))
     before = json.loads((run_dir / "metrics.json").read_text())
+    # docs: chatbot eval --model models/mine --data my_pairs.tsv --variants
+    # docs: chatbot eval --model models/default --data data/chatterbot.tsv --variants
     result = run("eval", "--model", str(run_dir), "--data", str(tiny_tsv), "--variants")
     assert result.returncode == 0, result.stderr
     table = result.stdout.decode()
@@ -347,3 +360,24 @@ def test_eval_prints_a_table_and_writes_metrics(tiny_run, tiny_tsv, tmp_path):
     metrics = json.loads(out.read_text())
     assert metrics["answer_rate"]["answer_rate"] == 1.0  # the tiny run's own training file
     assert metrics["masked_accuracy"] == 1.0 and metrics["flags"] == []
+
+
+@pytest.mark.slow
+def test_calibrate_fits_the_confidence_of_a_run_again(tiny_run, tmp_path, capsys):
+    import shutil
+
+    from chatbot.cli import main
+    from chatbot.decoding.bot import Bot
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    (run_dir / "calibration.json").unlink()  # as a run trained before calibration existed
+    assert not Bot.load(run_dir).calibration.calibrated
+    # docs: chatbot calibrate --model models/default
+    assert main(["calibrate", "--model", str(run_dir)]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert Bot.load(run_dir).calibration.calibrated
+    fitted = json.loads((run_dir / "metrics.json").read_text())["confidence"]["fitted_on"]
+    assert fitted["replies"] > 0
+    assert last == (f"fitted on {fitted['replies']} held-out replies ({fitted['right']} right); "
+                    f"wrote {run_dir / 'calibration.json'}")

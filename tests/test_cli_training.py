@@ -269,6 +269,7 @@ def test_fallback_phrasings_are_saved_in_the_run_and_said(tmp_path, data, monkey
     monkeypatch.setattr(chatbot.evaluate, "evaluate_training", lambda result: None)
     phrasings = tmp_path / "mine.txt"
     phrasings.write_text("No idea, sorry!\n我不知道呀。\n", encoding="utf-8")
+    # docs: chatbot train --data my_pairs.tsv --out models/mine --fallback my_fallback.txt
     assert main(["train", "--data", str(data), "--out", str(out), "--fallback",
                  str(phrasings)]) == 0
     said = Fallback.load(out)

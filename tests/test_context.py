@@ -92,10 +92,11 @@ def context_run(tmp_path_factory):
     def build(root):
         root.mkdir()
         write_conversations(root / "pets.jsonl", [(a, n) for a in ANIMALS for n in NAMES])
-        config = tiny_config(epochs=150)
+        config = tiny_config(epochs=100)  # the model alone answers them all from epoch 80
         config.data.context_turns = 2
         config.train.batch_size = 8
         config.train.learning_rate = 5e-3
+        # docs: chatbot train --data data/dailydialog.jsonl --out models/daily --context-turns 3
         train(root / "pets.jsonl", root / "run", config, log=lambda _: None, verbose=0)
 
     root = shared(tmp_path_factory, "context", {"pets": build})["pets"]
@@ -121,6 +122,7 @@ def test_a_context_model_answers_from_the_turn_before_the_prompt(context_run):
 def test_eval_reports_the_model_with_and_without_its_context(context_run, tmp_path, capsys):
     out, data = context_run
     report = tmp_path / "eval.json"
+    # docs: chatbot eval --model models/daily --data data/dailydialog.jsonl
     assert main(["eval", "--model", str(out), "--data", str(data), "--retrieval", "off",
                  "-o", str(report)]) == 0
     context = json.loads(report.read_text())["context"]
@@ -154,6 +156,7 @@ def test_reply_answers_conversations_on_stdin(context_run, monkeypatch, capsys):
              for a, n in (("dog", "rex"), ("fish", "coco"))]
     stdin = "\n".join([lines[0], "{not json", lines[1]]) + "\n"
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(stdin.encode())))
+    # docs: chatbot reply --model models/daily --conversation < conversations.jsonl
     status = main(["reply", "--model", str(out), "--conversation", "--retrieval", "off"])
     captured = capsys.readouterr()
     assert status == 1 and "stdin:2: bad JSON" in captured.err
@@ -169,6 +172,7 @@ def test_the_repl_carries_the_conversation_and_saves_it(context_run, tmp_path):
     bot = Bot.load(out)
     bot.configure(retrieval=False)
     said: list[str] = []
+    # docs: chatbot chat --model models/daily
     repl = Repl(bot, said.append)
     repl.handle("i have a horse.")
     assert said[-1] == "bot> what is your horse called?"

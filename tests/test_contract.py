@@ -21,7 +21,13 @@ from chatbot.decoding.policy import ReplyPolicy
 from chatbot.decoding.samplers import get_sampler
 from chatbot.errors import ChatbotError
 from chatbot.models import ARCHS, arch_module, base
-from chatbot.models.base import OUTPUT_LAYER, check_weights, select_state
+from chatbot.models.base import (
+    EMBEDDING_LAYER,
+    OUTPUT_LAYER,
+    check_weights,
+    select_state,
+    token_embeddings,
+)
 from chatbot.models.common import compile_model
 from chatbot.models.weights import model_weights, read_keras_weights
 from chatbot.text.vocab import SPECIALS, Vocabulary
@@ -89,7 +95,28 @@ def test_every_layer_is_named_and_the_output_layer_is_last(arch):
     second, _ = make_model(arch, num_layers=2, dropout=0.1)
     assert [layer.name for layer in first.layers] == [layer.name for layer in second.layers]
     assert first.layers[-1].name == OUTPUT_LAYER
-    assert first.get_layer("embedding").mask_zero
+    assert first.get_layer(EMBEDDING_LAYER).mask_zero
+
+
+def test_token_embeddings_are_the_table_input_tokens_are_looked_up_in(arch):
+    """`token_embeddings` (the map of what the model learned about words, chatbot.embeddings)
+    reads the Embedding layer's (vocab, embedding_dim) table, and the model reads the input
+    tokens through it: changing a token's row changes the logits of a pair that has the token,
+    and of no other."""
+    model, config = make_model(arch)
+    layer = model.get_layer(EMBEDDING_LAYER)
+    table = token_embeddings(model_weights(model))
+    assert isinstance(layer, keras.layers.Embedding)
+    assert table.shape == (len(VOCAB), config.embedding_dim)
+    np.testing.assert_array_equal(table, keras.ops.convert_to_numpy(layer.embeddings))
+    prompt, reply = EXAMPLES[2]  # ([16], [17])
+    before = keras_logits(arch, model, prompt, reply)
+    # (A random change: a LayerNormalization would undo one that adds the same to every unit.)
+    change = np.random.default_rng(0).normal(size=config.embedding_dim).astype(np.float32)
+    layer.embeddings.assign(table + np.outer(np.arange(len(VOCAB)) == 29, change))  # unread
+    np.testing.assert_array_equal(keras_logits(arch, model, prompt, reply), before)
+    layer.embeddings.assign(table + np.outer(np.arange(len(VOCAB)) == prompt[0], change))
+    assert np.max(np.abs(keras_logits(arch, model, prompt, reply) - before)) > 1e-3
 
 
 def test_weight_shapes_are_exactly_the_built_models(arch):

@@ -23,9 +23,8 @@ from chatbot.data.dialogue import (
     to_json_line,
     write_conversations,
 )
-from chatbot.data.pairs import Pair, format_summary, read_pairs, split_pairs, summarize
+from chatbot.data.pairs import Pair, read_pairs, split_pairs
 from chatbot.errors import ChatbotError
-from chatbot.text.words import Tokenizer
 
 HINT = "(fix the line, or pass --on-bad-lines skip to skip bad lines)"
 NOTHING_TO_LEARN = "a conversation with no assistant turn after another turn: nothing to learn"
@@ -291,7 +290,6 @@ def test_read_pairs_keeps_each_pair_in_its_context(tmp_path):
         Pair("Rex.", "Rex is a good name.", 2, ("I have a dog.", "What is its name?")),
     ]
     assert report.conversations == 2
-    assert report.turns == [2, 5]  # system turns left out
 
 
 def test_duplicates_are_counted_and_dropped(tmp_path):
@@ -468,7 +466,7 @@ def test_different_seeds_give_different_conversation_splits(conversation_pairs):
     assert len(splits) > 1
 
 
-# --- summarize and `chatbot data check` -----------------------------------------------------
+# --- `chatbot data check` (its figures: tests/test_summary.py) -----------------------------
 
 
 CHATS = "\n".join([
@@ -479,46 +477,6 @@ CHATS = "\n".join([
     line(("user", "a b c d e"), ("assistant", "f g h i j"), ("user", "k"), ("assistant", "l"),
          ("user", "m"), ("assistant", "n")),  # 4: 6 turns, 3 pairs
 ]) + "\n"
-
-
-def test_summarize_a_conversation_file(tmp_path):
-    report = read_pairs(write(tmp_path, CHATS))
-    s = summarize(report, Tokenizer(), max_len=3)
-    assert s["conversations"] == 3
-    assert s["turns"] == {"p50": 4, "p90": 6, "max": 6}  # 2, 4, 6 (system turn left out)
-    assert s["context_share"] == pytest.approx(3 / 6)  # the later pairs of lines 2 and 4
-    assert s["pairs"] == 6
-    assert s["blank_lines"] == 1
-    assert s["too_long_lines"] == [4]
-
-
-def test_summarize_a_tsv_adds_no_conversation_figures(tmp_path):
-    s = summarize(read_pairs(write(tmp_path, "a\tb\n", "pairs.tsv")), Tokenizer(), max_len=3)
-    assert not {"conversations", "turns", "context_share"} & set(s)
-
-
-def test_format_summary_of_a_conversation_file(tmp_path):
-    path = write(tmp_path, CHATS)
-    report = read_pairs(path)
-    lines = format_summary(summarize(report, Tokenizer(), max_len=3)).splitlines()
-    assert lines[:8] == [
-        f"file            {path}",
-        "pairs           6 (6 distinct prompts)",
-        "conversations   3",
-        "turns           p50 4  p90 6  max 6 per conversation (system turns left out)",
-        "with context    50.0% of pairs (earlier turns before the prompt)",
-        "bad lines       0",
-        "duplicates      0 (dropped)",
-        "blank lines     1",
-    ]
-
-
-def test_a_conversation_with_several_long_pairs_is_listed_once(tmp_path):
-    path = write(tmp_path, line(("user", "a b c"), ("assistant", "d e f"), ("user", "g h i"),
-                                ("assistant", "j k l")) + "\n" + GOOD + "\n")
-    text = format_summary(summarize(read_pairs(path), Tokenizer(), max_len=2))
-    assert "fit max_len=2   33.3% of pairs (2 truncated when training)" in text.splitlines()
-    assert "  longer lines  1" in text.splitlines()
 
 
 def test_check_a_clean_conversation_file(tmp_path, capsys):

@@ -243,6 +243,8 @@ def test_an_existing_output_needs_overwrite(tiny_run, tmp_path, capsys):
     assert (out / "mine").is_dir()
     # An earlier export is replaced whole, with nothing left beside it.
     shutil.rmtree(out)
+    # docs: chatbot export --model models/mine -o export/mine
+    # docs: chatbot export --model models/default --format saved_model -o export/chatbot
     assert main(["export", "--model", str(tiny_run), "-o", str(out)]) == 0
     assert main(["export", "--model", str(tiny_run), "-o", str(out), "--overwrite"]) == 0
     printed = capsys.readouterr().out

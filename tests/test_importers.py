@@ -397,6 +397,7 @@ def test_chatterbot_format_must_match_the_suffix(tmp_path, monkeypatch) -> None:
 
 def test_cli_import_cornell(cornell: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "cornell.jsonl"
+    # docs: chatbot data import-cornell "cornell movie-dialogs corpus" -o data/cornell.jsonl
     assert main(["data", "import-cornell", str(cornell), "-o", str(out)]) == 0
     printed = capsys.readouterr()
     lines = printed.out.splitlines()
@@ -420,6 +421,8 @@ def test_cli_import_dailydialog_and_turns(tmp_path: Path, capsys) -> None:
     daily = tmp_path / "dialogues_text.txt"
     daily.write_text("Hi . __eou__ Hello . __eou__\n", encoding="utf-8")
     out = tmp_path / "daily.jsonl"
+    # docs: chatbot data import-dailydialog ijcnlp_dailydialog/dialogues_text.txt -o \
+    #       data/dailydialog.jsonl
     assert main(["data", "import-dailydialog", str(daily), "-o", str(out)]) == 0
     assert capsys.readouterr().out == (f"read 1 conversation from {daily}\n"
                                        f"wrote 1 conversation (2 turns) to {out}\n")
@@ -428,6 +431,7 @@ def test_cli_import_dailydialog_and_turns(tmp_path: Path, capsys) -> None:
     text = tmp_path / "turns.txt"
     text.write_text("hello\nhi\n\nbye\nsee you\n", encoding="utf-8")
     out = tmp_path / "turns.jsonl"
+    # docs: chatbot data import-turns chats.txt -o data/chats.jsonl
     assert main(["data", "import-turns", str(text), "-o", str(out)]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == f"wrote 2 conversations (4 turns) to {out}"
     assert turns_of(out) == [chat("hello", "hi"), chat("bye", "see you")]
@@ -440,6 +444,7 @@ def test_cli_import_dailydialog_and_turns(tmp_path: Path, capsys) -> None:
 def test_cli_import_chatterbot_format(tmp_path, monkeypatch, capsys) -> None:
     fake_chatterbot(tmp_path / "corpus", monkeypatch)
     out = tmp_path / "c.jsonl"
+    # docs: chatbot data import-chatterbot --lang english -o data/chatterbot.jsonl
     assert main(["data", "import-chatterbot", "--lang", "aa", "-o", str(out)]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == (
         f"wrote 5 conversations, 13 turns (aa) to {out}")

@@ -16,7 +16,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "chatbot"
 # higher rank, and never a folder of its own rank (training and decoding are strangers).
 RANKS = {"text": 1, "data": 2, "corpora": 3, "models": 3, "training": 4, "decoding": 4,
          "export": 5, "serving": 5}
-FRONT_ENDS = {"chat", "cli", "evaluate", "explain", "plot"}  # the top: nothing inside imports them
+# The top: nothing inside imports them.
+FRONT_ENDS = {"chat", "cli", "embeddings", "evaluate", "explain", "plot", "report"}
 FOUNDATION = {"errors", "fields", "rundir"}  # the bottom: they import no other module of ours
 # config.py composes the sections of config.json; it may read these modules' lists of choices
 # and section dataclasses, which import nothing of ours above the foundation and the text.

@@ -26,7 +26,7 @@ pytestmark = [
 ]
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-EPOCHS = 12
+EPOCHS = 6  # a kill after epoch 1 or a Ctrl-C after epoch 2 leaves some to resume
 FLAGS = f"--preset tiny --epochs {EPOCHS} --val-fraction 0.1 --patience 100"
 
 
@@ -74,6 +74,7 @@ def test_make_train_killed_then_make_plot_resumes_finishes_and_plots(tmp_path):
 
 def test_make_train_after_ctrl_c_resumes_and_then_has_nothing_to_do(tmp_path):
     run = tmp_path / "run"
+    # docs: chatbot train --if-needed --data my_pairs.tsv --out models/mine
     proc = start("train", run)
     wait_for(lambda: rows(run) >= 2)
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the terminal: the whole foreground group

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import chatbot.data.memory as memory_module
 from chatbot.data.memory import Memory, normalize
 from chatbot.data.pairs import Pair
 from chatbot.errors import ChatbotError
@@ -92,3 +93,33 @@ def test_similarity_is_the_cosine_of_the_tf_idf_vectors(memory):
         assert {m.prompt for m in found} == {p for p, value in direct.items() if value > 0}
         for match in found:
             assert match.similarity == pytest.approx(min(1.0, direct[match.prompt]), abs=1e-12)
+
+
+# --- a large memory's index on disk ------------------------------------------------------------
+
+
+def test_a_large_memory_is_saved_with_its_index_and_loads_to_the_same_searches(tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.setattr(memory_module, "INDEXED_FROM", 3)
+    prompts = ["how are you?", "what is your name?", "你好", "tell me a joke", "bye now"]
+    built = Memory(prompts, [[f"reply {i}"] for i in range(len(prompts))])
+    built.save(tmp_path / "memory.json")
+    assert (tmp_path / "memory.npz").is_file()
+    loaded = Memory.load(tmp_path / "memory.json")
+    assert loaded.index == built.index and loaded.idf == built.idf  # read, not built again
+    for query in ("how r u", "whats ur name", "你好吗", "a joke please", "zzz"):
+        assert loaded.search(query, k=3) == built.search(query, k=3)
+
+
+def test_an_index_of_another_or_a_damaged_memory_is_never_used(tmp_path, monkeypatch):
+    monkeypatch.setattr(memory_module, "INDEXED_FROM", 2)
+    Memory(["hello there", "good night"], [["hi"], ["sleep well"]]).save(tmp_path / "a.json")
+    Memory(["what time is it", "hello there"], [["noon"], ["hi"]]).save(tmp_path / "b.json")
+    (tmp_path / "b.npz").replace(tmp_path / "a.npz")  # a.json with b's index beside it
+    loaded = Memory.load(tmp_path / "a.json")
+    own = Memory(["hello there", "good night"], [["hi"], ["sleep well"]])
+    assert loaded.index == own.index and loaded.idf == own.idf  # built again, not b's
+    (tmp_path / "a.npz").write_bytes(b"not an npz")
+    assert Memory.load(tmp_path / "a.json").search("good nite", k=1)[0].prompt == "good night"
+    Memory(["only one"], [["x"]]).save(tmp_path / "a.json")  # small: no index, the old one gone
+    assert not (tmp_path / "a.npz").exists()

@@ -1,4 +1,5 @@
-"""read_pairs, split_pairs, summarize and format_summary on hand-written files."""
+"""read_pairs and split_pairs on hand-written files. (What `chatbot data check` reports from them:
+tests/test_summary.py.)"""
 
 from __future__ import annotations
 
@@ -10,18 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chatbot.config import TextConfig
-from chatbot.data.pairs import (
-    LoadReport,
-    Pair,
-    format_summary,
-    read_pairs,
-    split_pairs,
-    summarize,
-    tokens_per_pair,
-)
+from chatbot.data.pairs import LoadReport, Pair, read_pairs, split_pairs
 from chatbot.errors import ChatbotError
-from chatbot.text.words import Tokenizer
 
 ONE_COLUMN = "expected 2 tab-separated columns (prompt<TAB>reply), found 1"
 EMPTY_PROMPT = "the prompt (first column) is empty"
@@ -341,147 +332,6 @@ def test_split_rejects_fraction_outside_zero_one(fraction):
     with pytest.raises(ChatbotError) as info:
         split_pairs(PAIRS, fraction, seed=1)
     assert str(info.value) == f"val_fraction must be in [0, 1), received {fraction}"
-
-
-# --- summarize and format_summary -----------------------------------------------------------
-
-
-SUMMARY_FILE = (
-    b"Hello\tHi there!\n"  # 1: prompt 1 token, reply 3 (hi, there, !)
-    b"How are you?\tFine, thanks.\n"  # 2: prompt 4, reply 4 -> longer than max_len 3
-    b"\n"  # 3: blank
-    + "你好\t你好！\n".encode()  # 4: prompt 2, reply 3 (你, 好, ！)
-    + b"Hello\tHello\n"  # 5: prompt 1, reply 1
-    b"Hello\tHi there!\n"  # 6: duplicate of line 1
-    b"bad line\n"  # 7: one column
-)
-
-
-def test_summarize_on_a_hand_made_file(tmp_path):
-    path = write(tmp_path, SUMMARY_FILE)
-    report = read_pairs(path, on_bad_lines="skip")
-    s = summarize(report, Tokenizer(lowercase=True), max_len=3)
-    assert s == {
-        "file": str(path),
-        "pairs": 4,
-        "distinct_prompts": 3,  # Hello, How are you?, 你好
-        "bad_lines": 1,
-        "blank_lines": 1,
-        "duplicates": 1,
-        # prompt lengths 1, 4, 2, 1 -> sorted 1, 1, 2, 4; index int(q * 4)
-        "prompt_tokens": {"p50": 2, "p90": 4, "p99": 4, "max": 4},
-        # reply lengths 3, 4, 3, 1 -> sorted 1, 3, 3, 4
-        "reply_tokens": {"p50": 3, "p90": 4, "p99": 4, "max": 4},
-        # hello x3, 你 x2, 好 x2; hi there ! how are you ? fine , thanks . ！ once each
-        "vocabulary": 15,
-        "tokens_seen_once": 12,
-        "max_len": 3,
-        "fit_share": 0.75,
-        "too_long_lines": [2],
-    }
-
-
-def test_summarize_counts_case_variants_apart_without_lowercase(tmp_path):
-    path = write(tmp_path, b"Hello\thello\n")
-    report = read_pairs(path)
-    assert summarize(report, Tokenizer(lowercase=True), 40)["vocabulary"] == 1
-    assert summarize(report, Tokenizer(lowercase=True), 40)["tokens_seen_once"] == 0
-    assert summarize(report, Tokenizer(lowercase=False), 40)["vocabulary"] == 2
-    assert summarize(report, Tokenizer(lowercase=False), 40)["tokens_seen_once"] == 2
-
-
-def test_summarize_percentiles_of_one_to_ten(tmp_path):
-    # Prompt i has i tokens; every reply has 1.
-    lines = [" ".join(["w"] * i) + f"\tr{i}\n" for i in range(1, 11)]
-    report = read_pairs(write(tmp_path, "".join(lines).encode()))
-    s = summarize(report, Tokenizer(), max_len=7)
-    # Index int(q * 10) into 1..10: p50 -> [5] = 6, p90 -> [9] = 10, p99 -> [9] = 10.
-    assert s["prompt_tokens"] == {"p50": 6, "p90": 10, "p99": 10, "max": 10}
-    assert s["reply_tokens"] == {"p50": 1, "p90": 1, "p99": 1, "max": 1}
-    assert s["too_long_lines"] == [8, 9, 10]
-    assert s["fit_share"] == pytest.approx(0.7)
-    assert s["vocabulary"] == 11  # w and r1..r10
-    assert s["tokens_seen_once"] == 10
-
-
-def test_summarize_all_fit(tmp_path):
-    s = summarize(read_pairs(write(tmp_path, b"a b\tc d\n")), Tokenizer(), max_len=2)
-    assert s["fit_share"] == 1.0
-    assert s["too_long_lines"] == []
-
-
-def test_summarize_too_long_reply_only(tmp_path):
-    s = summarize(read_pairs(write(tmp_path, b"a\tb c d\ne\tf\n")), Tokenizer(), max_len=2)
-    assert s["too_long_lines"] == [1]
-    assert s["fit_share"] == 0.5
-
-
-def test_format_summary_contains_the_figures(tmp_path):
-    path = write(tmp_path, SUMMARY_FILE)
-    report = read_pairs(path, on_bad_lines="skip")
-    text = format_summary(summarize(report, Tokenizer(), max_len=3), report.bad_lines)
-    assert text.splitlines() == [
-        f"file            {path}",
-        "pairs           4 (3 distinct prompts)",
-        "bad lines       1",
-        "duplicates      1 (dropped)",
-        "blank lines     1",
-        "prompt tokens   p50 2  p90 4  p99 4  max 4",
-        "reply tokens    p50 3  p90 4  p99 4  max 4",
-        "vocabulary      15 distinct tokens (12 seen once)",
-        "fit max_len=3   75.0% of pairs (1 truncated when training)",
-        "  longer lines  2",
-        f"  {path}:7: {ONE_COLUMN}",
-    ]
-
-
-def test_format_summary_without_long_or_bad_lines(tmp_path):
-    path = write(tmp_path, b"a\tb\n")
-    text = format_summary(summarize(read_pairs(path), Tokenizer(), max_len=40))
-    assert "fit max_len=40  100.0% of pairs" in text.splitlines()
-    assert "truncated" not in text
-    assert "longer lines" not in text
-    assert f"{path}:" not in text
-
-
-def test_format_summary_shows_at_most_ten_long_and_bad_lines(tmp_path):
-    good = "".join(f"{'w ' * 5}{i}\tr\n" for i in range(12))  # 12 prompts of 6 tokens
-    bad = "no tab\n" * 13
-    path = write(tmp_path, (good + bad).encode())
-    report = read_pairs(path, on_bad_lines="skip")
-    s = summarize(report, Tokenizer(), max_len=5)
-    text = format_summary(s, report.bad_lines)
-    lines = text.splitlines()
-    assert "  longer lines  1, 2, 3, 4, 5, 6, 7, 8, 9, 10 ..." in lines
-    assert "fit max_len=5   0.0% of pairs (12 truncated when training)" in lines
-    shown = [ln for ln in lines if ln.startswith(f"  {path}:")]
-    assert shown == [f"  {path}:{n}: {ONE_COLUMN}" for n in range(13, 23)]
-    assert lines[-1] == "  ... and 3 more bad lines"
-
-
-def test_tokens_per_pair_under_each_tokenizer(tmp_path):
-    path = write(tmp_path, "hello there\tgeneral kenobi\n你好\t你好！\n".encode())
-    report = read_pairs(path)
-    counts = tokens_per_pair(report.pairs, TextConfig())
-    # Words: 4 and 5 tokens (你, 好, 你, 好, ！); the pieces of a model learned from two pairs.
-    assert counts["word"] == {"mean": 4.5, "p50": 5, "p90": 5, "p99": 5, "max": 5}
-    (name,) = set(counts) - {"word"}
-    assert name.startswith("sentencepiece (unigram, ") and name.endswith(" pieces)")
-    s = summarize(report, Tokenizer(), 40)
-    s["tokens_per_pair"] = counts
-    lines = format_summary(s).splitlines()
-    assert f"tokens per pair word{' ' * (len(name) - 4)}  mean 4.5  p50 5  p90 5  p99 5  max 5" \
-        in lines
-    assert any(line.startswith(" " * 16 + name + "  mean ") for line in lines)
-
-
-def test_tokens_per_pair_says_why_sentencepiece_could_not_learn(tmp_path):
-    report = read_pairs(write(tmp_path, b"hello\tthere\n"))
-    counts = tokens_per_pair(report.pairs, TextConfig(subword_vocab=100))
-    assert counts["sentencepiece"].startswith("subword_vocab 100 is too small for this text")
-    s = summarize(report, Tokenizer(), 40)
-    s["tokens_per_pair"] = counts
-    assert f"{' ' * 16}sentencepiece  {counts['sentencepiece']}" in format_summary(s).splitlines()
 
 
 # === read_pairs under fuzzing ==================================================================

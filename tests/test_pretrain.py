@@ -80,6 +80,8 @@ def test_pretrain_then_fine_tune_keeps_the_tokenizer_and_learns(tmp_path, capsys
     small = ["--embedding-dim", "32", "--hidden-dim", "64", "--num-heads", "2",
              "--max-len", "12", "--tokenizer", "sentencepiece", "--subword-vocab", "300",
              "--seed", "3"]
+    # docs: chatbot pretrain --text books.txt articles.txt --out models/lm --tokenizer \
+    #       sentencepiece
     assert main(["pretrain", "--text", str(text), "--out", str(lm), "--epochs", "20",
                  "--learning-rate", "3e-3", *small]) == 0
     printed = capsys.readouterr().out
@@ -101,6 +103,7 @@ def test_pretrain_then_fine_tune_keeps_the_tokenizer_and_learns(tmp_path, capsys
     pairs.write_text("".join(f"what does {n} have?\t{n} has a {t}.\n"
                              for n, t in OWNERS.items()), encoding="utf-8")
     tuned = tmp_path / "tuned"
+    # docs: chatbot train --init-from models/lm --data data/chatterbot.tsv --out models/tuned
     assert main(["train", "--init-from", str(lm), "--data", str(pairs), "--out", str(tuned),
                  "--epochs", "30", "--val-fraction", "0", "--noise-copies", "0",
                  "--learning-rate", "3e-3", "--patience", "30", "--max-len", "12"]) == 0

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 import chatbot.training.train
+from chatbot.cli import main
 from chatbot.decoding.bot import Bot
 from chatbot.errors import ChatbotError
 from chatbot.rundir import BACKUP, read_backup, run_state
@@ -27,7 +28,7 @@ from tests.conftest import shared, tiny_config
 from tests.helpers import rows, synthetic_tsv, wait_for
 
 pytestmark = pytest.mark.slow
-EPOCHS = 12
+EPOCHS = 8  # a kill after epoch 5 leaves some to resume
 STEPS = 5  # 144 training pairs (160, 10% held out) in batches of 32
 RTOL = 1e-4  # CPU, same seeds: resumed epochs compute what the uninterrupted ones did
 
@@ -37,14 +38,21 @@ TRAIN_ARGS = ["--preset", "tiny", "--epochs", str(EPOCHS), "--val-fraction", "0.
 
 
 def start_training(data: Path, out: Path, *extra: str) -> subprocess.Popen:
+    """`chatbot train` in a process of its own, to kill or interrupt."""
     args = ["train", "--data", str(data), "--out", str(out), *TRAIN_ARGS, *extra]
     return subprocess.Popen([sys.executable, "-m", "chatbot.cli", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def resume(out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "chatbot.cli", "train", "--resume", str(out),
-                           *extra], capture_output=True, timeout=600)
+def resume(capsys, out: Path, *extra: str) -> tuple[int, str, str]:
+    """`chatbot train --resume OUT` run here, as the command runs it (what is resumed is the
+    killed process's run; this process has TensorFlow loaded already): the exit code, the
+    standard output and the standard error."""
+    capsys.readouterr()
+    # docs: chatbot train --resume models/mine
+    status = main(["train", "--resume", str(out), *extra])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
 
 
 def saved_model(run: Path) -> keras.Model:
@@ -77,9 +85,9 @@ def assert_same_run(run: Path, straight: Path) -> None:
 def straight(tmp_path_factory) -> Path:
     def build(root):
         root.mkdir()
-        proc = start_training(synthetic_tsv(root / "pairs.tsv"), root / "run")
-        _, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, err.decode()[-3000:]
+        args = ["train", "--data", str(synthetic_tsv(root / "pairs.tsv")), "--out",
+                str(root / "run"), *TRAIN_ARGS]
+        assert main(args) == 0  # the command, run here: the same run as in its own process
 
     run = shared(tmp_path_factory, "straight", {"synthetic": build})["synthetic"] / "run"
     # The monitor (training loss) improves every epoch here, so the model is the last epoch's.
@@ -96,7 +104,7 @@ def test_each_epoch_shuffles_by_seed_and_epoch_alone():
 
 
 @pytest.mark.parametrize("kill_after_epochs", [1, 5])
-def test_killed_run_resumes_to_exactly_the_uninterrupted_run(tmp_path, straight,
+def test_killed_run_resumes_to_exactly_the_uninterrupted_run(tmp_path, straight, capsys,
                                                              kill_after_epochs):
     out = tmp_path / "run"
     proc = start_training(synthetic_tsv(tmp_path / "pairs.tsv"), out)
@@ -110,13 +118,13 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_run(tmp_path, straight,
     assert done <= rows(out) and model_epoch(out) <= rows(out)  # history lists the model's epoch
     Bot.load(out).reply("red green 1")  # the best model so far loads and answers right away
 
-    result = resume(out)
-    assert result.returncode == 0, result.stderr.decode()[-3000:]
-    assert f"resuming {out} after epoch {done} of {EPOCHS}".encode() in result.stdout
+    status, printed, err = resume(capsys, out)
+    assert status == 0, err[-3000:]
+    assert f"resuming {out} after epoch {done} of {EPOCHS}" in printed
     assert_same_run(out, straight)
 
 
-def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, straight):
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, straight, capsys):
     out = tmp_path / "run"
     proc = start_training(synthetic_tsv(tmp_path / "pairs.tsv"), out)
     wait_for(lambda: rows(out) >= 2)
@@ -126,7 +134,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, straight):
     assert f"chatbot train --resume {out}" in err.decode()
     assert b"Traceback" not in err
     Bot.load(out)  # the best model so far is complete and loads
-    assert resume(out).returncode == 0
+    assert resume(capsys, out)[0] == 0
     assert_same_run(out, straight)
 
 
@@ -153,7 +161,8 @@ sys.exit(main(sys.argv[2:]))
 
 
 @pytest.mark.parametrize("when", ["before", "after"])
-def test_kill_during_a_checkpoint_write_keeps_the_previous_model(tmp_path, straight, when):
+def test_kill_during_a_checkpoint_write_keeps_the_previous_model(tmp_path, straight, capsys,
+                                                                 when):
     out, marker = tmp_path / "run", tmp_path / "saving"
     proc = subprocess.Popen(
         [sys.executable, "-c", SLOW_SAVE.replace("{when}", when), str(marker), "train",
@@ -169,8 +178,8 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_model(tmp_path, strai
     assert isinstance(Bot.load(out).reply("red green 1").text, str)
     # Resumed with --epochs 3, it has nothing left to train: the model it ends with is the one
     # it writes from the backup of epoch 3, the best epoch, whose model the kill cut short.
-    result = resume(out, "--epochs", "3")
-    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    status, _, err = resume(capsys, out, "--epochs", "3")
+    assert status == 0, err[-3000:]
     assert model_epoch(out) == rows(out) == 3 and run_state(out).state == "finished"
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in straight.iterdir())
 
@@ -225,19 +234,20 @@ def test_a_resumed_run_with_dropout_draws_the_masks_the_uninterrupted_run_drew(t
 
 
 def test_resume_of_a_finished_run_explains(tiny_run):
-    result = resume(tiny_run)
+    result = subprocess.run([sys.executable, "-m", "chatbot.cli", "train", "--resume",
+                             str(tiny_run)], capture_output=True, timeout=600)
     assert result.returncode == 1
     assert "already finished" in result.stderr.decode() and b"Traceback" not in result.stderr
 
 
-def test_a_second_trainer_of_the_same_run_is_refused(tmp_path):
+def test_a_second_trainer_of_the_same_run_is_refused(tmp_path, capsys):
     out = tmp_path / "run"
     proc = start_training(synthetic_tsv(tmp_path / "pairs.tsv"), out, "--epochs", "500")
     try:
         wait_for(lambda: rows(out) >= 1)
-        second = resume(out)
-        assert second.returncode == 1, second.stderr.decode()[-2000:]
-        assert b"another process is training it right now" in second.stderr
+        status, _, err = resume(capsys, out)  # the second trainer: this process
+        assert status == 1, err[-2000:]
+        assert "another process is training it right now" in err
         assert proc.poll() is None  # the first one trains on
     finally:
         proc.kill()

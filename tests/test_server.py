@@ -415,6 +415,7 @@ def test_the_start_up_line_says_a_key_is_required(server):
 
 
 def test_a_key_given_with_surrounding_spaces_works(tiny_run):
+    # docs: CHATBOT_API_KEY=KEY chatbot serve --model models/default --port 8000
     keyed = Serve(tiny_run, env={"CHATBOT_API_KEY": f"  {KEY} \n"})  # as read from a file
     try:
         assert "an API key is required" in keyed.line
@@ -465,6 +466,7 @@ def forgetful_run(tiny_run, tmp_path) -> Path:
 
 
 def test_the_port_takes_connections_once_the_line_names_it(tiny_run):
+    # docs: chatbot serve --model models/mine --port 8000
     running = Serve(tiny_run)
     try:
         # at once, as a script that waits for the line does: refused if not yet listening

@@ -152,9 +152,10 @@ def test_a_damaged_or_missing_model_file_is_named(tokenizer, tmp_path):
 # --- a run trained with --tokenizer sentencepiece -------------------------------------------
 
 
+# Until the model alone answers every training prompt (the stop rule: 22 epochs), at most 60.
 TRAIN_FLAGS = ["--preset", "tiny", "--tokenizer", "sentencepiece", "--subword-model", "bpe",
-               "--epochs", "60", "--patience", "60", "--learning-rate", "1e-2",
-               "--batch-size", "4",
+               "--epochs", "60", "--patience", "60", "--learning-rate", "5e-2",
+               "--monitor", "answer_rate", "--stop-at", "1", "--batch-size", "4",
                "--val-fraction", "0"]
 
 
@@ -164,6 +165,8 @@ def spm_run(tmp_path_factory):
     def build(root):
         root.mkdir()
         data = write_tsv(root / "tiny.tsv")
+        # docs: chatbot train --data my_pairs.tsv --out models/pieces --tokenizer sentencepiece \
+        #       --subword-vocab 4000
         assert main(["train", "--data", str(data), "--out", str(root / "run"), *TRAIN_FLAGS]) == 0
 
     return shared(tmp_path_factory, "spm", {"tiny": build})["tiny"] / "run"

@@ -1,5 +1,5 @@
 """`chatbot chat` and `chatbot reply` as real processes: Ctrl-C while a reply is being decoded,
-and the README's promise that neither imports TensorFlow.
+and the promise (docs/how-it-works.md) that neither imports TensorFlow.
 
 The chat runs on a pseudo-terminal, as it does for a user. Ctrl-C during decoding is a real
 SIGINT sent to the process: what the terminal sends to the foreground process when the user
@@ -113,6 +113,7 @@ def repl_lines(text: str) -> list[str]:
 
 
 def test_ctrl_c_in_the_chat_clears_the_line_or_abandons_the_reply(tiny_run, terminal):
+    # docs: chatbot chat --model models/mine
     chat = terminal([*CLI, "chat", "--model", str(tiny_run)])
     chat.at_prompt(1)
     chat.type("how are\x03")  # Ctrl-C at the prompt: the half-typed line is dropped
@@ -198,6 +199,7 @@ def test_reply_runs_with_tensorflow_unimportable(tiny_run, args, stdin, expected
 
 
 def test_chat_runs_with_tensorflow_unimportable(tiny_run, terminal):
+    # docs: chatbot chat --model models/default --beam 3
     chat = terminal([*WITHOUT_TENSORFLOW, "chat", "--model", str(tiny_run), "--beam", "3"])
     chat.at_prompt(1)
     chat.type("你好\r")

@@ -17,6 +17,7 @@ from chatbot.decoding.probes import ProbeReplies
 from chatbot.errors import ChatbotError
 from chatbot.evaluate import evaluate_training
 from chatbot.models.common import MaskedAccuracy  # noqa: F401  (registers it for load_model)
+from chatbot.models.layers import PositionEmbedding  # noqa: F401  (the transformer's, too)
 from chatbot.rundir import check_run_dir
 from chatbot.training.prepare import prepare_data
 from chatbot.training.train import train
@@ -36,7 +37,7 @@ def test_run_directory_holds_what_chat_needs_and_nothing_else(tiny_run):
     check_run_dir(tiny_run)
     names = sorted(p.name for p in tiny_run.iterdir())
     assert names == ["calibration.json", "config.json", "history.csv", "memory.json",
-                     "metrics.json", "model.keras", "status.json", "vocab.json"]
+                     "metrics.json", "model.keras", "runs", "status.json", "vocab.json"]
     status = json.loads((tiny_run / "status.json").read_text())
     assert status == {"state": "finished", "epochs": TINY_RUN_EPOCHS,
                       "best_epoch": status["best_epoch"]}

@@ -276,6 +276,9 @@ def transformer_run(tmp_path_factory, tiny_tsv):
     from chatbot.cli import main
 
     out = tmp_path_factory.mktemp("runs") / "transformer"
+    # docs: chatbot train --preset transformer --data data/chatterbot.tsv --out models/transformer
+    # docs: chatbot train --preset transformer --num-layers 4 --num-heads 8 --embedding-dim 256 \
+    #       --data data/chatterbot.tsv --out models/wide
     assert main(["train", "--data", str(tiny_tsv), "--out", str(out), "--preset", "tiny",
                  "--arch", "transformer", "--embedding-dim", "16", "--hidden-dim", "32",
                  "--num-layers", "2", "--num-heads", "2", "--epochs", "2",
@@ -289,6 +292,9 @@ def test_the_attention_command_draws_the_grid(transformer_run, tmp_path, capsys)
 
     out = tmp_path / "attn.png"
     capsys.readouterr()
+    # docs: chatbot attention --model models/transformer "hello" -o attention.png
+    # docs: chatbot attention --model models/transformer "你好，你叫什么名字？" \
+    #       -o self-attention.png
     assert main(["attention", "--model", str(transformer_run), "你好", "-o", str(out)]) == 0
     reply = Bot.load(transformer_run).reply("你好").text
     assert capsys.readouterr().out == f"reply: {reply}\nwrote {out}\n"

@@ -1,7 +1,8 @@
 """`chatbot` command line: the only place that reads sys.argv and chooses exit codes.
 
 One module per group of commands, each adding its parsers (`add_parsers`) and running them
-(`cmd_*`): data, training, talk (chat, reply, eval, attention, plot), serving (serve, export).
+(`cmd_*`): data, training, talk (chat, reply, eval, attention, plot), report, embeddings,
+serving (serve, export).
 Heavy modules (TensorFlow, matplotlib) are imported inside the command that needs them, so
 `chatbot --help`, `chatbot data check` and `chatbot chat` start quickly.
 """
@@ -12,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from chatbot.cli import data, serving, talk, training
+from chatbot.cli import data, embeddings, report, serving, talk, training
 from chatbot.cli.common import EXIT_INTERRUPTED, EXIT_USER_ERROR
 from chatbot.errors import ChatbotError
 
@@ -41,6 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="chatbot",
         description="Train a seq2seq chatbot on prompt<TAB>reply pairs and talk to it.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (data, training, talk, serving):
+    for group in (data, training, talk, report, embeddings, serving):
         group.add_parsers(sub)
     return parser

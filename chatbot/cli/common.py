@@ -44,6 +44,17 @@ def load_bot(args: argparse.Namespace):
     return bot
 
 
+def note_missing_cjk_font(labels) -> None:
+    """Says on stderr how to get Chinese labels drawn, when a picture was drawn with some and
+    no installed font has their glyphs (chatbot.plot.cjk_font)."""
+    from chatbot.plot import cjk_font
+    from chatbot.text.words import is_cjk
+
+    if cjk_font() is None and any(is_cjk(ch) for label in labels for ch in label):
+        print("note: no CJK font installed, so Chinese labels show as boxes; install one "
+              "(e.g. Debian/Ubuntu: apt install fonts-wqy-microhei)", file=sys.stderr)
+
+
 def bad_lines_option(parser: argparse.ArgumentParser, default: str | None) -> None:
     parser.add_argument("--on-bad-lines", choices=BAD_LINE_CHOICES, default=default,
                         help="stop at the first bad line, or skip bad lines and count them")

@@ -34,12 +34,46 @@ def add_parsers(sub) -> None:
                                    (f" (default: {default})" if default else ""))
         importer.set_defaults(func=cmd_import_conversations, importer=function)
     check = data.add_parser("check", help="report pairs, bad lines, lengths and vocabulary")
-    check.add_argument("file", help="a UTF-8 TSV of prompt<TAB>reply lines, or chat JSONL "
-                                    "conversations (.jsonl)")
+    check.add_argument("files", nargs="+", metavar="FILE",
+                       help="UTF-8 TSVs of prompt<TAB>reply lines, or chat JSONL conversations "
+                            "(.jsonl), each plain or gzip-compressed (.gz); read as one corpus, "
+                            "a line at a time")
     check.add_argument("--max-len", type=int, default=None,
                        help="tokens kept per side when training (default: the default preset's)")
     bad_lines_option(check, default="skip")
     check.set_defaults(func=cmd_check)
+    add_prepare(data)
+
+
+# The settings that shape prepared data, each with its `chatbot train` flag: the rest of a
+# run's settings are given when it trains.
+PREPARE_SETTINGS = ("max_len", "min_count", "val_fraction", "on_bad_lines", "seed",
+                    "noise_copies", "tokenizer", "subword_vocab", "subword_model")
+
+
+def add_prepare(data) -> None:
+    """`chatbot data prepare FILE... --out DIR`."""
+    from chatbot.config import train_flags
+    from chatbot.training.prepare_corpus import MEMORY_CAP, SHARD_SIZE
+
+    prepare = data.add_parser(
+        "prepare", help="stream pairs (TSV, chat JSONL, gzip) into shards that 'chatbot train "
+                        "--data DIR' reads, in bounded memory: for corpora larger than memory")
+    prepare.add_argument("files", nargs="+", metavar="FILE",
+                         help="TSV or chat JSONL files, plain or .gz")
+    prepare.add_argument("--out", required=True, help="the directory to write")
+    prepare.add_argument("--overwrite", action="store_true",
+                         help="prepare again into a directory already prepared")
+    prepare.add_argument("--shard-size", type=int, default=SHARD_SIZE,
+                         help=f"examples per shard (default: {SHARD_SIZE:,})")
+    prepare.add_argument("--memory-cap", type=int, default=MEMORY_CAP,
+                         help="most prompts the bot knows by heart: the most frequent "
+                              f"(default: {MEMORY_CAP:,})")
+    for flag, _, name, kind, choices, text in train_flags():
+        if name in PREPARE_SETTINGS:
+            prepare.add_argument(flag, dest=name, type=kind, choices=choices, default=None,
+                                 help=f"{text} (default: the default preset's)")
+    prepare.set_defaults(func=cmd_prepare)
 
 
 def cmd_import_chatterbot(args: argparse.Namespace) -> int:
@@ -80,13 +114,47 @@ def cmd_import_conversations(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from chatbot.config import RunConfig
-    from chatbot.data.pairs import format_summary, read_pairs, summarize, tokens_per_pair
+    from chatbot.data.summary import format_summary, summarize
     from chatbot.text.words import Tokenizer
 
     config = RunConfig()
-    report = read_pairs(args.file, args.on_bad_lines)
     max_len = args.max_len or config.data.max_len
-    summary = summarize(report, Tokenizer(config.text.lowercase), max_len)
-    summary["tokens_per_pair"] = tokens_per_pair(report.pairs, config.text)
-    print(format_summary(summary, report.bad_lines))
-    return EXIT_USER_ERROR if report.bad_lines else 0
+    summary = summarize(args.files, Tokenizer(config.text.lowercase), max_len, args.on_bad_lines)
+    figures = summary.figures()
+    figures["tokens_per_pair"] = summary.tokens_per_pair(config.text)
+    print(format_summary(figures))
+    return EXIT_USER_ERROR if figures["bad_lines"] else 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    import os
+    import time
+
+    from chatbot.config import RunConfig
+    from chatbot.errors import ChatbotError
+
+    for name in ("shard_size", "memory_cap"):
+        if getattr(args, name) < 1:
+            raise ChatbotError(f"--{name.replace('_', '-')} must be at least 1, received "
+                               f"{getattr(args, name)}")
+    config = RunConfig()
+    for section in (config.text, config.data, config.train):
+        for name in PREPARE_SETTINGS:
+            if hasattr(section, name) and getattr(args, name, None) is not None:
+                setattr(section, name, getattr(args, name))
+    config = RunConfig.from_dict(config.to_dict(), source="chatbot data prepare")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from chatbot.training.from_shards import report
+    from chatbot.training.prepare_corpus import prepare_corpus
+    from chatbot.training.shards import read_manifest
+
+    started = time.perf_counter()
+    prepare_corpus(args.files, args.out, config, shard_size=args.shard_size,
+                   memory_cap=args.memory_cap, overwrite=args.overwrite)
+    manifest = read_manifest(args.out)
+    for line in report(manifest).lines():
+        print(line)
+    shards = len(manifest.raw["shards"])
+    print(f"wrote {shards} shards to {args.out} in {time.perf_counter() - started:.0f} s; train "
+          f"on them: chatbot train --data {args.out}")
+    return 0

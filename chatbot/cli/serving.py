@@ -68,7 +68,7 @@ def cmd_export(args: argparse.Namespace) -> int:
           f"signatures: {', '.join(exported.signatures)}")
     for note in exported.notes:
         print(f"note: {note}")
-    print("serve it with TensorFlow Serving (see the README):\n  docker run -p 8501:8501 "
+    print("serve it with TensorFlow Serving (see docs/export.md):\n  docker run -p 8501:8501 "
           f"--mount type=bind,source={Path(args.out).resolve()},target=/models/chatbot "
           "-e MODEL_NAME=chatbot -t tensorflow/serving")
     return 0

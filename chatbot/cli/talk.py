@@ -13,6 +13,7 @@ from chatbot.cli.common import (
     bad_lines_option,
     decode_options,
     load_bot,
+    note_missing_cjk_font,
 )
 from chatbot.errors import ChatbotError
 
@@ -226,6 +227,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from chatbot.decoding.bot import Bot
     from chatbot.evaluate import calibrate_run
     from chatbot.rundir import update_metrics
+    from chatbot.training.shards import is_prepared
 
     bot = Bot.load(args.model)
     data = bot.config.data
@@ -236,8 +238,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if not Path(path).exists():
         raise ChatbotError(f"{path}: the run's training data is missing; give it with --data "
                            "FILE")
-    train_pairs, val_pairs = split_pairs(read_pairs(path, data.on_bad_lines).pairs,
-                                         data.val_fraction, bot.config.train.seed)
+    if is_prepared(path):  # chatbot data prepare: the samples a run on it is measured on
+        from chatbot.training.from_shards import measured_pairs
+
+        train_pairs, val_pairs = measured_pairs(Path(path), bot.config.train.seed)
+    else:
+        train_pairs, val_pairs = split_pairs(read_pairs(path, data.on_bad_lines).pairs,
+                                             data.val_fraction, bot.config.train.seed)
     report = calibrate_run(bot, train_pairs, val_pairs)
     update_metrics(args.model, {"confidence": report})
     fitted = report["fitted_on"]
@@ -247,17 +254,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_attention(args: argparse.Namespace) -> int:
-    from chatbot.plot import cjk_font, plot_attention_map
-    from chatbot.text.words import is_cjk
+    from chatbot.plot import plot_attention_map
 
     bot = load_bot(args)
     reply = bot.reply(args.text)
     amap = bot.attention(args.text, reply.tokens)
     path = plot_attention_map(amap, args.out)
     print(f"reply: {reply.text}\nwrote {path}")
-    if cjk_font() is None and any(is_cjk(t) for t in amap.prompt + amap.reply):
-        print("note: no CJK font installed, so Chinese labels show as boxes; install one "
-              "(e.g. Debian/Ubuntu: apt install fonts-wqy-microhei)", file=sys.stderr)
+    note_missing_cjk_font(amap.prompt + amap.reply)
     return 0
 
 

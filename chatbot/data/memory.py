@@ -17,10 +17,14 @@ the default corpus.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import math
 import re
 import unicodedata
+import zipfile
+from array import array
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,9 +33,12 @@ from pathlib import Path
 import numpy as np
 
 from chatbot.errors import ChatbotError
+from chatbot.rundir import atomic_write, atomic_write_text
 from chatbot.text.context import context_key
 
 NGRAMS = (2, 3, 4)  # character n-gram lengths
+INDEXED_FROM = 5000  # prompts from which memory.json gets its built index beside it
+INDEX_SUFFIX = ".npz"  # memory.json's index: memory.npz
 _SPACES = re.compile(r"\s+")
 
 
@@ -55,22 +62,35 @@ def ngrams(text: str) -> Counter:
 class Memory:
     """Known prompts and their replies, with an inverted index of TF-IDF n-gram weights."""
 
-    def __init__(self, prompts: Sequence[str], replies: Sequence[Sequence[str]]):
+    def __init__(self, prompts: Sequence[str], replies: Sequence[Sequence[str]],
+                 built: dict[str, np.ndarray] | None = None):
         if len(prompts) != len(replies):
             raise ValueError(f"{len(prompts)} prompts but {len(replies)} reply lists")
         self.prompts = list(prompts)
         self.replies = [tuple(r) for r in replies]
+        if built is not None:  # the index as `save` wrote it (a large memory's)
+            grams = built["grams"].tolist()
+            self.idf = dict(zip(grams, built["idf"].tolist()))
+            self.index = {g: slice(a, b) for g, a, b in zip(
+                grams, built["starts"].tolist(), built["ends"].tolist())}
+            self._rows, self._weights = built["rows"], built["weights"]
+            return
+        self._build()
+
+    def _build(self) -> None:
         # Built with whole-array operations (a chat's start-up waits for it): one entry per
         # (prompt, n-gram), in each prompt's n-gram order, so the sums below add in the order
         # vector adds in and give the same floats.
         ids: dict[str, int] = {}  # n-gram -> column
-        rows, columns, counts = [], [], []
+        # Typed arrays, not lists: 8 bytes an entry instead of about 36, for a memory of many
+        # thousands of prompts (chatbot data prepare's, up to its cap)
+        rows, columns, counts = array("q"), array("q"), array("q")
         for row, prompt in enumerate(self.prompts):
-            for gram, n in ngrams(prompt).items():
-                rows.append(row)
-                columns.append(ids.setdefault(gram, len(ids)))
-                counts.append(n)
-        rows_, columns_ = np.array(rows, dtype=np.int64), np.array(columns, dtype=np.int64)
+            grams = ngrams(prompt)
+            rows.extend(itertools.repeat(row, len(grams)))
+            columns.extend(ids.setdefault(gram, len(ids)) for gram in grams)
+            counts.extend(grams.values())
+        rows_, columns_ = np.frombuffer(rows, dtype=np.int64), np.frombuffer(columns, np.int64)
         total = len(self.prompts)
         documents = np.bincount(columns_, minlength=len(ids))  # prompts with each n-gram
         # Smoothed IDF, as scikit-learn's TfidfVectorizer: n-grams in every prompt still count.
@@ -131,17 +151,37 @@ class Memory:
         return [Match(self.prompts[row], min(1.0, float(scores[row])), self.replies[row])
                 for row in best.tolist() if scores[row] >= min_similarity]
 
-    # --- the run directory's memory.json ---------------------------------------------------------
+    # --- the run directory's memory.json, and a large memory's index ---------------------------
 
     def to_json(self) -> str:
         entries = [{"prompt": p, "replies": list(r)} for p, r in zip(self.prompts, self.replies)]
         return json.dumps({"entries": entries}, ensure_ascii=False, indent=0) + "\n"
 
+    def save(self, path: str | Path) -> None:
+        """memory.json at `path`; for a memory of INDEXED_FROM prompts or more, its built
+        index too (beside it: INDEX_SUFFIX), so that loading it does not build it again."""
+        path = Path(path)
+        text = self.to_json()
+        index = path.with_suffix(INDEX_SUFFIX)
+        index.unlink(missing_ok=True)  # first: an index never outlives its memory.json
+        atomic_write_text(path, text)
+        if len(self.prompts) < INDEXED_FROM:
+            return
+        grams = list(self.index)
+        arrays = {"grams": np.array(grams, dtype=f"U{max(NGRAMS)}"),
+                  "idf": np.array([self.idf[g] for g in grams]),
+                  "starts": np.array([self.index[g].start for g in grams], dtype=np.int64),
+                  "ends": np.array([self.index[g].stop for g in grams], dtype=np.int64),
+                  "rows": self._rows, "weights": self._weights,
+                  "of": np.array(_digest(text))}
+        atomic_write(index, lambda tmp: _save_npz(tmp, arrays))
+
     @classmethod
     def load(cls, path: str | Path) -> Memory:
         path = Path(path)
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+            raw = json.loads(text)
             entries = raw["entries"]
             prompts = [str(e["prompt"]) for e in entries]
             replies = [[str(r) for r in e["replies"]] for e in entries]
@@ -151,4 +191,25 @@ class Memory:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ChatbotError(f"{path}: not a readable memory of training pairs ({exc!r}); "
                                "retrain the model") from None
-        return cls(prompts, replies)
+        return cls(prompts, replies, _read_index(path.with_suffix(INDEX_SUFFIX), text))
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _read_index(path: Path, text: str) -> dict[str, np.ndarray] | None:
+    """The index `Memory.save` wrote for the memory.json that reads `text`; None if there is
+    none, or it is damaged or another memory's (the memory is then built again)."""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            if str(saved["of"]) != _digest(text):
+                return None
+            return {name: saved[name] for name in saved.files}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None

@@ -1,28 +1,21 @@
 """Read and check training pairs, from a TSV of `prompt<TAB>reply` or chat JSONL
-conversations (chatbot.data.dialogue); split them; summarize them.
+conversations (chatbot.data.dialogue); split them. (`chatbot data check` streams them instead,
+chatbot.data.summary.)
 
-Pure Python (no TensorFlow), so `chatbot data check` answers instantly. Every problem is reported
+Pure Python (no TensorFlow). Every problem is reported
 as `FILE:LINE: what is wrong` so that the user can open the file at that line and fix it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from chatbot.data.dialogue import exchanges, is_conversation_file, read_conversations
 from chatbot.errors import ChatbotError
-from chatbot.text.tokenizer import train_tokenizer
-from chatbot.text.words import TextTokenizer, Tokenizer
-
-if TYPE_CHECKING:
-    from chatbot.text.tokenizer import TextConfig
 
 BAD_LINE_CHOICES = ("error", "skip")
 _LINE_END = re.compile(rb"\r\n|\r|\n")
@@ -51,7 +44,6 @@ class LoadReport:
     blank_lines: int = 0
     duplicates: int = 0  # exact repeats of an earlier (prompt, reply), dropped
     conversations: int = 0  # chat JSONL: the conversations the pairs come from
-    turns: list[int] = field(default_factory=list)  # chat JSONL: each one's non-system turns
 
 
 def read_pairs(path: str | Path, on_bad_lines: str = "error") -> LoadReport:
@@ -86,7 +78,7 @@ def read_pairs(path: str | Path, on_bad_lines: str = "error") -> LoadReport:
     if lines and lines[-1] == b"":
         lines.pop()  # the newline that ends the last line does not start a new one
     for number, line_bytes in enumerate(lines, start=1):
-        parsed = _parse_line(line_bytes)
+        parsed = parse_tsv_line(line_bytes)
         if parsed is None:
             report.blank_lines += 1
             continue
@@ -104,11 +96,7 @@ def read_pairs(path: str | Path, on_bad_lines: str = "error") -> LoadReport:
         seen.add(parsed)
         report.pairs.append(Pair(parsed[0], parsed[1], number))
     if not report.pairs:
-        skipped = f" ({len(report.bad_lines)} bad lines skipped)" if report.bad_lines else ""
-        raise ChatbotError(
-            f"{path}: no prompt<TAB>reply pairs found{skipped}; each line should hold a prompt, "
-            "a tab character, and its reply"
-        )
+        raise ChatbotError(nothing_found(str(path), len(report.bad_lines), conversations=False))
     return report
 
 
@@ -118,7 +106,6 @@ def _read_conversation_pairs(path: Path, on_bad_lines: str) -> LoadReport:
     blank: list[int] = []
     for conversation in read_conversations(path, on_bad_lines, report.bad_lines, blank):
         report.conversations += 1
-        report.turns.append(sum(m.role != "system" for m in conversation.messages))
         for context, prompt, reply in exchanges(conversation.messages):
             key = (*context, prompt, reply)
             if key in seen:
@@ -128,14 +115,25 @@ def _read_conversation_pairs(path: Path, on_bad_lines: str) -> LoadReport:
             report.pairs.append(Pair(prompt, reply, conversation.line, tuple(context)))
     report.blank_lines = len(blank)
     if not report.pairs:
-        skipped = f" ({len(report.bad_lines)} bad lines skipped)" if report.bad_lines else ""
-        raise ChatbotError(
-            f"{path}: no conversations found{skipped}; each line should hold "
-            '{"messages": [{"role": "user", "content": ...}, {"role": "assistant", ...}]}')
+        raise ChatbotError(nothing_found(str(path), len(report.bad_lines), conversations=True))
     return report
 
 
-def _parse_line(line: bytes) -> tuple[str, str] | str | None:
+def nothing_found(path: str, bad_lines: int, conversations: bool | None) -> str:
+    """Why `path` (a TSV, chat JSONL with `conversations`, or several files of either kind with
+    None) gave no pairs, and what a line should hold."""
+    skipped = f" ({bad_lines} bad lines skipped)" if bad_lines else ""
+    if conversations is None:
+        return (f"{path}: no pairs found{skipped}; a TSV line should hold a prompt, a tab "
+                "character, and its reply; a .jsonl line, a conversation")
+    if conversations:
+        return (f"{path}: no conversations found{skipped}; each line should hold "
+                '{"messages": [{"role": "user", "content": ...}, {"role": "assistant", ...}]}')
+    return (f"{path}: no prompt<TAB>reply pairs found{skipped}; each line should hold a prompt, "
+            "a tab character, and its reply")
+
+
+def parse_tsv_line(line: bytes) -> tuple[str, str] | str | None:
     """A (prompt, reply) pair, a reason the line is bad, or None for a blank line."""
     try:
         text = line.decode("utf-8")
@@ -179,110 +177,3 @@ def split_pairs(
     train = [p for p in pairs if p.line not in val_lines]
     val = [p for p in pairs if p.line in val_lines]
     return train, val
-
-
-def summarize(report: LoadReport, tokenizer: TextTokenizer, max_len: int) -> dict:
-    """The figures `chatbot data check` prints, as a dict."""
-    prompt_lens, reply_lens, counts = [], [], Counter()
-    for pair in report.pairs:
-        p, r = tokenizer.tokenize(pair.prompt), tokenizer.tokenize(pair.reply)
-        prompt_lens.append(len(p))
-        reply_lens.append(len(r))
-        counts.update(p)
-        counts.update(r)
-    too_long = [
-        pair.line for pair, lp, lr in zip(report.pairs, prompt_lens, reply_lens)
-        if lp > max_len or lr > max_len
-    ]
-    summary = {
-        "file": report.path,
-        "pairs": len(report.pairs),
-        "distinct_prompts": len({p.prompt for p in report.pairs}),
-        "bad_lines": len(report.bad_lines),
-        "blank_lines": report.blank_lines,
-        "duplicates": report.duplicates,
-        "prompt_tokens": _percentiles(prompt_lens),
-        "reply_tokens": _percentiles(reply_lens),
-        "vocabulary": len(counts),
-        "tokens_seen_once": sum(1 for c in counts.values() if c == 1),
-        "max_len": max_len,
-        "fit_share": 1 - len(too_long) / len(report.pairs),
-        "too_long_lines": too_long,  # a conversation's line once for each pair cut
-    }
-    if is_conversation_file(report.path):
-        turns = _percentiles(report.turns)
-        summary["conversations"] = report.conversations
-        summary["turns"] = {k: turns[k] for k in ("p50", "p90", "max")}
-        summary["context_share"] = sum(bool(p.context) for p in report.pairs) / len(report.pairs)
-    return summary
-
-
-def tokens_per_pair(pairs: Sequence[Pair], text: TextConfig) -> dict[str, dict | str]:
-    """Prompt and reply tokens of each pair under each tokenizer (percentiles and mean), by
-    tokenizer name; for sentencepiece, a throwaway model learned from the pairs in memory (or
-    why none could be)."""
-    word = Tokenizer(lowercase=text.lowercase)
-    settings = dataclasses.replace(text, tokenizer="sentencepiece")
-    try:
-        pieces = train_tokenizer(settings, (t for p in pairs for t in (p.prompt, p.reply)))
-    except ChatbotError as exc:
-        return {"word": _lengths(pairs, word), "sentencepiece": str(exc)}
-    name = f"sentencepiece ({text.subword_model}, {len(pieces.pieces)} pieces)"
-    return {"word": _lengths(pairs, word), name: _lengths(pairs, pieces)}
-
-
-def _lengths(pairs: Sequence[Pair], tokenizer: TextTokenizer) -> dict[str, float]:
-    counts = [len(tokenizer.tokenize(p.prompt)) + len(tokenizer.tokenize(p.reply)) for p in pairs]
-    return {"mean": sum(counts) / len(counts), **_percentiles(counts)}
-
-
-def _percentiles(values: Sequence[int]) -> dict[str, int]:
-    ordered = sorted(values)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
-    return {"p50": pick(0.5), "p90": pick(0.9), "p99": pick(0.99), "max": ordered[-1]}
-
-
-def format_summary(s: dict, bad_lines: Sequence[tuple[int, str]] = ()) -> str:
-    lines = [
-        f"file            {s['file']}",
-        f"pairs           {s['pairs']} ({s['distinct_prompts']} distinct prompts)",
-    ]
-    if "conversations" in s:  # chat JSONL
-        q = s["turns"]
-        lines += [
-            f"conversations   {s['conversations']}",
-            f"turns           p50 {q['p50']}  p90 {q['p90']}  max {q['max']} per conversation "
-            "(system turns left out)",
-            f"with context    {s['context_share']:.1%} of pairs (earlier turns before the prompt)",
-        ]
-    lines += [
-        f"bad lines       {s['bad_lines']}",
-        f"duplicates      {s['duplicates']} (dropped)",
-        f"blank lines     {s['blank_lines']}",
-    ]
-    for side in ("prompt", "reply"):
-        q = s[f"{side}_tokens"]
-        lines.append(
-            f"{side + ' tokens':<16}p50 {q['p50']}  p90 {q['p90']}  p99 {q['p99']}  max {q['max']}"
-        )
-    per_pair = s.get("tokens_per_pair", {})  # by tokenizer (tokens_per_pair)
-    width = max(map(len, per_pair), default=0)
-    for i, (name, q) in enumerate(per_pair.items()):
-        figures = q if isinstance(q, str) else (f"mean {q['mean']:.1f}  p50 {q['p50']}  p90 "
-                                                f"{q['p90']}  p99 {q['p99']}  max {q['max']}")
-        lines.append(f"{'' if i else 'tokens per pair':<16}{name:<{width}}  {figures}")
-    lines += [
-        f"vocabulary      {s['vocabulary']} distinct tokens ({s['tokens_seen_once']} seen once)",
-        f"fit max_len={s['max_len']:<4}{s['fit_share']:.1%} of pairs"
-        + (f" ({len(s['too_long_lines'])} truncated when training)" if s["too_long_lines"] else ""),
-    ]
-    if s["too_long_lines"]:
-        numbers = list(dict.fromkeys(s["too_long_lines"]))  # a conversation's pairs share one
-        shown = ", ".join(map(str, numbers[:10]))
-        more = " ..." if len(numbers) > 10 else ""
-        lines.append(f"  longer lines  {shown}{more}")
-    for number, reason in list(bad_lines)[:10]:
-        lines.append(f"  {s['file']}:{number}: {reason}")
-    if len(bad_lines) > 10:
-        lines.append(f"  ... and {len(bad_lines) - 10} more bad lines")
-    return "\n".join(lines)

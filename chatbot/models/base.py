@@ -6,8 +6,10 @@ An architecture is one module, registered by one line in `chatbot.models.ARCHS`,
         one training row: a tuple of input id lists and the target ids, 0 where nothing is
         scored (padding, and whatever the architecture does not predict);
     build(config: ModelConfig) -> keras.Model
-        the trainable model; every layer is named, and the layer that produces the logits is
-        called OUTPUT_LAYER (the training loop computes it at scored positions only);
+        the trainable model; every layer is named, the layer that produces the logits is
+        called OUTPUT_LAYER (the training loop computes it at scored positions only), and the
+        Embedding that turns input token ids into vectors is called EMBEDDING_LAYER (read by
+        `token_embeddings`, for the map of what the model learned about words);
     weight_shapes(config: ModelConfig) -> {(layer, path): shape}
         every array its `model.keras` must hold (see `Weights`), so that a run directory whose
         files disagree is refused with a message before any reply;
@@ -54,6 +56,10 @@ from chatbot.text.vocab import Vocabulary
 # applied to a (batch, time, hidden) tensor, which computes what TimeDistributed(Dense) would
 # (see models/lstm.py for why it is not wrapped in keras.layers.TimeDistributed).
 OUTPUT_LAYER = "output_dense"
+# The keras.layers.Embedding of the input tokens, in every architecture (one table that the
+# encoder and the decoder share, where there are two): its vocab x embedding_dim table is what
+# the model learned about each token (`token_embeddings`; chatbot.embeddings).
+EMBEDDING_LAYER = "embedding"
 # Names earlier versions gave a layer, read as today's name so that older runs still load.
 LEGACY_LAYER_NAMES = {"time_distributed_dense": OUTPUT_LAYER}
 
@@ -165,6 +171,13 @@ def arrays(weights: Weights, layer: str, paths: Sequence[str]) -> list[np.ndarra
     """The arrays of `layer` at `paths`, in that order. `check_weights` has run before, so a
     missing one is a bug of the architecture (a KeyError), not a damaged file."""
     return [weights[layer][path] for path in paths]
+
+
+def token_embeddings(weights: Weights) -> np.ndarray:
+    """The input-token embedding table (vocab, embedding_dim) of any architecture's weights,
+    row i the vector of token id i."""
+    (table,) = arrays(weights, EMBEDDING_LAYER, EMBEDDING)
+    return table
 
 
 # --- weight shapes -------------------------------------------------------------------------------

@@ -137,7 +137,7 @@ def serve(bot: Bot, model: str, host: str = "127.0.0.1", port: int = 8000,
     sock = _listen(host, port)
     port = sock.getsockname()[1]
     app = create_app(bot, model, limits, api_key, host, allowed_hosts)
-    # uvicorn's limits, set deliberately (the README lists them): idle connections close
+    # uvicorn's limits, set deliberately (docs/serving.md lists them): idle connections close
     # after keep_alive seconds, headers must arrive within body_timeout (connections.py),
     # and at most 4 * max_concurrent connections are open at once (more get 503).
     server = uvicorn.Server(uvicorn.Config(

@@ -41,13 +41,19 @@ class Vocabulary:
     ) -> Vocabulary:
         """Specials first, then `reserved` (<TURN> for a context model), then tokens by
         descending frequency (ties: first seen first)."""
+        counts: Counter[str] = Counter()
+        for tokens in sentences:
+            counts.update(tokens)
+        return cls.from_counts(counts, min_count, max_size, reserved)
+
+    @classmethod
+    def from_counts(cls, counts: Counter[str], min_count: int = 1, max_size: int = 20000,
+                    reserved: Sequence[str] = ()) -> Vocabulary:
+        """`build` from token counts already made (chatbot data prepare streams them)."""
         if min_count < 1:
             raise ChatbotError(f"min_count must be at least 1, received {min_count}")
         if max_size <= len(SPECIALS):
             raise ChatbotError(f"max_vocab must exceed {len(SPECIALS)}, received {max_size}")
-        counts: Counter[str] = Counter()
-        for tokens in sentences:
-            counts.update(tokens)
         # Counter.most_common keeps insertion order among equal counts, so this is deterministic.
         head = [*SPECIALS, *reserved]
         kept = [t for t, c in counts.most_common() if c >= min_count and t not in head]

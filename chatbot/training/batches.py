@@ -6,7 +6,6 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import keras
 import numpy as np
 
 from chatbot.data.pairs import Pair
@@ -228,5 +227,7 @@ class Batches:
 
 
 def _pad(seqs: Sequence[Sequence[int]], length: int) -> np.ndarray:
+    import keras  # here: preparing data (chatbot data prepare) needs no TensorFlow
+
     # (batch, length), zeros after each row.
     return keras.utils.pad_sequences(seqs, maxlen=length, padding="post", value=0, dtype="int32")

@@ -35,8 +35,9 @@ UNSUPPORTED = ("clipvalue", "weight_decay", "use_ema", "gradient_accumulation_st
                "loss_scale_factor")
 
 
-def clip(gradients: list, optimizer: keras.optimizers.Optimizer) -> list:
-    """The gradients as the optimizer clips them on one device.
+def clip(gradients: list, optimizer: keras.optimizers.Optimizer) -> tuple[list, tf.Tensor]:
+    """The gradients as the optimizer clips them on one device, and their global norm before
+    clipping (from the norms clipping computes anyway; a graph that does not use it drops it).
 
     Keras 3.15 (optimizers/base_optimizer.py, _clip_gradients) gives `clipnorm` to each
     variable's gradient on its own, through the TF backend's _clip_by_norm, which is
@@ -45,12 +46,30 @@ def clip(gradients: list, optimizer: keras.optimizers.Optimizer) -> list:
     with one row per token read, and its norm is taken over those rows as they are, a token read
     twice counting twice; the cross-replica sum of IndexedSlices concatenates the replicas'
     rows, so the norm is the one device's.) `global_clipnorm` scales all by one factor.
+    Here each variable's squared norm is summed once, for both; the clipped values are
+    tf.clip_by_norm's, `values * clipnorm / max(norm, clipnorm)`.
     """
-    if optimizer.clipnorm and optimizer.clipnorm > 0:
-        return [tf.clip_by_norm(g, optimizer.clipnorm) for g in gradients]
+    squares = [tf.reduce_sum(tf.square(_values(g))) for g in gradients]
+    norm = tf.sqrt(tf.add_n(squares))
+    limit = optimizer.clipnorm
+    if limit and limit > 0:
+        return [_with_values(g, _values(g) * limit / tf.maximum(tf.sqrt(square), limit))
+                for g, square in zip(gradients, squares)], norm
     if optimizer.global_clipnorm and optimizer.global_clipnorm > 0:
-        return tf.clip_by_global_norm(gradients, optimizer.global_clipnorm)[0]
-    return list(gradients)
+        return tf.clip_by_global_norm(gradients, optimizer.global_clipnorm, norm)[0], norm
+    return list(gradients), norm
+
+
+def _values(gradient):
+    """A gradient's values: an embedding's tf.IndexedSlices, its rows."""
+    return gradient.values if isinstance(gradient, tf.IndexedSlices) else gradient
+
+
+def _with_values(gradient, values):
+    """`gradient` with other values (the same rows, for tf.IndexedSlices)."""
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(values, gradient.indices, gradient.dense_shape)
+    return values
 
 
 class Loop:
@@ -58,10 +77,15 @@ class Loop:
 
     A step on N devices computes what one device computes on all the step's pairs: one token
     mean of the loss, its gradients summed across replicas, clipped once, one update.
+
+    gradient_norm: also measure each step's global gradient norm (of the summed gradients,
+        before clipping), summed in `totals.norm` (chatbot.training.tensorboard logs it).
     """
 
-    def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy):
-        self.model, self.strategy = model, strategy
+    def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy,
+                 gradient_norm: bool = False):
+        self.model, self.strategy, self.gradient_norm = model, strategy, gradient_norm
+        self.totals = Totals()  # the running sums of the epoch being trained
         received = {name: getattr(model.optimizer, name, None) for name in UNSUPPORTED}
         if any(received.values()):
             raise ValueError(f"the training loop does not apply the optimizer options "
@@ -101,14 +125,16 @@ class Loop:
             loss = loss_sum / tf.maximum(everywhere, 1.0)
         # Summed first, clipped after: what one device computes on the whole step's pairs.
         # (Left to the optimizer, Keras 3.15 would clip each replica's share, then sum.)
-        gradients = clip(replica.all_reduce("SUM", tape.gradient(loss, variables)),
-                         self.model.optimizer)
+        gradients, norm = clip(replica.all_reduce("SUM", tape.gradient(loss, variables)),
+                               self.model.optimizer)
+        if self.gradient_norm:  # the same on every replica: averaged, not summed, below
+            return (loss_sum, count, hits), gradients, norm
         return (loss_sum, count, hits), gradients
 
     def _train_step(self, batch):
-        sums, gradients = self.strategy.run(self._train_replica, args=batch)
+        sums, gradients, *norm = self.strategy.run(self._train_replica, args=batch)
         self._update(gradients)
-        return self._reduce(sums)
+        return self._reduce(sums) + [self.strategy.reduce("MEAN", n, axis=None) for n in norm]
 
     def _update(self, gradients) -> None:
         """The optimizer's update of every variable, once per step, in cross-replica context.
@@ -172,7 +198,7 @@ class Loop:
             hooks.on_train_begin()
             for epoch in range(initial_epoch, epochs):
                 hooks.on_epoch_begin(epoch)
-                totals = Totals()
+                totals = self.totals = Totals()
                 step = -1
                 for step, batch in enumerate(itertools.islice(batches, steps)):
                     hooks.on_train_batch_begin(step)
@@ -225,14 +251,18 @@ class Interrupts:
 
 
 class Totals:
-    """Sums of per-token loss, scored tokens and hits; the logs are their means."""
+    """Sums of per-token loss, scored tokens and hits over `steps` steps (and of their
+    gradient norms, when the loop measures them); the logs are their means."""
 
     def __init__(self):
-        self.loss = self.count = self.hits = 0.0
+        self.loss = self.count = self.hits = self.norm = 0.0
+        self.steps = 0
 
     def add(self, sums) -> None:
-        loss, count, hits = (float(v) for v in sums)
+        loss, count, hits, *norm = (float(v) for v in sums)
         self.loss, self.count, self.hits = self.loss + loss, self.count + count, self.hits + hits
+        self.norm += sum(norm)
+        self.steps += 1
 
     def logs(self) -> dict[str, float]:
         count = max(self.count, 1.0)

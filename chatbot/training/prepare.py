@@ -25,6 +25,7 @@ from chatbot.text.tokenizer import train_tokenizer
 from chatbot.text.vocab import SPECIALS, TURN, Vocabulary
 from chatbot.text.words import TextTokenizer, Tokenizer
 from chatbot.training.batches import Example, Rotation, encode_pairs
+from chatbot.training.shards import Manifest
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class DataReport:
     context_turns: int = 1  # turns read before each reply (chatbot.text.context)
     taught: dict[str, int] = field(default_factory=dict)  # taught pairs folded in, by file
     noisy_per_epoch: int = 0  # of each prompt's noisy copies, those an epoch sees
+    streamed: str = ""  # prepared data (chatbot.training.from_shards): where it streams from
+    memory_note: str = ""  # prepared data: what the bot's memory keeps of its prompts
 
     def lines(self) -> list[str]:
         """What `chatbot train` prints: one line per kind of change, only those that happened."""
@@ -92,6 +95,10 @@ class DataReport:
                     "in turn" if self.noisy_per_epoch < pool else "")
             out.append(f"added {self.noisy} noisy copies of the training prompts (typing noise, "
                        f"each with its prompt's reply{each})")
+        if self.streamed:
+            out.append(self.streamed)
+        if self.memory_note:
+            out.append(self.memory_note)
         if self.train.unknown or self.validation.unknown:
             out.append(f"read as <UNK>: {self._share('unknown', 'tokens')}, not in the "
                        f"vocabulary {self.vocab_source}")
@@ -117,6 +124,10 @@ class Prepared:
     report: DataReport
     tokenizer: TextTokenizer  # the run's (a sentencepiece model is saved in the run directory)
     rotation: Rotation | None = None  # which noisy copies of the prompts each epoch sees
+    # Prepared data (chatbot.training.from_shards): the examples stream from these shards, the
+    # pairs above are samples to measure with, and the memory holds `memory_pairs`.
+    shards: Manifest | None = None
+    memory_pairs: list[Pair] | None = None
 
 
 def prepare_data(config: RunConfig, data_path: str | Path, vocab: Vocabulary | None = None,

@@ -65,9 +65,11 @@ from chatbot.training.callbacks import (
 )
 from chatbot.training.distribute import is_chief, make_strategy, refuse_together
 from chatbot.training.loop import Loop
-from chatbot.training.prepare import Prepared, prepare_data
-from chatbot.training.pretrain_data import prepare_text
+from chatbot.training.prepare import Prepared
+from chatbot.training.run_data import run_batches, run_data, taught_files
+from chatbot.training.shards import is_prepared
 from chatbot.training.stopping import Stopped, measured_by, monitor_of, stopped_by
+from chatbot.training.tensorboard import Table, TensorBoardLogs, log_dir, logs_of, no_table
 
 Log = Callable[[str], None]
 
@@ -81,6 +83,7 @@ class Run:
     data: Prepared  # the vocabulary, the tokenizer, the split pairs and their examples
     probes: list[str]  # the first `config.train.probes` distinct training prompts
     log: Log
+    table: Table = no_table  # to the TensorBoard logs, during an epoch (a no-op without them)
 
 
 # A function of the run that returns a Keras callback (or None); the chief alone calls it.
@@ -123,10 +126,12 @@ def train(
                            "has its own clock); use --epochs with --strategy multiworker")
     # First TensorFlow work of the run: a strategy must be made before devices initialize.
     distribution = make_strategy(config.train.strategy)
-    data = _data(config, vocab, tokenizer, source, log, _taught(out, init_from))
+    data = run_data(config, vocab, tokenizer, source, log, taught_files(out, init_from))
     chief = _devices(distribution, out, config, log)
+    board = logs_of(out, config, data.vocab) if chief else None  # TensorBoard's, if any
     # The caller's callbacks, made on the chief alone (the other workers keep in step)
-    made = _callers(callbacks, Run(out, config, data, _probes(data, config), log)) if chief else []
+    run = Run(out, config, data, _probes(data, config), log, board.table if board else no_table)
+    made = _callers(callbacks, run) if chief else []
     monitor = monitor_of(config, has_val=bool(data.val_pairs), measured=measured_by(made), log=log)
     lock = contextlib.ExitStack()  # the chief's hold on the run directory while it trains
 
@@ -142,7 +147,7 @@ def train(
             _start_run_dir(out, config, data)
         model = _build_model(config, distribution, init_from)
         checkpoint, done, stopped = _epochs(model, distribution, out, config, data, monitor,
-                                            resume, chief, made, log, verbose)
+                                            resume, chief, made, board, log, verbose)
     if not chief:
         return TrainResult(out, stopped.epoch, 0, time.perf_counter() - started, {})
     return _finish(out, data, checkpoint, started, log, stopped)
@@ -158,28 +163,8 @@ def _settings(out: Path, data_path, config: RunConfig | None, resume: bool,
     return _fresh(config, data_path)
 
 
-def _taught(out: Path, init_from: str | Path | None) -> list[Path]:
-    """The taught pairs to fold into the run: those of the run it fine-tunes, and those of
-    the run it replaces or resumes (create_run keeps them)."""
-    runs = [Path(init_from)] if init_from is not None else []
-    return [run / rundir.TAUGHT for run in dict.fromkeys([*runs, out])
-            if (run / rundir.TAUGHT).is_file()]
 
 
-def _data(config: RunConfig, vocab, tokenizer, source, log: Log, taught: list[Path]
-          ) -> Prepared:
-    """The examples of the run, reported; the model settings that follow from them filled in."""
-    if config.data.text:  # chatbot pretrain: plain text, a language model
-        data = prepare_text(config, config.data.text, vocab, tokenizer)
-    else:
-        data = prepare_data(config, config.data.path, vocab, source, tokenizer, taught)
-    for line in data.report.lines():
-        log(line)
-    config.model.vocab_size = len(data.vocab)
-    fit_to_data = getattr(arch_module(config.model.arch), "fit_to_data", None)
-    if fit_to_data is not None:  # settings that follow from the data (transformer: positions)
-        fit_to_data(config)
-    return data
 
 
 def _devices(distribution, out: Path, config: RunConfig, log: Log) -> bool:
@@ -196,11 +181,12 @@ def _devices(distribution, out: Path, config: RunConfig, log: Log) -> bool:
 
 
 def _epochs(model: keras.Model, distribution, out: Path, config: RunConfig, data: Prepared,
-            monitor: Monitor, resume: bool, chief: bool, made: list, log: Log,
+            monitor: Monitor, resume: bool, chief: bool, made: list,
+            board: TensorBoardLogs | None, log: Log,
             verbose: int | str) -> tuple[AtomicCheckpoint, int, Stopped]:
     """Trains the epochs left, with the callbacks that checkpoint, back up, stop and report
-    (`made`: the caller's, run after the throughput report); returns the checkpoint, the
-    epochs done before and why training stopped."""
+    (`made`: the caller's, run after the throughput report, then `board`'s logs); returns the
+    checkpoint, the epochs done before and why training stopped."""
     checkpoint = AtomicCheckpoint(out / MODEL, monitor)
     target = config.train.stop_at if config.train.stop_at and monitor.mode == "max" else None
     early_stop = EarlyStopping(monitor, config.train.patience, target)
@@ -214,11 +200,16 @@ def _epochs(model: keras.Model, distribution, out: Path, config: RunConfig, data
             # The kill may have landed after the backup of the best epoch, before its model
             # was written: write it now from the same, restored, weights.
             checkpoint.write(model)
-    train_data, val_data = _batches(config, data, done)
+    train_data, val_data = run_batches(config, data, done)
+    # On every worker alike (reducing the norm is a collective op), for the chief's logs
+    loop = Loop(model, distribution, gradient_norm=log_dir(out, config) is not None)
+    if board:
+        board.follow(loop, done)
     unit = "windows" if config.data.text else "pairs"  # pretraining reads windows
     every_epoch = [
         EpochReport(train_data.scored_tokens, train_data.rows_per_epoch, log, unit),
         *made,
+        *([board] if board else []),  # before the backup: see TensorBoardLogs
         HistoryCSV(out, keep=done),
         early_stop,
         *budget,
@@ -227,7 +218,7 @@ def _epochs(model: keras.Model, distribution, out: Path, config: RunConfig, data
     ] if chief else [early_stop]  # the same logs on every worker: all stop together
     # A run that early stopping had already stopped (killed before it finished) trains no more.
     last = done if early_stop.stopped_epoch else config.train.epochs
-    history = _fit(model, distribution, train_data, val_data, done, last, every_epoch,
+    history = _fit(loop, distribution, train_data, val_data, done, last, every_epoch,
                    verbose if chief else 0)
     stopped = stopped_by(early_stop, budget[0] if budget else None, done + len(history), config)
     log(stopped.why)
@@ -275,6 +266,9 @@ def _fine_tuned(source: Path, config: RunConfig | None, data_path,
     min_count, max_vocab) and model shape (all of `model` but dropout); everything else from
     `config`."""
     check_run_dir(source)
+    if data_path and is_prepared(data_path):
+        raise ChatbotError(f"{data_path} is prepared data; fine-tuning keeps the vocabulary of "
+                           f"{source}, so it reads a TSV or JSONL file: pass that file")
     read_keras_weights(source / MODEL)  # refuses hostile or damaged files before Keras sees them
     if not data_path:
         raise ChatbotError("no training data: pass --data FILE")
@@ -304,8 +298,11 @@ def _start_run_dir(out: Path, config: RunConfig, data: Prepared) -> None:
     if data.train_pairs:  # every pair of the data by prompt, for retrieval (chatbot.data.memory):
         # the validation pairs too, so that the bot knows all of its data; an evaluation that
         # needs pairs the bot has not seen leaves them out explicitly (evaluate_training).
-        memory = Memory.build([*data.train_pairs, *data.val_pairs], config.data.context_turns)
-        rundir.atomic_write_text(out / MEMORY, memory.to_json())
+        # Prepared data: its most frequent prompts (chatbot.training.from_shards).
+        known = data.memory_pairs if data.memory_pairs is not None else [
+            *data.train_pairs, *data.val_pairs]
+        memory = Memory.build(known, config.data.context_turns)
+        memory.save(out / MEMORY)  # (with its index, if it is large)
 
 
 def _finish(out: Path, data: Prepared, checkpoint: AtomicCheckpoint, started: float,
@@ -340,19 +337,11 @@ def _build_model(config: RunConfig, distribution, init_from: str | Path | None) 
     return model
 
 
-def _batches(config: RunConfig, data: Prepared, done: int) -> tuple[Batches, Batches | None]:
-    options = dict(batch_size=config.train.batch_size,
-                   bucket_by_length=config.train.bucket_by_length, seed=config.train.seed)
-    # epoch=done: each epoch's shuffle depends on (seed, epoch) only, so a resumed run gets
-    # the batches the uninterrupted run had.
-    train_data = Batches(data.train_examples, epoch=done, rotation=data.rotation, **options)
-    val_data = Batches(data.val_examples, shuffle=False, **options) if data.val_examples else None
-    return train_data, val_data
 
 
-def _fit(model: keras.Model, distribution, train_data: Batches, val_data: Batches | None,
+def _fit(loop: Loop, distribution, train_data: Batches, val_data: Batches | None,
          done: int, last: int, callbacks: list, verbose: int | str) -> list[dict[str, float]]:
-    """Trains epochs done+1 .. last; returns their logs."""
+    """Trains epochs done+1 .. last with `loop`; returns their logs."""
     devices = distribution.num_replicas_in_sync
 
     def endless(batches: Batches):
@@ -363,7 +352,7 @@ def _fit(model: keras.Model, distribution, train_data: Batches, val_data: Batche
 
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
-    return Loop(model, distribution).fit(
+    return loop.fit(
         endless(train_data), epochs=last, initial_epoch=done, steps=train_data.steps(devices),
         validation=endless(val_data) if val_data else None,
         validation_steps=val_data.steps(devices) if val_data else None,

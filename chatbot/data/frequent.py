@@ -1,0 +1,47 @@
+"""The most frequent prompts of a stream, with one reply each, in bounded memory.
+
+A bot that answers known prompts from memory (chatbot.data.memory) cannot hold every prompt of
+a corpus of millions; it keeps the `cap` most frequent, which are the ones people ask. Counts
+are exact while the distinct prompts fit in twice the cap; past that, the least frequent half
+is dropped whenever the table fills, so a prompt's count restarts if it comes back later
+(the "frequent items" approximation: a prompt asked more often than once in every `cap`
+pairs is never dropped).
+"""
+
+from __future__ import annotations
+
+from chatbot.data.pairs import Pair
+
+
+class FrequentPrompts:
+    def __init__(self, cap: int):
+        if cap < 1:
+            raise ValueError(f"cap must be at least 1, received {cap}")
+        self.cap = cap
+        self.table: dict[str, list] = {}  # prompt -> [count, its first pair]
+        self.pruned = 0  # times the least frequent half was dropped
+
+    def add(self, pair: Pair) -> None:
+        entry = self.table.get(pair.prompt)
+        if entry is None:
+            self.table[pair.prompt] = [1, pair]
+            if len(self.table) >= 2 * self.cap:
+                self._prune()
+        else:
+            entry[0] += 1
+
+    def _prune(self) -> None:
+        kept = sorted(self.table.items(), key=lambda item: -item[1][0])[: self.cap]
+        self.table = dict(kept)
+        self.pruned += 1
+
+    def pairs(self) -> list[Pair]:
+        """The (at most `cap`) most frequent prompts' pairs, the most frequent first (ties:
+        first seen first)."""
+        ordered = sorted(self.table.values(), key=lambda entry: -entry[0])
+        return [pair for _, pair in ordered[: self.cap]]
+
+    @property
+    def exact(self) -> bool:
+        """Whether every distinct prompt was counted exactly (none was dropped)."""
+        return not self.pruned

@@ -1,0 +1,195 @@
+"""What a model learned about words: its token embedding, as nearest neighbours and as a map.
+
+    neighbours(run_dir, "hello")        # [("hi", 0.71), ...]: cosine similarity, best first
+    draw_map(run_dir, Path("map.png"))  # the 150 most frequent words on a plane, labelled
+
+Every architecture reads its input tokens through one table, a vector per vocabulary entry
+(`chatbot.models.base.token_embeddings`), which training moves so that tokens the model uses
+alike end up pointing alike. `neighbours` ranks the vocabulary by the cosine of the angle between
+vectors; `draw_map` projects the most frequent words onto the plane of their two largest principal
+components (PCA by SVD of the unit vectors, so that the map shows the angles that the cosine
+measures) and labels them, Chinese with the CJK font `chatbot.plot` picks.
+
+Special tokens (<PAD>, <SOS>, <EOS>, <UNK>, <SEP>, <TURN>) are never neighbours nor on the map.
+A word the tokenizer reads as several tokens (the word tokenizer reads Chinese a character at a
+time, so "你好" is 你 and 好; sentencepiece may split a rare word into pieces) stands for the mean
+of their unit vectors, and its own tokens are left out of its neighbours.
+
+"Most frequent": a word vocabulary lists tokens by descending count in the training text
+(`Vocabulary.build`); a sentencepiece vocabulary lists pieces in the model's own order (a
+unigram model's by probability, a BPE model's by merge), whose byte pieces the map leaves out.
+The map labels words (a letter, digit or CJK character in them), not punctuation.
+
+Reads the run directory with h5py and NumPy, never TensorFlow; matplotlib only to draw.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from chatbot.config import RunConfig
+from chatbot.errors import ChatbotError
+from chatbot.models.base import check_weights, token_embeddings
+from chatbot.models.weights import read_keras_weights
+from chatbot.rundir import CONFIG, MODEL, VOCAB, atomic_write, check_run_dir
+from chatbot.text.tokenizer import load_tokenizer
+from chatbot.text.vocab import SPECIALS, TURN, Vocabulary
+from chatbot.text.words import TextTokenizer, is_cjk
+
+BYTE_PIECE = re.compile(r"<0x[0-9A-F]{2}>")  # sentencepiece's pieces for single UTF-8 bytes
+DPI = 100  # the map at 10 x 8 inches: 1000 x 800 pixels, small enough for a README
+
+
+@dataclass
+class Embeddings:
+    """A run's vocabulary, its tokenizer, and its token embedding with rows of unit length."""
+
+    vocab: Vocabulary
+    tokenizer: TextTokenizer
+    unit: np.ndarray  # (vocab, dim): token i's embedding divided by its length
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> Embeddings:
+        run_dir = check_run_dir(run_dir)
+        try:
+            config = RunConfig.load(run_dir / CONFIG)
+            vocab = Vocabulary.load(run_dir / VOCAB)
+            weights = read_keras_weights(run_dir / MODEL)
+            check_weights(config.model, vocab, weights)
+            tokenizer = load_tokenizer(config.text, run_dir)
+        except ChatbotError as exc:
+            raise ChatbotError(f"{run_dir}: {exc}") from None
+        table = token_embeddings(weights).astype(np.float64)  # (vocab, dim)
+        lengths = np.linalg.norm(table, axis=1, keepdims=True)
+        return cls(vocab, tokenizer, table / np.maximum(lengths, 1e-12))
+
+    def special(self, token: str) -> bool:
+        return token in SPECIALS or token == TURN
+
+    def read(self, word: str) -> list[int]:
+        """The ids of the tokens `word` is read as; ChatbotError if it has none or one that is
+        not in the vocabulary, naming known words close to it."""
+        tokens = self.tokenizer.tokenize(word)
+        if not tokens:
+            raise ChatbotError(f"{word!r} holds no word to look up; give one, such as "
+                               f"{', '.join(self.frequent(3))}")
+        unknown = self.vocab.unknown(tokens)
+        if unknown:
+            words = self.frequent(len(self.vocab))
+            close = list(dict.fromkeys(
+                match for token in unknown
+                for match in difflib.get_close_matches(token, words, n=5, cutoff=0.6)))[:5]
+            hint = (f"close known words: {', '.join(close)}" if close else
+                    f"the most frequent words are: {', '.join(words[:8])}")
+            raise ChatbotError(
+                f"{', '.join(map(repr, unknown))} {'is' if len(unknown) == 1 else 'are'} not in "
+                f"the model's vocabulary ({len(self.vocab)} tokens), so "
+                f"{'it has' if len(unknown) == 1 else 'they have'} no embedding; {hint}")
+        return self.vocab.encode(tokens)
+
+    def neighbours(self, word: str, k: int = 8) -> list[tuple[str, float]]:
+        """The `k` tokens whose embeddings are closest to `word`'s by cosine similarity, most
+        similar first, without `word`'s own tokens and the specials."""
+        check_count("k", k, 1, "the neighbours to find")
+        ids = self.read(word)
+        vector = self.unit[ids].mean(axis=0)
+        cosine = self.unit @ (vector / max(float(np.linalg.norm(vector)), 1e-12))  # (vocab,)
+        left_out = set(ids) | {i for i, t in enumerate(self.vocab.tokens) if self.special(t)}
+        ranked = [int(i) for i in np.argsort(-cosine, kind="stable") if int(i) not in left_out]
+        return [(self.vocab.tokens[i], float(cosine[i])) for i in ranked[:k]]
+
+    def frequent(self, top: int) -> list[str]:
+        """The `top` most frequent words of the vocabulary (see the module's docstring)."""
+        words = [t for t in self.vocab.tokens
+                 if not self.special(t) and not BYTE_PIECE.fullmatch(t)
+                 and any(ch.isalnum() for ch in t)]
+        return words[:top]
+
+
+def check_count(name: str, value: int, least: int, what: str) -> None:
+    """Refuses a `k` or `top` that is not a whole number of at least `least`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ChatbotError(f"{name} must be a whole number of at least {least} ({what}), "
+                           f"received {value!r}")
+
+
+def neighbours(run_dir: Path, word: str, k: int = 8) -> list[tuple[str, float]]:
+    """The `k` nearest neighbours of `word` in the run's token embedding: (token, cosine
+    similarity), most similar first; ChatbotError for a word the vocabulary lacks."""
+    return Embeddings.load(run_dir).neighbours(word, k)
+
+
+def neighbour_lines(embeddings: Embeddings, word: str, k: int = 8) -> list[str]:
+    """`neighbours` as the CLI and the REPL print them: a heading, then one line per token."""
+    found = embeddings.neighbours(word, k)
+    ids = embeddings.read(word)
+    heading = f"nearest to {word!r} by cosine similarity"
+    if len(ids) > 1:
+        tokens = " ".join(embeddings.vocab.tokens[i] for i in ids)
+        heading += f" (read as {len(ids)} tokens, {tokens}: the mean of their vectors)"
+    return [heading + ":"] + [f"  {similarity:6.3f}  {token}" for token, similarity in found]
+
+
+def project(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """PCA: the rows of `vectors` (n, dim) on their two principal axes, (n, 2), and the share of
+    the variance each axis holds, (2,)."""
+    centred = vectors - vectors.mean(axis=0)
+    _, singular, axes = np.linalg.svd(centred, full_matrices=False)  # axes (min(n, dim), dim)
+    points = np.zeros((len(vectors), 2))
+    points[:, : min(2, len(axes))] = centred @ axes[:2].T
+    variance = singular**2
+    share = np.zeros(2)
+    share[: min(2, len(variance))] = variance[:2] / max(float(variance.sum()), 1e-12)
+    return points, share
+
+
+def draw_map(run_dir: Path, out: Path, top: int = 150) -> Path:
+    """Draw the `top` most frequent words of the run on the plane of their embeddings' two
+    principal components, labelled (Chinese with a CJK font); write a PNG to `out`."""
+    return draw_words(Embeddings.load(run_dir), Path(out), top, Path(run_dir).resolve().name)
+
+
+def draw_words(embeddings: Embeddings, out: Path, top: int, name: str) -> Path:
+    """`draw_map` of embeddings already loaded; `name` names the run in the title."""
+    check_count("top", top, 2, "the words to draw")
+    words = embeddings.frequent(top)
+    if len(words) < 2:
+        raise ChatbotError(f"{name}: its vocabulary has {len(words)} word(s) to draw; a map "
+                           "needs at least 2")
+    points, share = project(embeddings.unit[embeddings.vocab.encode(words)])
+    title = (f"{name}: its {len(words)} most frequent words by their token embeddings\n"
+             "(near: the model uses them alike; PCA of the unit vectors)")
+    figure = map_figure(points, words, share, title)
+    atomic_write(out, lambda tmp: figure.savefig(tmp, format="png", dpi=DPI))
+    return out
+
+
+def map_figure(points: np.ndarray, words: list[str], share: np.ndarray, title: str):
+    """A matplotlib Figure: `points` (n, 2) scattered, each labelled with its word, Chinese in
+    red; `share` (2,) of the variance on each axis."""
+    from matplotlib.figure import Figure  # only to draw: neighbours need no matplotlib
+
+    from chatbot.plot import label_fonts
+
+    figure = Figure(figsize=(10, 8), layout="constrained")
+    ax = figure.subplots()
+    chinese = np.array([any(is_cjk(ch) for ch in word) for word in words])
+    for mask, colour, label in ((~chinese, "C0", "English and other words"),
+                                (chinese, "C3", "Chinese")):
+        if mask.any():
+            ax.scatter(points[mask, 0], points[mask, 1], s=8, color=colour, label=label)
+    families = label_fonts()
+    for (x, y), word, zh in zip(points, words, chinese):
+        ax.annotate(word, (x, y), xytext=(2, 2), textcoords="offset points", fontsize=7,
+                    color="C3" if zh else "black", fontfamily=families)
+    ax.set_xlabel(f"principal component 1 ({share[0]:.0%} of the variance)")
+    ax.set_ylabel(f"principal component 2 ({share[1]:.0%} of the variance)")
+    ax.set_title(title, fontsize="medium")
+    ax.legend(loc="best", fontsize="small")
+    ax.grid(True, alpha=0.3)
+    return figure

@@ -1,0 +1,284 @@
+"""`chatbot data prepare`: stream a corpus once into shards a run trains from, in bounded memory.
+
+    files (TSV, chat JSONL, gzip) -> pairs, line by line (chatbot.data.stream)
+      -> exact repeats dropped (8 bytes a pair), each pair to the training or validation side
+         by a hash of its prompt
+      -> tokens -> token numbers, counted (the word vocabulary is made from the counts at the
+         end; a sentencepiece model is learned first from a seeded sample of the texts)
+      -> records in shards (chatbot.training.shards), with `noise_copies` noisy copies of each
+         training prompt (typing noise, chatbot.data.noise)
+      -> the most frequent prompts, for the bot's memory; a sample of each side, to measure
+      -> manifest.json, last
+
+A prepare that is killed leaves no manifest, and the directory is not used; run it again and
+it starts over, removing what the killed one wrote. `load_prepared` (chatbot.training.train's
+way in) reads the directory back as the `Prepared` of a TSV, with streamed batches.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chatbot.config import RunConfig
+from chatbot.data.frequent import FrequentPrompts
+from chatbot.data.noise import noisy_copies
+from chatbot.data.pairs import Pair
+from chatbot.data.stream import Seen, StreamReport, digest, pair_key, split_of, stream_pairs
+from chatbot.errors import ChatbotError
+from chatbot.rundir import TOKENIZER, VOCAB, atomic_write_text
+from chatbot.text.subword import SubwordTokenizer
+from chatbot.text.tokenizer import train_tokenizer
+from chatbot.text.vocab import SPECIALS, Vocabulary
+from chatbot.text.words import Tokenizer
+from chatbot.training.shards import (
+    MANIFEST,
+    MEMORY_PAIRS,
+    REMAP,
+    SPLITS,
+    ShardWriter,
+    encode_record,
+    write_manifest,
+)
+
+SHARD_SIZE = 100_000  # examples per shard
+MEMORY_CAP = 20_000  # prompts the bot knows by heart (the most frequent): see bench/scale.json
+SUBWORD_SAMPLE = 200_000  # texts a sentencepiece model learns from, sampled
+MEASURE_SAMPLE = 2_000  # pairs of each side kept to measure the run with
+MAX_TOKEN_TYPES = 2_000_000  # distinct tokens numbered; rarer new ones are read as <UNK>
+NOISE_CHUNK = 1024  # training pairs whose noisy copies are drawn together
+SAMPLES = {"train": "sample-train.jsonl", "validation": "sample-validation.jsonl"}
+
+
+class _Numbers:
+    """Token -> number in order of first appearance, with counts of the training side."""
+
+    def __init__(self):
+        self.index: dict[str, int] = {}
+        self.counts: list[int] = []
+        self.overflow = 0  # tokens met after MAX_TOKEN_TYPES: numbered as <UNK>
+
+    def __call__(self, tokens: Sequence[str], count: bool) -> list[int]:
+        out = []
+        for token in tokens:
+            n = self.index.get(token)
+            if n is None:
+                if len(self.index) >= MAX_TOKEN_TYPES:
+                    self.overflow += 1
+                    out.append(MAX_TOKEN_TYPES)  # remap's last entry: <UNK>
+                    continue
+                n = self.index[token] = len(self.counts)
+                self.counts.append(0)
+            if count:
+                self.counts[n] += 1
+            out.append(n)
+        return out
+
+
+def prepare_corpus(paths: Sequence[str | Path], out: str | Path, config: RunConfig, *,
+                   shard_size: int = SHARD_SIZE, memory_cap: int = MEMORY_CAP,
+                   overwrite: bool = False, log=print) -> dict[str, Any]:
+    """Writes the prepared directory `out` from `paths` with `config`'s text, data and noise
+    settings; returns its manifest."""
+    if config.data.context_turns != 1:
+        raise ChatbotError("prepared data holds single turns; use --context-turns 1, or train "
+                           "on the JSONL file itself")
+    out = Path(out)
+    _claim(out, overwrite, log)
+    subword = config.text.tokenizer == "sentencepiece"
+    tokenizer = _subword(paths, config, log) if subword else Tokenizer(config.text.lowercase)
+    vocab = (Vocabulary([*SPECIALS, *tokenizer.pieces]) if subword else None)
+    numbers = None if subword else _Numbers()
+    state = _Pass(out, config, shard_size, memory_cap)
+    report = StreamReport([str(p) for p in paths])
+    for file, pair in stream_pairs(paths, config.data.on_bad_lines, report):
+        state.add(file, pair, tokenizer, numbers, vocab)
+    state.flush_noise(tokenizer, numbers, vocab)
+    for writer in state.writers.values():
+        writer.close()
+    if numbers is not None:
+        vocab = Vocabulary.from_counts(Counter(dict(zip(numbers.index, numbers.counts))),
+                                       config.data.min_count, config.data.max_vocab)
+        remap = np.asarray([vocab.index.get(t, vocab.unk_id) for t in numbers.index] +
+                           [vocab.unk_id], dtype=np.int32)  # the last: the overflow's
+        np.save(out / REMAP, remap)
+    else:
+        tokenizer.save(out / TOKENIZER)
+    vocab.save(out / VOCAB)
+    raw = state.manifest(paths, report, vocab, numbers)
+    write_manifest(out, raw)
+    return raw
+
+
+class _Pass:
+    """Everything the one pass over the pairs keeps, bounded."""
+
+    def __init__(self, out: Path, config: RunConfig, shard_size: int, memory_cap: int):
+        self.out, self.config = out, config
+        self.writers = {split: ShardWriter(out, split, shard_size) for split in SPLITS}
+        self.seen, self.prompts = Seen(), Seen()
+        self.frequent = FrequentPrompts(memory_cap)
+        self.samples = {split: _Reservoir(MEASURE_SAMPLE, config.train.seed) for split in SPLITS}
+        self.pairs = dict.fromkeys(SPLITS, 0)
+        self.tokens = {split: {"prompt": 0, "reply": 0} for split in SPLITS}
+        self.truncated = dict.fromkeys(SPLITS, 0)
+        self.lengths = {side: {} for side in ("prompt", "reply")}
+        self.duplicates = self.noisy = 0
+        self.pending: list[Pair] = []  # training pairs whose noisy copies are still to draw
+        self.chunks = 0
+        self.words: list[str] = []  # the first training prompts' words: noise inserts them
+
+    def add(self, file: int, pair: Pair, tokenizer, numbers, vocab) -> None:
+        if self.seen.add(pair_key(pair)):
+            self.duplicates += 1
+            return
+        self.prompts.add(digest(pair.prompt))
+        split = split_of(pair, self.config.data.val_fraction, self.config.train.seed, file)
+        pair = Pair(pair.prompt, pair.reply, pair.line)  # single turns (see prepare_corpus)
+        self.frequent.add(pair)
+        self.samples[split].add(pair)
+        self.pairs[split] += 1
+        self._write(split, 0, pair, tokenizer, numbers, vocab, count=True)
+        if split == "train" and self.config.train.noise_copies:
+            self.pending.append(pair)
+            if len(self.words) < 50_000:
+                self.words += [w for w in pair.prompt.split() if w.isalpha()]
+            if len(self.pending) == NOISE_CHUNK:
+                self.flush_noise(tokenizer, numbers, vocab)
+
+    def flush_noise(self, tokenizer, numbers, vocab) -> None:
+        copies = self.config.train.noise_copies
+        if not self.pending or not copies:
+            return
+        seed = self.config.train.seed + self.chunks
+        noisy = noisy_copies(self.pending, copies, seed, self.words)
+        for i, pair in enumerate(noisy):
+            self._write("train", 1 + i % copies, pair, tokenizer, numbers, vocab, count=False)
+        self.noisy += len(noisy)
+        self.pending, self.chunks = [], self.chunks + 1
+
+    def _write(self, split: str, copy: int, pair: Pair, tokenizer, numbers, vocab,
+               count: bool) -> None:
+        max_len = self.config.data.max_len
+        prompt, reply = tokenizer.tokenize(pair.prompt), tokenizer.tokenize(pair.reply)
+        if not copy:
+            self.truncated[split] += (len(prompt) > max_len) + (len(reply) > max_len)
+            for side, tokens in (("prompt", prompt), ("reply", reply)):
+                length = min(len(tokens), max_len)
+                self.lengths[side][length] = self.lengths[side].get(length, 0) + 1
+                self.tokens[split][side] += length
+        prompt, reply = prompt[:max_len], reply[:max_len]
+        if numbers is not None:
+            ids = numbers(prompt, count and split == "train"), numbers(reply, count and
+                                                                       split == "train")
+        else:
+            ids = vocab.encode(prompt), vocab.encode(reply)
+        self.writers[split].write(encode_record(copy, *ids))
+
+    def manifest(self, paths, report: StreamReport, vocab: Vocabulary, numbers) -> dict:
+        if not self.pairs["train"]:
+            raise ChatbotError(f"{', '.join(map(str, paths))}: no pairs to train on"
+                               + (f" ({report.bad_count} bad lines skipped)"
+                                  if report.bad_count else ""))
+        memory = self.frequent.pairs()
+        _write_pairs(self.out / MEMORY_PAIRS, memory)
+        for split, file in SAMPLES.items():
+            _write_pairs(self.out / file, self.samples[split].items)
+        unknown = _unknown(numbers, vocab) if numbers is not None else 0
+        d, t = self.config.data, self.config.text
+        return {
+            "inputs": [{"path": str(p), "bytes": Path(p).stat().st_size} for p in paths],
+            "text": {"tokenizer": t.tokenizer, "lowercase": t.lowercase,
+                     "subword_model": t.subword_model, "subword_vocab": t.subword_vocab},
+            "data": {"max_len": d.max_len, "min_count": d.min_count, "max_vocab": d.max_vocab,
+                     "val_fraction": d.val_fraction, "on_bad_lines": d.on_bad_lines},
+            "seed": self.config.train.seed, "noise_copies": self.config.train.noise_copies,
+            "lines": report.lines, "bad_lines": report.bad_count, "blank_lines": report.blank_lines,
+            "first_bad_lines": report.bad_lines[:10], "conversations": report.conversations,
+            "duplicates": self.duplicates, "pairs": self.pairs, "noisy": self.noisy,
+            "distinct_prompts": len(self.prompts), "truncated": self.truncated,
+            "prompt_tokens": {s: self.tokens[s]["prompt"] for s in SPLITS},
+            "reply_tokens": {s: self.tokens[s]["reply"] for s in SPLITS},
+            "unknown_train_tokens": unknown, "token_types": len(numbers.index) if numbers else
+            len(vocab), "token_overflow": numbers.overflow if numbers else 0,
+            "vocab_size": len(vocab),
+            "length_histogram": {side: {str(k): v for k, v in sorted(h.items())}
+                                 for side, h in self.lengths.items()},
+            "memory": {"kept": len(memory), "cap": self.frequent.cap,
+                       "exact": self.frequent.exact},
+            "shards": [s for w in self.writers.values() for s in w.shards],
+        }
+
+
+class _Reservoir:
+    """A uniform, seeded sample of at most `size` items of a stream (Algorithm R)."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.items, self.seen = size, [], 0
+        self.rng = random.Random(seed)
+
+    def add(self, item) -> None:
+        self.seen += 1
+        if len(self.items) < self.size:
+            self.items.append(item)
+        elif (j := self.rng.randrange(self.seen)) < self.size:
+            self.items[j] = item
+
+
+def _unknown(numbers: _Numbers, vocab: Vocabulary) -> int:
+    """Training tokens the vocabulary reads as <UNK> (too rare for it)."""
+    return sum(c for t, c in zip(numbers.index, numbers.counts) if t not in vocab.index)
+
+
+def _write_pairs(path: Path, pairs: Sequence[Pair]) -> None:
+    """Pairs as JSON lines [prompt, reply]: a reply may hold tabs and line ends."""
+    atomic_write_text(path, "".join(json.dumps([p.prompt, p.reply], ensure_ascii=False) + "\n"
+                                    for p in pairs))
+
+
+def read_pairs_file(path: Path) -> list[Pair]:
+    """What `_write_pairs` wrote, as pairs numbered by line."""
+    with open(path, encoding="utf-8") as f:
+        return [Pair(*json.loads(line), number) for number, line in enumerate(f, start=1)]
+
+
+def _subword(paths, config: RunConfig, log) -> SubwordTokenizer:
+    """A sentencepiece model learned from a seeded sample of SUBWORD_SAMPLE texts."""
+    sample = _Reservoir(SUBWORD_SAMPLE, config.train.seed)
+    for _, pair in stream_pairs(paths, "skip"):
+        sample.add(pair.prompt)
+        sample.add(pair.reply)
+    log(f"learning a sentencepiece model from {len(sample.items):,} of {sample.seen:,} texts")
+    return train_tokenizer(config.text, sample.items)
+
+
+def _claim(out: Path, overwrite: bool, log) -> None:
+    """`out` made ready: refused if it holds a finished preparation (unless `overwrite`) or
+    something else; what an unfinished one left is removed."""
+    if out.exists() and not out.is_dir():
+        raise ChatbotError(f"{out}: is a file; --out names the directory to prepare into")
+    if (out / MANIFEST).is_file():
+        if not overwrite:
+            raise ChatbotError(f"{out}: already prepared; pass --overwrite to prepare it again")
+        (out / MANIFEST).unlink()  # first: from here on the directory is unfinished
+    if out.is_dir() and any(out.iterdir()):
+        ours = [p for p in out.iterdir() if _ours(p.name)]
+        if len(ours) < len(list(out.iterdir())):
+            raise ChatbotError(f"{out}: holds files that `chatbot data prepare` did not write; "
+                               "choose an empty or new directory")
+        log(f"{out}: removing what an unfinished prepare left ({len(ours)} files)")
+        for p in ours:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _ours(name: str) -> bool:
+    return (name.endswith((".tfrecord", ".tfrecord.tmp")) or name.startswith(".")
+            or name in (MANIFEST, REMAP, MEMORY_PAIRS, VOCAB, TOKENIZER, *SAMPLES.values()))
