@@ -129,7 +129,8 @@ def measure(name: str, command: list[str], stdin: bytes | None = None) -> dict[s
                               stderr=stderr, cwd=ROOT)
     figures = {"command": shown(command), "exit_code": done.returncode,
                **(json.loads(report.read_text()) if report.exists() else {}),
-               "load_1min_at_start": load, "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+               "load_1min_at_start": load, "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+               "code": code_version()}
     lines = out.read_text(encoding="utf-8", errors="replace").splitlines()
     if done.returncode != 0:
         errors = err.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -138,6 +139,18 @@ def measure(name: str, command: list[str], stdin: bytes | None = None) -> dict[s
               file=sys.stderr, flush=True)
     figures["output"] = lines[-12:]
     return figures
+
+
+def code_version() -> str:
+    """The commit of the checkout, and the files of chatbot/ changed since (the code a step
+    measured: it may change between the steps of a long run)."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    changed = [line[3:] for line in git("status", "--porcelain", "--", "chatbot").splitlines()]
+    return commit + (f" + uncommitted changes to {', '.join(changed)}" if changed else "")
 
 
 def job_figures(measured: dict[str, Any]) -> dict[str, Any]:
@@ -258,7 +271,8 @@ def serve_once(run: Path, name: str, timeout: float = 120.0) -> dict[str, Any]:
     figures = {"command": shown(command), "seconds_to_health": seconds,
                "peak_rss_mib_at_health": rss.get("VmHWM"), "rss_mib_at_health": rss.get("VmRSS"),
                "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
-               "load_1min_at_start": load, "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+               "load_1min_at_start": load, "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+               "code": code_version()}
     if seconds is None:
         figures["error"] = log.read_text(errors="replace").splitlines()[-12:] + [
             f"no answer from /health within {timeout:.0f} s (exit {child.returncode})"]
@@ -298,7 +312,8 @@ DATA_STEPS = {"check": "data check", "tokenize": "read + tokenize alone (baselin
               "train": f"train from shards (tiny, {TRAIN_STEPS} steps, + memory, evaluation)"}
 WHAT = {
     "sizes": "per corpus size (pairs): the synthetic corpus (bench/synthetic.py), then each "
-             "step alone in a child process: wall seconds, CPU seconds (user + system), peak "
+             "step alone in a child process: the code it ran (commit, and the files of "
+             "chatbot/ changed since), wall seconds, CPU seconds (user + system), peak "
              "RSS (ru_maxrss of the child from os.wait4, the child started by bench/peak_rss.py "
              "so that the figure is its own), 1-minute load average at its start",
     "check": "chatbot data check FILE",
