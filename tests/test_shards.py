@@ -344,3 +344,14 @@ def test_a_run_trained_on_prepared_data_answers_its_pairs(tmp_path):
     bot.configure(retrieval=False, fallback=False)  # the model alone
     for prompt, reply in TINY_PAIRS:
         assert bot.reply(prompt).tokens == bot.tokenizer.tokenize(reply), prompt
+
+
+def test_training_on_an_unfinished_directory_says_how_to_finish_it(tmp_path):
+    from chatbot.training.train import train
+
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "train-00000.tfrecord").write_bytes(b"")
+    with pytest.raises(ChatbotError, match="no manifest.json; prepare it with `chatbot data "
+                                           "prepare FILE... --out"):
+        train(tmp_path / "half", tmp_path / "run", config(), log=lambda _: None)
+    assert not (tmp_path / "run").exists()

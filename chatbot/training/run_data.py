@@ -20,7 +20,6 @@ from chatbot.training.batches import Batches
 from chatbot.training.from_shards import load_prepared
 from chatbot.training.prepare import Prepared, prepare_data
 from chatbot.training.pretrain_data import prepare_text
-from chatbot.training.shards import is_prepared
 from chatbot.training.stream_batches import ShardBatches
 
 Log = Callable[[str], None]
@@ -39,7 +38,8 @@ def run_data(config: RunConfig, vocab, tokenizer, source, log: Log, taught: list
     """The examples of the run, reported; the model settings that follow from them filled in."""
     if config.data.text:  # chatbot pretrain: plain text, a language model
         data = prepare_text(config, config.data.text, vocab, tokenizer)
-    elif is_prepared(config.data.path):  # chatbot data prepare: shards, streamed
+    elif Path(config.data.path).is_dir():  # chatbot data prepare's shards, streamed (an
+        # unfinished directory is refused, with how to finish it: read_manifest)
         if taught:
             log(f"taught pairs are not folded into prepared data ({', '.join(map(str, taught))}"
                 "); the bot still answers them from its memory of taught pairs")
