@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import ROOT, load_average, machine, write_results  # noqa: E402
-from scale_jobs import PIPELINES, SpeedJob, TokenizeJob  # noqa: E402
+from scale_jobs import SpeedJob, TokenizeJob  # noqa: E402
 from synthetic import RARE, write_synthetic_tsv  # noqa: E402
 
 WORK = ROOT / "bench" / ".work" / "scale"
@@ -209,25 +209,40 @@ def ratios(entry: dict[str, Any]) -> dict[str, Any]:
 
 def speed(tsv: Path, pairs: int, presets: list[str], rounds: int,
           steps: int) -> dict[str, Any]:
-    """Steps per second from shards and from memory, one process each, ABAB: each round runs
-    both pipelines, shards first; the ratio of each round and their median, per preset."""
-    out: dict[str, Any] = {"pairs": pairs, "rounds": rounds, "order": "ABAB (A: shards)"}
+    """Steps per second from shards and from memory, one process each, alternated: each round
+    runs shards, then memory (then, for a model trained without noisy copies, the shards of
+    the --noise-copies 0 prepare, which hold none to filter out); per preset, the ratio of
+    each round to memory, and their median."""
+    from chatbot.config import preset
+
+    out: dict[str, Any] = {"pairs": pairs, "rounds": rounds,
+                           "order": "ABAB (A: shards, B: memory), ABCABC with C: shards_plain"}
     for name in presets:
+        sides = {"shards": ("shards", WORK / f"prepared-{pairs}"), "memory": ("memory", None)}
+        if not preset(name).train.noise_copies:
+            sides["shards_plain"] = ("shards", WORK / f"plain-{pairs}")
         runs = []
-        for r in range(rounds):
-            for pipeline in PIPELINES:
-                job = SpeedJob(pipeline, str(tsv), str(WORK / f"prepared-{pairs}"), name,
-                               steps=steps)
-                runs.append({"round": r + 1, **job_figures(measure(
-                    f"{pairs}-speed-{name}-{pipeline}-{r + 1}", worker(job)))})
-        out[name] = {"runs": runs}
-        for kind, key in (("", "steps_per_second"), ("_cpu", "steps_per_cpu_second")):
-            rate = {(run["round"], run["job"]["pipeline"]): run["job"][key]
-                    for run in runs if "job" in run}
-            each = [round(rate[r, "shards"] / rate[r, "memory"], 3) for r in
-                    range(1, rounds + 1) if (r, "shards") in rate and (r, "memory") in rate]
-            out[name][f"shards_over_memory{kind}"] = each
-            out[name][f"median{kind}"] = round(statistics.median(each), 3) if each else None
+        for r in range(1, rounds + 1):
+            for side, (pipeline, prepared) in sides.items():
+                job = SpeedJob(pipeline, str(tsv), str(prepared or ""), name, steps=steps)
+                runs.append({"round": r, "side": side, **job_figures(measure(
+                    f"{pairs}-speed-{name}-{side}-{r}", worker(job)))})
+        out[name] = {"runs": runs, **_speed_ratios(runs, rounds, [s for s in sides
+                                                                  if s != "memory"])}
+    return out
+
+
+def _speed_ratios(runs: list[dict[str, Any]], rounds: int, sides: list[str]) -> dict[str, Any]:
+    """Each side's steps per second (per wall and per CPU second) over memory's of the same
+    round, and their medians."""
+    out = {}
+    for kind, key in (("", "steps_per_second"), ("_cpu", "steps_per_cpu_second")):
+        rate = {(run["round"], run["side"]): run["job"][key] for run in runs if "job" in run}
+        for side in sides:
+            each = [round(rate[r, side] / rate[r, "memory"], 3) for r in range(1, rounds + 1)
+                    if (r, side) in rate and (r, "memory") in rate]
+            out[f"{side}_over_memory{kind}"] = each
+            out[f"{side}_median{kind}"] = round(statistics.median(each), 3) if each else None
     return out
 
 
@@ -240,9 +255,11 @@ def startup(run: Path, pairs: int, rounds: int) -> dict[str, Any]:
     return {"pairs": pairs, "run": os.path.relpath(run, ROOT), "prompt": PROMPT,
             "reply": replies, "serve": served,
             "median": {"reply_seconds": _median(replies, "seconds"),
+                       "reply_cpu_seconds": _median(replies, "cpu_seconds"),
                        "reply_peak_rss_mib": _median(replies, "peak_rss_mib"),
                        "serve_seconds_to_health": _median(served, "seconds_to_health"),
-                       "serve_rss_mib_at_health": _median(served, "peak_rss_mib_at_health")}}
+                       "serve_rss_mib_at_health": _median(served, "peak_rss_mib_at_health"),
+                       "serve_cpu_seconds": _median(served, "cpu_seconds")}}
 
 
 def _median(entries: list[dict[str, Any]], key: str) -> float | None:
@@ -332,16 +349,19 @@ WHAT = {
              "the bot's memory (the prepared most frequent prompts), the answer rates after "
              "the epoch and the final evaluation (calibration, metrics on samples of the data)",
     "speed": "training steps per second (per wall second, and per CPU second of the process: "
-             "the step and tf.data's threads) of chatbot.training.loop.Loop on the same model and "
-             "batch size, from the shards of the default prepare (ShardBatches.dataset) and "
-             "from examples in memory of the same TSV (Batches(prepare_data(...)"
-             ".train_examples).dataset(repeat=True)), built as chatbot.training.train._batches "
-             "does; one process per pipeline, alternated; one epoch of warm-up, then the "
-             "median of the timed epochs; the ratio shards / memory of each round and their median "
-             "(median: per wall second, the target's; median_cpu: per CPU second)",
+             "the step and tf.data's threads) of chatbot.training.loop.Loop on the same model "
+             "and batch size, built as chatbot.training.train._batches does: shards: "
+             "ShardBatches.dataset() of the default prepare (1 noisy copy of each prompt, which "
+             "a model trained without noisy copies reads and filters out); shards_plain (for "
+             "such a model): of the --noise-copies 0 prepare; memory: Batches(prepare_data(...)"
+             ".train_examples).dataset(repeat=True) of the same TSV. One process per pipeline, "
+             "alternated; one epoch of warm-up, then the median of the timed epochs. Per "
+             "preset: each side's ratio to memory in each round, and the median (X_median: per "
+             "wall second, the target's; X_median_cpu: per CPU second)",
     "startup": "of the run trained at that size: `chatbot reply --model RUN` with one prompt "
-               "on stdin (wall seconds to exit, peak RSS), and `chatbot serve --model RUN "
-               "--port P`: seconds until GET /health first answers 200, VmHWM then",
+               "on stdin (wall seconds to exit, CPU seconds, peak RSS), and `chatbot serve "
+               "--model RUN --port P`: seconds until GET /health first answers 200, VmHWM "
+               "then, CPU seconds to its end (stopped with SIGTERM once /health answered)",
 }
 
 
@@ -369,9 +389,9 @@ def verdicts(results: dict[str, Any]) -> dict[str, Any]:
     out["train_peak_rss_mib_at_10M"] = _verdict(big.get("train"), "peak_rss_mib",
                                                 TARGETS["train_peak_rss_mib"])
     for name, figures in results.get("speed", {}).items():
-        if isinstance(figures, dict) and "median" in figures:
+        if isinstance(figures, dict) and "shards_median" in figures:
             out[f"shards_over_memory_steps_per_second_{name}"] = _verdict(
-                figures, "median", TARGETS["shards_over_memory_steps_per_second"], False)
+                figures, "shards_median", TARGETS["shards_over_memory_steps_per_second"], False)
     median = results.get("startup", {}).get("median")
     for key, limit in (("reply_seconds", "start_seconds"), ("reply_peak_rss_mib", "start_rss_mib"),
                        ("serve_seconds_to_health", "start_seconds"),
@@ -387,7 +407,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.6))
     sizes = sorted(results.get("sizes", {}).items(), key=lambda item: int(item[0]))
     for i, (step, label) in enumerate(DATA_STEPS.items()):
         done = [(int(n), e[step]) for n, e in sizes if e.get(step, {}).get("exit_code") == 0]
@@ -418,9 +438,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
     right.set(xscale="log", yscale="log", xlabel="pairs", title="peak RSS (MiB)")
     for axes in (left, right):
         axes.grid(True, which="both", alpha=0.3)
-    left.legend(fontsize=8)
+    fig.legend(*left.get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=8)
     fig.suptitle("chatbot at scale: synthetic corpora (bench/scale.py, 2 shared CPU cores)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -465,8 +485,9 @@ def main() -> None:
             entry["ratios"] = ratios(entry)
             save()
         if pairs == SPEED_SIZE and "speed" in args.steps:
-            results["speed"] = speed(tsv, pairs, args.speed_presets, args.speed_rounds,
-                                     args.speed_steps)
+            # Per preset: a run of some presets keeps the others' figures.
+            results["speed"] = {**results.get("speed", {}), **speed(
+                tsv, pairs, args.speed_presets, args.speed_rounds, args.speed_steps)}
             save()
         if pairs == STARTUP_SIZE and "startup" in args.steps:
             results["startup"] = startup(WORK / f"run-{pairs}", pairs, args.start_rounds)
