@@ -39,7 +39,7 @@ from chatbot.models.weights import read_keras_weights
 from chatbot.rundir import CONFIG, MODEL, VOCAB, atomic_write, check_run_dir
 from chatbot.text.tokenizer import load_tokenizer
 from chatbot.text.vocab import SPECIALS, TURN, Vocabulary
-from chatbot.text.words import TextTokenizer, is_cjk
+from chatbot.text.words import TextTokenizer, has_cjk
 
 BYTE_PIECE = re.compile(r"<0x[0-9A-F]{2}>")  # sentencepiece's pieces for single UTF-8 bytes
 DPI = 100  # the map at 10 x 8 inches: 1000 x 800 pixels, small enough for a README
@@ -178,7 +178,7 @@ def map_figure(points: np.ndarray, words: list[str], share: np.ndarray, title: s
 
     figure = Figure(figsize=(10, 8), layout="constrained")
     ax = figure.subplots()
-    chinese = np.array([any(is_cjk(ch) for ch in word) for word in words])
+    chinese = np.array([has_cjk(word) for word in words])
     for mask, colour, label in ((~chinese, "C0", "English and other words"),
                                 (chinese, "C3", "Chinese")):
         if mask.any():

@@ -48,9 +48,9 @@ def note_missing_cjk_font(labels) -> None:
     """Says on stderr how to get Chinese labels drawn, when a picture was drawn with some and
     no installed font has their glyphs (chatbot.plot.cjk_font)."""
     from chatbot.plot import cjk_font
-    from chatbot.text.words import is_cjk
+    from chatbot.text.words import has_cjk
 
-    if cjk_font() is None and any(is_cjk(ch) for label in labels for ch in label):
+    if cjk_font() is None and any(map(has_cjk, labels)):
         print("note: no CJK font installed, so Chinese labels show as boxes; install one "
               "(e.g. Debian/Ubuntu: apt install fonts-wqy-microhei)", file=sys.stderr)
 

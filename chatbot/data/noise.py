@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from chatbot.data.pairs import Pair
 from chatbot.data.variants import FINAL_MARKS, NEIGHBOURS, ZH_FINAL_MARKS, ZH_PARTICLES, ZH_WIDTH
 from chatbot.data.variants import contraction as contract_or_expand
-from chatbot.text.words import is_cjk
+from chatbot.text.words import has_cjk
 
 NOISE_SEED_OFFSET = 7919  # noise seeds are train.seed + this, never the evaluation's variant seeds
 # Words people put before what they ask; none is one of the evaluation's variants.FILLERS.
@@ -69,7 +69,7 @@ def final_forms(text: str) -> list[str | None]:
     """The ways `text` can end: None (as written), "" (its final marks dropped, if it has
     any), or another final mark (Chinese text: the full-width ones too)."""
     body, current = split_final(text)
-    marks = ZH_FINAL_MARKS + FINAL_MARKS if any(is_cjk(ch) for ch in body) else FINAL_MARKS
+    marks = ZH_FINAL_MARKS + FINAL_MARKS if has_cjk(body) else FINAL_MARKS
     return [None, *([""] if current else []), *(m for m in marks if m != current)]
 
 
@@ -129,7 +129,7 @@ def drop_word(text: str, rng: random.Random, words: Sequence[str]) -> str | None
 
 
 def insert_word(text: str, rng: random.Random, words: Sequence[str]) -> str | None:
-    if any(is_cjk(ch) for ch in text):
+    if has_cjk(text):
         return None
     tokens = text.split()
     # Before a word, never after the last: the prompt keeps its final punctuation.
@@ -138,7 +138,7 @@ def insert_word(text: str, rng: random.Random, words: Sequence[str]) -> str | No
 
 
 def lead_word(text: str, rng: random.Random, words: Sequence[str]) -> str | None:
-    if any(is_cjk(ch) for ch in text):
+    if has_cjk(text):
         return rng.choice(ZH_LEAD_WORDS) + text
     word = rng.choice(LEAD_WORDS)
     return f"{word}{rng.choice((', ', ' '))}{text}"
@@ -149,7 +149,7 @@ def contraction(text: str, rng: random.Random, words: Sequence[str]) -> str | No
 
 
 def chinese(text: str, rng: random.Random, words: Sequence[str]) -> str | None:
-    if not any(is_cjk(ch) for ch in text):
+    if not has_cjk(text):
         return None
     body = text.rstrip("".join(FINAL_MARKS + ZH_FINAL_MARKS))
     if body.endswith(ZH_PARTICLES) and rng.random() < 0.5:

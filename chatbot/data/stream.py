@@ -142,11 +142,8 @@ def _open(path: Path):
 
 def digest(*parts: str) -> int:
     """A 64-bit hash of the texts, the same in every process and on every machine."""
-    h = hashlib.blake2b(digest_size=8)
-    for part in parts:
-        h.update(part.encode("utf-8", "surrogatepass"))
-        h.update(b"\x00")
-    return int.from_bytes(h.digest(), "little")
+    data = "".join([part + "\x00" for part in parts]).encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 
 def pair_key(pair: Pair) -> int:

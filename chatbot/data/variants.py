@@ -30,7 +30,7 @@ import re
 import zlib
 from collections.abc import Callable, Sequence
 
-from chatbot.text.words import is_cjk
+from chatbot.text.words import has_cjk
 
 FINAL_MARKS = ("?", ".", "!")
 ZH_FINAL_MARKS = ("？", "。", "！")
@@ -51,6 +51,12 @@ CONTRACTIONS = {
     "wasn't": "was not", "i've": "i have", "you've": "you have", "i'll": "i will",
     "you'll": "you will", "i'd": "i would", "you'd": "you would", "let's": "let us",
 }
+# Each way to rewrite (a form as a whole word, its other form), in the order they are offered;
+# and one pattern for them all, which finds whether any applies at once.
+_REWRITES = [(re.compile(rf"(?<![\w']){re.escape(a)}(?![\w'])", re.IGNORECASE), b)
+             for short, long in CONTRACTIONS.items() for a, b in ((short, long), (long, short))]
+_ANY_REWRITE = re.compile("|".join(f"(?:{pattern.pattern})" for pattern, _ in _REWRITES),
+                          re.IGNORECASE)
 # QWERTY neighbours, for typos that a finger slipping would make.
 _ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 NEIGHBOURS = {
@@ -105,7 +111,7 @@ def punct_added(text: str, rng: random.Random) -> str | None:
     body, final = _split_final(text)
     if final:
         return None
-    return body + rng.choice(ZH_FINAL_MARKS if _is_chinese(body) else FINAL_MARKS)
+    return body + rng.choice(ZH_FINAL_MARKS if has_cjk(body) else FINAL_MARKS)
 
 
 def punct_changed(text: str, rng: random.Random) -> str | None:
@@ -123,17 +129,18 @@ def case(text: str, rng: random.Random) -> str | None:
 
 def contraction(text: str, rng: random.Random) -> str | None:
     """One contraction expanded, or one expanded form contracted (case kept at the start)."""
+    if not _ANY_REWRITE.search(text):
+        return None
     options = []
-    for short, long in CONTRACTIONS.items():
-        for a, b in ((short, long), (long, short)):
-            for match in re.finditer(rf"(?<![\w']){re.escape(a)}(?![\w'])", text, re.IGNORECASE):
-                replacement = b[0].upper() + b[1:] if match.group(0)[0].isupper() else b
-                options.append(text[: match.start()] + replacement + text[match.end():])
+    for pattern, b in _REWRITES:
+        for match in pattern.finditer(text):
+            replacement = b[0].upper() + b[1:] if match.group(0)[0].isupper() else b
+            options.append(text[: match.start()] + replacement + text[match.end():])
     return rng.choice(options) if options else None
 
 
 def filler(text: str, rng: random.Random) -> str | None:
-    if _is_chinese(text):
+    if has_cjk(text):
         return rng.choice(ZH_FILLERS) + text
     word = rng.choice(FILLERS)
     first = text.split(" ", 1)[0]
@@ -162,7 +169,7 @@ def typo(text: str, rng: random.Random) -> str | None:
 
 
 def zh_width(text: str, rng: random.Random) -> str | None:
-    if not _is_chinese(text):
+    if not has_cjk(text):
         return None
     if any(ch in ZH_WIDTH for ch in text):
         return "".join(ZH_WIDTH.get(ch, ch) for ch in text)
@@ -172,7 +179,7 @@ def zh_width(text: str, rng: random.Random) -> str | None:
 
 
 def zh_particle(text: str, rng: random.Random) -> str | None:
-    if not _is_chinese(text):
+    if not has_cjk(text):
         return None
     body, final = _split_final(text)
     if body.endswith(ZH_PARTICLES):
@@ -181,10 +188,6 @@ def zh_particle(text: str, rng: random.Random) -> str | None:
     if final in ("?", "？"):
         return body + ("呢" if any(w in body for w in ZH_QUESTION_WORDS) else "吗") + final
     return None
-
-
-def _is_chinese(text: str) -> bool:
-    return any(is_cjk(ch) for ch in text)
 
 
 KINDS: dict[str, Callable[[str, random.Random], str | None]] = {

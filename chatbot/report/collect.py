@@ -30,7 +30,7 @@ from chatbot.rundir import (
     read_json,
     run_state,
 )
-from chatbot.text.words import is_cjk
+from chatbot.text.words import has_cjk
 
 SAMPLE_PROMPTS = 6  # known prompts asked, spread evenly over the run's data
 # Asked to show what the bot says to what it was never taught; the first one the run's data
@@ -160,8 +160,8 @@ def pick(prompts: Sequence[str], count: int) -> list[str]:
     if len(prompts) <= count:
         return list(prompts)
     picked = [prompts[i * (len(prompts) - 1) // (count - 1)] for i in range(count)]
-    chinese = next((p for p in prompts if _has_cjk(p)), None)
-    if chinese is not None and not any(map(_has_cjk, picked)):
+    chinese = next((p for p in prompts if has_cjk(p)), None)
+    if chinese is not None and not any(map(has_cjk, picked)):
         picked[-1] = chinese
     return picked
 
@@ -202,10 +202,6 @@ def _asked(bot: Bot, prompt: str, kind: str, references: tuple[str, ...] | None,
     return Asked(prompt, kind, reply.text, reply.confidence, reply.source,
                  match.prompt if match else None, match.similarity if match else None, right,
                  tuple(reply.tokens))
-
-
-def _has_cjk(text: str) -> bool:
-    return any(is_cjk(ch) for ch in text)
 
 
 # -- pictures -------------------------------------------------------------------------------------

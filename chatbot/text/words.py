@@ -42,6 +42,7 @@ _TOKEN = re.compile(
     rf"|{_SYMBOL}",  # any other visible character (punctuation, symbols, emoji) on its own
 )
 _CJK_CHAR = re.compile(rf"^[{_CJK}]$")
+_ANY_CJK = re.compile(rf"[{_CJK}]")
 
 # Punctuation that sticks to the token before it, or to the token after it. Straight quotes
 # (") open and close in turn, so they are handled apart.
@@ -127,6 +128,11 @@ def clip(text: str, count: int, longest: int, end: bool = False) -> str:
 
 def is_cjk(token: str) -> bool:
     return bool(_CJK_CHAR.match(token))
+
+
+def has_cjk(text: str) -> bool:
+    """Whether any character of `text` is CJK (one search, not one match per character)."""
+    return _ANY_CJK.search(text) is not None
 
 
 def _joins(prev: str, tok: str) -> bool:

@@ -53,6 +53,7 @@ MEMORY_CAP = 20_000  # prompts the bot knows by heart (the most frequent): see b
 SUBWORD_SAMPLE = 200_000  # texts a sentencepiece model learns from, sampled
 MEASURE_SAMPLE = 2_000  # pairs of each side kept to measure the run with
 MAX_TOKEN_TYPES = 2_000_000  # distinct tokens numbered; rarer new ones are read as <UNK>
+CHUNK = 4096  # pairs whose repeats are looked up together
 NOISE_CHUNK = 1024  # training pairs whose noisy copies are drawn together
 SAMPLES = {"train": "sample-train.jsonl", "validation": "sample-validation.jsonl"}
 
@@ -62,24 +63,31 @@ class _Numbers:
 
     def __init__(self):
         self.index: dict[str, int] = {}
-        self.counts: list[int] = []
+        self.counted: Counter[int] = Counter()  # number -> training occurrences
         self.overflow = 0  # tokens met after MAX_TOKEN_TYPES: numbered as <UNK>
 
     def __call__(self, tokens: Sequence[str], count: bool) -> list[int]:
-        out = []
-        for token in tokens:
-            n = self.index.get(token)
-            if n is None:
-                if len(self.index) >= MAX_TOKEN_TYPES:
-                    self.overflow += 1
-                    out.append(MAX_TOKEN_TYPES)  # remap's last entry: <UNK>
-                    continue
-                n = self.index[token] = len(self.counts)
-                self.counts.append(0)
-            if count:
-                self.counts[n] += 1
-            out.append(n)
+        get = self.index.get
+        out = [get(token) for token in tokens]
+        if None in out:  # new tokens: numbered here
+            out = [self._new(token) if n is None else n for token, n in zip(tokens, out)]
+        if count:
+            self.counted.update(out)  # Counter counts an iterable in C
         return out
+
+    def _new(self, token: str) -> int:
+        n = self.index.get(token)  # met earlier in the same text
+        if n is None:
+            if len(self.index) >= MAX_TOKEN_TYPES:
+                self.overflow += 1
+                return MAX_TOKEN_TYPES  # remap's last entry: <UNK>
+            n = self.index[token] = len(self.index)
+        return n
+
+    @property
+    def counts(self) -> list[int]:
+        """Each numbered token's training count, by number."""
+        return [self.counted[n] for n in range(len(self.index))]
 
 
 def prepare_corpus(paths: Sequence[str | Path], out: str | Path, config: RunConfig, *,
@@ -98,8 +106,13 @@ def prepare_corpus(paths: Sequence[str | Path], out: str | Path, config: RunConf
     numbers = None if subword else _Numbers()
     state = _Pass(out, config, shard_size, memory_cap)
     report = StreamReport([str(p) for p in paths])
+    chunk: list[tuple[int, Pair]] = []
     for file, pair in stream_pairs(paths, config.data.on_bad_lines, report):
-        state.add(file, pair, tokenizer, numbers, vocab)
+        chunk.append((file, pair))
+        if len(chunk) == CHUNK:
+            state.add(chunk, tokenizer, numbers, vocab)
+            chunk = []
+    state.add(chunk, tokenizer, numbers, vocab)
     state.flush_noise(tokenizer, numbers, vocab)
     for writer in state.writers.values():
         writer.close()
@@ -129,25 +142,31 @@ class _Pass:
         self.pairs = dict.fromkeys(SPLITS, 0)
         self.tokens = {split: {"prompt": 0, "reply": 0} for split in SPLITS}
         self.truncated = dict.fromkeys(SPLITS, 0)
-        self.lengths = {side: {} for side in ("prompt", "reply")}
+        self.lengths: dict[str, Counter[int]] = {"prompt": Counter(), "reply": Counter()}
         self.duplicates = self.noisy = 0
-        self.pending: list[Pair] = []  # training pairs whose noisy copies are still to draw
+        self.pending: list[tuple[Pair, list[int]]] = []  # training pairs (and their replies'
+        # ids) whose noisy copies are still to draw
         self.chunks = 0
         self.words: list[str] = []  # the first training prompts' words: noise inserts them
 
-    def add(self, file: int, pair: Pair, tokenizer, numbers, vocab) -> None:
-        if self.seen.add(pair_key(pair)):
-            self.duplicates += 1
-            return
-        self.prompts.add(digest(pair.prompt))
+    def add(self, chunk: Sequence[tuple[int, Pair]], tokenizer, numbers, vocab) -> None:
+        """The pairs of `chunk` (file number, pair), in order; exact repeats dropped."""
+        repeated = self.seen.add_many([pair_key(pair) for _, pair in chunk])
+        fresh = [item for item, again in zip(chunk, repeated) if not again]
+        self.duplicates += len(chunk) - len(fresh)
+        self.prompts.add_many([digest(pair.prompt) for _, pair in fresh])
+        for file, pair in fresh:
+            self._add(file, pair, tokenizer, numbers, vocab)
+
+    def _add(self, file: int, pair: Pair, tokenizer, numbers, vocab) -> None:
         split = split_of(pair, self.config.data.val_fraction, self.config.train.seed, file)
         pair = Pair(pair.prompt, pair.reply, pair.line)  # single turns (see prepare_corpus)
         self.frequent.add(pair)
         self.samples[split].add(pair)
         self.pairs[split] += 1
-        self._write(split, 0, pair, tokenizer, numbers, vocab, count=True)
+        reply = self._write(split, pair, tokenizer, numbers, vocab)
         if split == "train" and self.config.train.noise_copies:
-            self.pending.append(pair)
+            self.pending.append((pair, reply))
             if len(self.words) < 50_000:
                 self.words += [w for w in pair.prompt.split() if w.isalpha()]
             if len(self.pending) == NOISE_CHUNK:
@@ -158,29 +177,31 @@ class _Pass:
         if not self.pending or not copies:
             return
         seed = self.config.train.seed + self.chunks
-        noisy = noisy_copies(self.pending, copies, seed, self.words)
-        for i, pair in enumerate(noisy):
-            self._write("train", 1 + i % copies, pair, tokenizer, numbers, vocab, count=False)
+        noisy = noisy_copies([pair for pair, _ in self.pending], copies, seed, self.words)
+        limit = self.config.data.max_len
+        for i, pair in enumerate(noisy):  # each pair's copies in turn, its reply as encoded
+            prompt = _ids(tokenizer.tokenize(pair.prompt, limit), numbers, vocab, False)
+            record = encode_record(1 + i % copies, prompt, self.pending[i // copies][1])
+            self.writers["train"].write(record)
         self.noisy += len(noisy)
         self.pending, self.chunks = [], self.chunks + 1
 
-    def _write(self, split: str, copy: int, pair: Pair, tokenizer, numbers, vocab,
-               count: bool) -> None:
+    def _write(self, split: str, pair: Pair, tokenizer, numbers, vocab) -> list[int]:
+        """Writes the record of `pair` and counts its lengths; returns its reply's ids."""
         max_len = self.config.data.max_len
-        prompt, reply = tokenizer.tokenize(pair.prompt), tokenizer.tokenize(pair.reply)
-        if not copy:
-            self.truncated[split] += (len(prompt) > max_len) + (len(reply) > max_len)
-            for side, tokens in (("prompt", prompt), ("reply", reply)):
-                length = min(len(tokens), max_len)
-                self.lengths[side][length] = self.lengths[side].get(length, 0) + 1
-                self.tokens[split][side] += length
+        # One token more than is kept tells a text that is cut, without reading all of it.
+        prompt = tokenizer.tokenize(pair.prompt, max_len + 1)
+        reply = tokenizer.tokenize(pair.reply, max_len + 1)
+        self.truncated[split] += (len(prompt) > max_len) + (len(reply) > max_len)
         prompt, reply = prompt[:max_len], reply[:max_len]
-        if numbers is not None:
-            ids = numbers(prompt, count and split == "train"), numbers(reply, count and
-                                                                       split == "train")
-        else:
-            ids = vocab.encode(prompt), vocab.encode(reply)
-        self.writers[split].write(encode_record(copy, *ids))
+        self.lengths["prompt"][len(prompt)] += 1
+        self.lengths["reply"][len(reply)] += 1
+        self.tokens[split]["prompt"] += len(prompt)
+        self.tokens[split]["reply"] += len(reply)
+        count = split == "train"
+        ids = _ids(prompt, numbers, vocab, count), _ids(reply, numbers, vocab, count)
+        self.writers[split].write(encode_record(0, *ids))
+        return ids[1]
 
     def manifest(self, paths, report: StreamReport, vocab: Vocabulary, numbers) -> dict:
         if not self.pairs["train"]:
@@ -215,6 +236,13 @@ class _Pass:
                        "exact": self.frequent.exact},
             "shards": [s for w in self.writers.values() for s in w.shards],
         }
+
+
+def _ids(tokens: Sequence[str], numbers: _Numbers | None, vocab: Vocabulary | None,
+         count: bool) -> list[int]:
+    """Tokens as the numbers a shard holds: the word numbering's (counted on the training
+    side), or the subword vocabulary's indices."""
+    return numbers(tokens, count) if numbers is not None else vocab.encode(tokens)
 
 
 class _Reservoir:
