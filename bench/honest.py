@@ -13,8 +13,11 @@
    applies): right share and fallback share, per kind and over all, by language and split.
 3. Out-of-domain prompts, bench/ood/test.txt (never used to choose a setting): fallback share,
    with examples of what was said instead.
-4. Calibration: ECE and AUROC of chatbot.decoding.calibrate.reliability on the run's validation
-   split (rebuilt as `chatbot calibrate` does), and AUROC and ECE over a pooled held-out set:
+4. Calibration: ECE and AUROC on the run's validation split (rebuilt as `chatbot calibrate`
+   does), cross-fitted by chatbot.decoding.calibrate.calibrate: each half of the validation
+   prompts scored by a calibration fitted without it (beside it, for comparison,
+   chatbot.decoding.calibrate.reliability of the calibration in use, which was fitted on other
+   typing variants of the same prompts), and AUROC and ECE over a pooled held-out set:
    seed-0 variants of the validation prompts (right: a reply exactly as the data wrote it) and
    the test.txt prompts (never right), asked with the fallback off.
 5. Teaching, in a copy of the run under bench/.work/: 50 test.txt prompts and 50 known prompts
@@ -51,7 +54,7 @@ from known import language, latency_sample, run_split, variant_rows
 from chatbot.data.pairs import Pair, read_pairs
 from chatbot.data.taught import TAUGHT, Taught
 from chatbot.decoding.bot import Bot, Reply
-from chatbot.decoding.calibrate import reliability
+from chatbot.decoding.calibrate import calibrate, reliability
 from chatbot.decoding.confidence import auroc, ece
 from chatbot.decoding.policy import EXACT
 from chatbot.errors import ChatbotError
@@ -217,19 +220,25 @@ def ood_section(bot: Bot, prompts: Sequence[str]) -> dict[str, Any]:
 
 # --- 4. calibration ------------------------------------------------------------------------------
 
-def calibration_section(bot: Bot, val: Sequence[Pair], references: dict[str, list[str]],
-                        ood: Sequence[str]) -> dict[str, Any]:
+def calibration_section(bot: Bot, train: Sequence[Pair], val: Sequence[Pair],
+                        references: dict[str, list[str]], ood: Sequence[str]) -> dict[str, Any]:
     section: dict[str, Any] = {"calibrated": bot.calibration.calibrated}
     if not val or bot.memory is None:
         return {**section, "skipped": "the run has no validation split or no memory"}
-    found = reliability(bot, val)
-    # `chatbot calibrate`'s own report of the calibration in use (its cross-fitted held-out
-    # replies), for comparison: the fit may have seen the validation prompts.
+    # The target's figure: chatbot.decoding.calibrate's cross-fitting, each half of the
+    # validation prompts scored by a calibration fitted without it (on this code; the run's
+    # calibration.json is left as it is).
+    found = calibrate(bot, train, val)[1]["validation"]
+    section["validation"] = {**found, "ece": round(found["ece"], 4),
+                             "auroc": round(found["auroc"], 4)}
+    # For comparison: the calibration in use, which was fitted on these prompts (other typing
+    # variants of them), on the same replies; and `chatbot calibrate`'s report of it.
+    in_use = reliability(bot, val)
+    section["validation_calibration_in_use"] = {**in_use, "ece": round(in_use["ece"], 4),
+                                                "auroc": round(in_use["auroc"], 4)}
     metrics = bot.run_dir / METRICS if bot.run_dir else None
     if metrics is not None and metrics.exists():
         section["calibrate_report"] = json.loads(metrics.read_text()).get("confidence")
-    section["validation"] = {**found, "ece": round(found["ece"], 4),
-                             "auroc": round(found["auroc"], 4)}
     rows = variant_rows(val, VARIANT_SEED)
     saved = bot.decode
     try:
@@ -511,7 +520,7 @@ def measure(model: str | Path, data: str | Path, min_confidence: float | None = 
     steps = [("known", lambda: known_section(bot, references, trained)),
              ("variants", lambda: variants_section(bot, pairs, references, trained)),
              ("ood", lambda: ood_section(bot, ood)),
-             ("calibration", lambda: calibration_section(bot, val, references, ood)),
+             ("calibration", lambda: calibration_section(bot, train, val, references, ood)),
              ("teaching", lambda: teaching_section(run, settings, references, ood))]
     if old_commit:
         steps.append(("latency", lambda: latency_section(run, settings, pairs, old_commit,

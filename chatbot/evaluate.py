@@ -176,9 +176,10 @@ def calibrate_run(bot: Bot, train_pairs: Sequence[Pair], val_pairs: Sequence[Pai
     calibration, report = calibrate(bot, train_pairs, val_pairs)
     atomic_write_text(bot.run_dir / CALIBRATION, calibration.to_json())
     bot.calibration = calibration
-    held = report["held_out"]
+    held, val = report["held_out"], report["validation"]
     log(f"confidence on {held['replies']} held-out replies: AUROC {held['auroc']:.3f}, "
-        f"ECE {held['ece']:.3f}")
+        f"ECE {held['ece']:.3f}; on {val['replies']} of the validation pairs (cross-fitted): "
+        f"AUROC {val['auroc']:.3f}, ECE {val['ece']:.3f}")
     return report
 
 

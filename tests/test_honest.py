@@ -275,6 +275,10 @@ def test_calibrate_fits_on_the_tiny_pairs_and_restores_the_settings(tiny_run, ti
     assert calibration.examples > 0 and 0 <= calibration.right <= calibration.examples
     assert report["fitted_on"]["replies"] == calibration.examples
     assert report["held_out"]["replies"] > 0
+    # Cross-fitted on what reliability() asks of the same pairs: every one of those replies.
+    asked = reliability(bot, pairs[4:])
+    assert report["validation"]["replies"] == asked["replies"] > 0
+    assert report["validation"]["right"] == asked["right"]
     assert bot.decode.fallback and bot.decode.min_confidence == 0.3
     assert len(bot.memory) == len(TINY_PAIRS)  # the memory without the validation, put back
     assert not bot.calibration.calibrated  # fitting returns it; the caller decides to use it

@@ -11,7 +11,11 @@ calibration is fitted on are held out from what makes them:
   something the bot knows types; mostly right;
 - the validation prompts, as written and as typing variants, against a memory without them:
   prompts neither the model nor the memory has seen, what asking something the bot does not
-  know looks like; mostly wrong, right where another known prompt has the same reply.
+  know looks like; mostly wrong, right where another known prompt has the same reply;
+- typing variants of the validation prompts against the whole memory: prompts the memory
+  knows and the model never learned (a finished run's memory holds every pair, and its model
+  learned the training split only); mostly right, with a reply the model finds unlikely, which
+  the first two kinds never show.
 
 (Known prompts asked of a memory without their own pair are no substitute for the validation
 prompts: the model learned their replies, so it answers them right with a confidence no new
@@ -20,6 +24,9 @@ prompt earns.)
 The report measures on replies the calibration did not see: the validation replies, each
 scored by a calibration fitted without its half of the validation prompts (2-fold
 cross-fitting), and typing variants of the known prompts with the reporting seed.
+`validation` is the same cross-fitting on what `reliability` asks (the validation prompts as
+written and with reporting-seed variants, against the memory without them, and those variants
+against the whole memory): the figure of a calibration on pairs it has never seen.
 """
 
 from __future__ import annotations
@@ -88,25 +95,38 @@ def calibrate(bot: Bot, train_pairs: Sequence[Pair], val_pairs: Sequence[Pair],
     saved = _settings(bot)
     try:
         typed = _judged(bot, one_variant_each(known, FIT_SEED), references)
-        halves = [_novel(bot, val_pairs, novel[h::2], FIT_SEED, references) for h in (0, 1)]
+        halves = [_validation(bot, val_pairs, novel[h::2], FIT_SEED, references) for h in (0, 1)]
         reported = _judged(bot, one_variant_each(known, REPORT_SEED), references)
+        asked = [_validation(bot, val_pairs, novel[h::2], REPORT_SEED, references)
+                 for h in (0, 1)]
     finally:
         bot.decode = saved
         bot.configure()
     fitted = typed + halves[0] + halves[1]
     calibration = Calibration.fit([e for e, _ in fitted], [r for _, r in fitted])
     # Cross-fitting: each half of the validation replies scored by a fit without it.
-    scored = []
+    scored, validation = [], []
     for h in (0, 1):
         others = typed + halves[1 - h]
         half = Calibration.fit([e for e, _ in others], [r for _, r in others])
         scored += [(half(e), r) for e, r in halves[h]]
-    novel_only = list(scored)
+        validation += [(half(e), r) for e, r in asked[h]]
+    validation_halves = list(scored)
     scored += [(calibration(e), r) for e, r in reported]
     report = {"fitted_on": {"replies": calibration.examples, "right": calibration.right,
                             "seed": FIT_SEED},
-              "held_out": _reliability(scored), "held_out_novel": _reliability(novel_only)}
+              "held_out": _reliability(scored),
+              "held_out_validation": _reliability(validation_halves),
+              "validation": {**_reliability(validation), "seed": REPORT_SEED}}
     return calibration, report
+
+
+def _validation(bot: Bot, val_pairs: Sequence[Pair], prompts: Sequence[str], seed: int,
+                references: dict[str, set[tuple[str, ...]]]) -> list[tuple[Evidence, bool]]:
+    """The validation `prompts` as `_novel` asks them, then their typing variants (`seed`)
+    against the whole memory."""
+    return (_novel(bot, val_pairs, prompts, seed, references)
+            + _judged(bot, one_variant_each(prompts, seed), references))
 
 
 def _reliability(scored: list[tuple[float, bool]]) -> dict:
