@@ -10,7 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 .PHONY: install data train retrain chat plot test test-fast lint bench bench-decode bench-train \
         bench-throughput bench-quality bench-honest bench-transformer bench-importers \
         bench-context bench-serve bench-products bench-archs bench-report \
-        tensorboard bench-tensorboard bench-scale notebook bench-notebook clean
+        tensorboard bench-tensorboard bench-scale bench-two-workers notebook bench-notebook clean
 
 install: $(BIN)/chatbot
 $(BIN)/chatbot: pyproject.toml
@@ -177,6 +177,15 @@ bench-tensorboard: $(BIN)/chatbot $(DATA)
 SCALE_SIZES ?= 10k 100k 1M 10M
 bench-scale: $(BIN)/chatbot $(DATA)
 	$(BIN)/python bench/scale.py --sizes $(SCALE_SIZES) -o bench/scale.json --figure bench/scale.png
+
+# Two workers against one with twice the batch (#28): the English-French pairs
+# (../shared/data/fra-eng.tsv, else DATA) prepared into shards in bench/.work/two_workers/, one
+# directory per worker holding its own shards alone; per seed, two `chatbot train --strategy
+# multiworker` processes (TF_CONFIG on 127.0.0.1, batch 32 each) and one with batch 64, the same
+# steps; validation loss per epoch, wall and CPU seconds, peak RSS, and the shards each process
+# opened (/proc/PID/fd). About 15 minutes on 2 shared CPU cores. Writes bench/two_workers.json.
+bench-two-workers: $(BIN)/chatbot $(DATA)
+	$(BIN)/python bench/two_workers.py -o bench/two_workers.json
 
 # The notebook tour of the ideas (notebooks/tour.ipynb: tokens to decoding, on models it trains
 # itself): run top to bottom in a fresh kernel of the venv by nbclient's jupyter-execute, which

@@ -312,12 +312,22 @@ def test_each_pass_sees_the_originals_and_the_next_noisy_copy(prepared):
     assert table.shape[0] > 0
 
 
-def test_two_workers_read_their_own_shards_and_together_all(prepared):
+def test_two_workers_measure_every_validation_pair_once_in_as_many_batches(prepared):
     one = shard_batches(prepared, split="validation")
-    assert len(one.files) == 2
-    both = [rows(one.dataset(shard=k, shards=2, repeat=False)) for k in (0, 1)]
-    assert len(both[0]) == one.manifest.raw["shards"][-2]["examples"]  # the first shard's
-    assert sorted(both[0] + both[1]) == sorted(rows(one.dataset(repeat=False)))
+    sizes = [s["examples"] for s in one.manifest.raw["shards"] if s["split"] == "validation"]
+    assert len(sizes) == 2 and sizes[0] > 2 * sizes[1]  # shares by shard would be uneven
+    everything = scored(one.dataset(repeat=False))
+    assert len(everything) == one.manifest.pairs["validation"]
+    shares = [list(one.dataset(shard=k, shards=2, repeat=False)) for k in (0, 1)]
+    assert len(shares[0]) == len(shares[1]) == one.steps(2)  # one step: a batch of each
+    assert sorted(scored(shares[0]) + scored(shares[1])) == sorted(everything)
+    again = one.dataset(shard=1, shards=2, repeat=True).take(2 * one.steps(2))
+    assert scored(again) == 2 * scored(shares[1])  # each epoch the same share, once
+
+
+def scored(batches) -> list[tuple]:
+    """The rows of `batches` with something to score (padding batches have none)."""
+    return [row for row in rows(batches) if row[-1]]
 
 
 # --- a run trained on prepared data -------------------------------------------------------------

@@ -13,6 +13,13 @@ fewer), so a run resumed after epoch k skips k epochs of batches and goes on exa
 uninterrupted run was: every order is drawn from (seed, pass). Memory is the shuffle buffer and
 a few shards' read-ahead, whatever the corpus's size.
 
+Validation is read differently: every worker reads every validation shard and takes every
+n-th record of them (at most VALIDATION_MOST in all), so that the workers' shares differ by
+one record at most. Each gives the same number of batches an epoch (`steps`), the shorter
+share ending on a batch with nothing to score (all padding), so that every validation pair is
+measured once: a share that wrapped around would count some twice and, where another share
+is longer than `steps`, miss others.
+
 `ShardBatches` offers what chatbot.training.train asks of chatbot.training.batches.Batches:
 `steps()`, `dataset()`, `distributed()`, `rows_per_epoch` and `scored_tokens`.
 """
@@ -66,9 +73,11 @@ class ShardBatches:
         epoch's (validation: its first VALIDATION_MOST examples) otherwise."""
         import tensorflow as tf
 
-        own = self.files[shard::shards] if len(self.files) >= shards else self.files
-        check_present(own, f"worker {shard} of {shards}" if shards > 1 else "training")
-        split_records = len(self.files) < shards  # too few shards: every worker reads all
+        # Training: every n-th shard (too few shards: every worker reads all, and takes every
+        # n-th record); validation: every n-th record (see the module doc).
+        split_records = len(self.files) < shards or not self.training
+        own = self.files if split_records else self.files[shard::shards]
+        check_present(own, f"worker {shard} of {shards}" if shards > 1 else self.split)
         remap = read_remap(self.manifest)
         table = tf.constant(remap if remap is not None else np.zeros(0, np.int32))
 
@@ -84,6 +93,11 @@ class ShardBatches:
             ds = records(tf.constant(own), tf.constant(0, tf.int64)).take(
                 -(-VALIDATION_MOST // shards))
             ds = self._batch(tf, ds.map(lambda copy, x, y: (x, y)), bucket=False)
+            # ceil(ceil(R / n) / B) = ceil(R / (n B)): no share has more batches than that.
+            steps = self.steps(shards * multiple) * multiple
+            nothing = tf.nest.map_structure(lambda spec: tf.zeros([1, 1], spec.dtype),
+                                            ds.element_spec)
+            ds = ds.concatenate(tf.data.Dataset.from_tensors(nothing).repeat()).take(steps)
             return (ds.repeat() if repeat else ds).prefetch(tf.data.AUTOTUNE)
 
         def one_pass(p):
