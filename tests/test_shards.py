@@ -354,6 +354,14 @@ def test_a_run_trained_on_prepared_data_answers_its_pairs(tmp_path):
     bot.configure(retrieval=False, fallback=False)  # the model alone
     for prompt, reply in TINY_PAIRS:
         assert bot.reply(prompt).tokens == bot.tokenizer.tokenize(reply), prompt
+    # docs: chatbot eval --model models/big --data data/big
+    from chatbot.cli import main
+
+    assert main(["eval", "--model", str(tmp_path / "run"), "--data",
+                 str(tmp_path / "prepared")]) == 0
+    evaluated = json.loads((tmp_path / "run" / "metrics.json").read_text())["eval"]
+    rate = evaluated[str(tmp_path / "prepared")]["answer_rate"]  # the run's own data
+    assert rate["answer_rate"] == 1.0 and rate["prompts"] == len(TINY_PAIRS)
 
 
 def test_training_on_an_unfinished_directory_says_how_to_finish_it(tmp_path):

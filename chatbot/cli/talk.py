@@ -193,8 +193,6 @@ def _conversations(bot, lines: list[str], errors: dict[int, str], status: int
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-
-    from chatbot.data.pairs import read_pairs
     from chatbot.evaluate import (
         context_comparison,
         evaluate,
@@ -204,9 +202,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from chatbot.rundir import update_metrics, write_json
 
     bot = load_bot(args)
-    pairs = read_pairs(args.data, args.on_bad_lines).pairs
     recorded = bot.config.data.path
     is_training = bool(recorded) and Path(recorded).resolve() == Path(args.data).resolve()
+    pairs = _eval_pairs(args, bot, is_training)
     metrics = evaluate(bot, pairs, training_pairs=is_training)
     if bot.config.data.context_turns > 1 and any(p.context for p in pairs):
         metrics["context"] = context_comparison(bot, pairs)
@@ -220,6 +218,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
         path = update_metrics(args.model, {"eval": {str(args.data): metrics}})
     print(f"wrote {path}")
     return 0
+
+
+def _eval_pairs(args: argparse.Namespace, bot, is_training: bool) -> list:
+    """The pairs of --data; of a prepared directory (chatbot data prepare), its samples: the
+    run's own directory, the sample of the pairs its memory knows (as `chatbot train`
+    measures it); another, that sample and the validation sample."""
+    from chatbot.data.pairs import read_pairs
+    from chatbot.training.shards import is_prepared
+
+    if not is_prepared(args.data):
+        return read_pairs(args.data, args.on_bad_lines).pairs
+    from chatbot.training.from_shards import measured_pairs
+
+    known, validation = measured_pairs(Path(args.data), bot.config.train.seed)
+    pairs = known if is_training else known + validation
+    print(f"{args.data}: a prepared directory; evaluating on its sample of {len(known)} known "
+          f"pairs" + ("" if is_training else f" and {len(validation)} validation pairs"))
+    return pairs
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
