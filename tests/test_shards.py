@@ -181,6 +181,38 @@ def test_prepare_writes_every_pair_once_into_checked_shards(prepared):
     assert len(memory) == 100 and raw["memory"] == {"kept": 100, "cap": 100, "exact": False}
 
 
+def test_a_sentencepiece_prepare_writes_the_pieces_of_its_own_model(tmp_path):
+    from chatbot.rundir import TOKENIZER
+    from chatbot.text.subword import SubwordTokenizer
+
+    c = config(noise_copies=1)
+    c.text.tokenizer, c.text.subword_vocab = "sentencepiece", 300
+    pairs = numbered_pairs(200)
+    out = tmp_path / "out"
+    said = []
+    prepare_corpus([write_tsv(tmp_path / "pairs.tsv", pairs)], out, c, shard_size=100,
+                   log=said.append)
+    assert any("learning a sentencepiece model from 400 of 400 texts" in s for s in said)
+    manifest = read_manifest(out, verify=True)
+    assert manifest.raw["text"]["tokenizer"] == "sentencepiece"
+    assert not (out / "remap.npy").exists() and read_remap(manifest) is None
+    tokenizer, vocab = SubwordTokenizer.load(out / TOKENIZER), Vocabulary.load(out / "vocab.json")
+    written = {}
+    for path in manifest.shards("train"):
+        data = path.read_bytes()
+        while data:
+            length = int.from_bytes(data[:8], "little")
+            copy, prompt, reply = decode_record(data[12: 12 + length])
+            if not copy:
+                written[tuple(prompt)] = reply
+            data = data[16 + length:]
+    assert len(written) == manifest.raw["pairs"]["train"] == 200
+    for prompt, reply in pairs:  # the ids of the model's own pieces, with no <UNK>
+        ids = vocab.encode(tokenizer.tokenize(prompt))
+        assert written[tuple(ids)] == vocab.encode(tokenizer.tokenize(reply))
+        assert vocab.unk_id not in ids
+
+
 def test_a_damaged_shard_is_named(prepared, tmp_path):
     import shutil
 
