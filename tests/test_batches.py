@@ -144,6 +144,24 @@ def test_each_worker_yields_the_steps_it_announces(pairs, size, shards, multiple
         next(repeated)  # and a third epoch begins
 
 
+@pytest.mark.parametrize("pairs, size, shards, multiple", DEVICE_CASES)
+def test_validation_across_devices_scores_every_row_once(pairs, size, shards, multiple):
+    # Steps are filled with a row of padding (no scored token), never with repeated rows.
+    def batches():
+        return Batches(examples(pairs), size, shuffle=False)
+
+    steps = batches().steps(shards * multiple)
+    scored = []
+    for shard in range(shards):
+        numpy = list(batches().iterate(shard, shards, multiple))
+        tf = list(batches().dataset(shard, shards, multiple).as_numpy_iterator())
+        assert len(numpy) == len(tf) == steps * multiple
+        for (_, y_np), (_, y_tf) in zip(numpy, tf):
+            assert np.array_equal(y_np, y_tf)
+            scored += [int(row[0]) for row in y_np if row.any()]
+    assert sorted(scored) == list(range(1, pairs + 1))
+
+
 def test_a_rotation_gives_every_epoch_the_originals_and_the_next_copies_of_each():
     # Example k of 1..5 is an original; 6.. are its copies, 3 of each in a row.
     data = examples(5 * 4)

@@ -94,13 +94,18 @@ class Batches:
         self.n_inputs = len(self.examples[0][0])
         # Of one epoch (on average, with a rotation: its epochs differ a little)
         scored = [int(np.count_nonzero(target)) for _, target in self.examples]
-        self.rows_per_epoch = len(self.examples)
+        self.rows = self.rows_per_epoch = len(self.examples)  # rows: the examples given
         self.scored_tokens = sum(scored)
         if rotation:
             n = rotation.originals
             self.rows_per_epoch = n * (1 + rotation.per_epoch)
             self.scored_tokens = sum(scored[:n]) + round(
                 sum(scored[n:]) * rotation.per_epoch / rotation.copies)
+        # Without shuffling (validation), a step is filled with batches of one row of padding,
+        # which scores nothing, rather than with repeats, which would count rows twice.
+        self.padding = None if shuffle else len(self.examples)
+        if self.padding is not None:
+            self.examples.append((((),) * self.n_inputs, ()))  # (inputs, target), empty
 
     def plan(self, group: int = 1) -> list[list[list[int]]]:
         """One epoch as steps of `group` batches each (lists of example indices), new order
@@ -115,7 +120,7 @@ class Batches:
         # epochs: a run resumed at epoch k shuffles as the uninterrupted run did, whatever
         # tf.data had prefetched when it was stopped.
         rng = random.Random(f"{self.seed}:{self.epoch}")
-        order = self.rotation.rows(self.epoch) if self.rotation else list(range(len(self.examples)))
+        order = self.rotation.rows(self.epoch) if self.rotation else list(range(self.rows))
         self.epoch += 1
         if self.shuffle:
             rng.shuffle(order)
@@ -124,7 +129,9 @@ class Batches:
         batches = [order[i: i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         # Cycled, not sliced: 1 batch on 3 devices needs 2 more, and batches[:2] has only one;
         # a device left without a batch would keep the others waiting in the step.
-        batches += [batches[i % len(batches)] for i in range((-len(batches)) % group)]
+        missing = (-len(batches)) % group
+        batches += ([[self.padding]] * missing if self.padding is not None
+                    else [batches[i % len(batches)] for i in range(missing)])
         steps = [batches[i: i + group] for i in range(0, len(batches), group)]
         if self.shuffle:
             rng.shuffle(steps)
