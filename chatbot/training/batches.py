@@ -114,7 +114,8 @@ class Batches:
         `group` > 1 is for several workers or devices (see chatbot.training.distribute): each step
         gives one batch to every device, and every device must run the same number of steps, so the
         epoch is padded to a multiple of `group` batches by repeating its first batches, as
-        often as it takes: 1 batch on 3 devices is that batch 3 times.
+        often as it takes: 1 batch on 3 devices is that batch 3 times. Without shuffling
+        (validation), by batches of a row of padding instead, so that no row counts twice.
         """
         # Each epoch's order comes from (seed, epoch) alone, not from a generator shared by all
         # epochs: a run resumed at epoch k shuffles as the uninterrupted run did, whatever
