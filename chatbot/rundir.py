@@ -114,11 +114,13 @@ def read_json(path: str | Path) -> Any:
 
 
 def update_metrics(run_dir: str | Path, sections: dict[str, Any],
-                   path: str | Path | None = None) -> Path:
+                   path: str | Path | None = None, replace: bool = False) -> Path:
     """Adds `sections` to the run's metrics.json (or to `path`), keeping what is there (a
     section that is an object keeps its other entries: `{"eval": {FILE: ...}}` adds one
-    evaluation); returns the file written. A damaged file is refused rather than replaced: it
-    may be all that is left of what training measured."""
+    evaluation; with `replace`, each of `sections` replaces its whole section, so that a
+    measure taken again leaves none of the old one's figures); returns the file written. A
+    damaged file is refused rather than replaced: it may be all that is left of what training
+    measured."""
     path = Path(path) if path is not None else Path(run_dir) / METRICS
     try:
         document = read_json(path) if path.exists() else {}
@@ -129,8 +131,8 @@ def update_metrics(run_dir: str | Path, sections: dict[str, Any],
                            "write this evaluation elsewhere with -o FILE")
     for name, value in sections.items():
         kept = document.get(name)
-        document[name] = {**kept, **value} if isinstance(kept, dict) and isinstance(value, dict) \
-            else value
+        merge = not replace and isinstance(kept, dict) and isinstance(value, dict)
+        document[name] = {**kept, **value} if merge else value
     write_json(path, document)
     return path
 

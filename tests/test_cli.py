@@ -372,12 +372,18 @@ def test_calibrate_fits_the_confidence_of_a_run_again(tiny_run, tmp_path, capsys
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run, run_dir)
     (run_dir / "calibration.json").unlink()  # as a run trained before calibration existed
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["confidence"]["held_out_novel"] = {"auroc": 0.39}  # what older code reported
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
     assert not Bot.load(run_dir).calibration.calibrated
     # docs: chatbot calibrate --model models/default
     assert main(["calibrate", "--model", str(run_dir)]) == 0
     last = capsys.readouterr().out.splitlines()[-1]
     assert Bot.load(run_dir).calibration.calibrated
-    fitted = json.loads((run_dir / "metrics.json").read_text())["confidence"]["fitted_on"]
+    confidence = json.loads((run_dir / "metrics.json").read_text())["confidence"]
+    fitted = confidence["fitted_on"]
     assert fitted["replies"] > 0
+    assert "held_out_novel" not in confidence  # the new fit's figures only, none left over
+    assert set(confidence) == {"fitted_on", "held_out", "held_out_validation", "validation"}
     assert last == (f"fitted on {fitted['replies']} held-out replies ({fitted['right']} right); "
                     f"wrote {run_dir / 'calibration.json'}")

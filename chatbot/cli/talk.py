@@ -262,7 +262,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         train_pairs, val_pairs = split_pairs(read_pairs(path, data.on_bad_lines).pairs,
                                              data.val_fraction, bot.config.train.seed)
     report = calibrate_run(bot, train_pairs, val_pairs)
-    update_metrics(args.model, {"confidence": report})
+    update_metrics(args.model, {"confidence": report}, replace=True)  # no stale figures
     fitted = report["fitted_on"]
     print(f"fitted on {fitted['replies']} held-out replies ({fitted['right']} right); wrote "
           f"{Path(args.model) / 'calibration.json'}")
