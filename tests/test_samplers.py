@@ -119,7 +119,7 @@ def test_greedy_follows_the_favourite_until_eos():
     found = GreedySampler()(engine, [[5], [6]], VOCAB)
     assert best_tokens(found) == [[5, 6], [7]]
     assert all(len(cands) == 1 for cands in found)
-    assert engine.fed[1] == [6, EOS]  # a finished row keeps being fed, its reply stays frozen
+    assert engine.fed == [[5, 7], [6]]  # a finished row is not fed again
 
 
 def test_greedy_stops_at_max_len():
@@ -473,6 +473,20 @@ def test_on_step_sees_every_token_as_it_comes_and_changes_nothing():
     assert seen == [([0, 1], [A, C]), ([0, 1], [B, EOS]), ([0], [EOS])]  # finished rows leave
     assert [c[0].tokens for c in found] == [[A, B], [C]]
     assert found == GreedySampler(max_len=5)(ScriptedEngine(script), [[A], [B]], VOCAB)
+
+
+def test_a_row_that_ended_leaves_the_batch():
+    engine = ScriptedEngine([[A, B, C, EOS], [C, EOS], [B, A, EOS]])
+    found = GreedySampler(max_len=6)(engine, [[A], [B], [C]], VOCAB)
+    assert [c[0].tokens for c in found] == [[A, B, C], [C], [B, A]]
+    # Row 1 ended at the second step, row 2 at the third: later steps compute only the rows
+    # still writing, in their order, each fed its own token.
+    assert engine.fed == [[A, C, B], [B, A], [C]]
+    # Fewer than a quarter ended (1 of 5): that row stays, fed <EOS>, until more have.
+    engine = ScriptedEngine([[A, EOS], [B, B, EOS], [C, C, C, EOS], [A, A, A, EOS], [B] * 4])
+    found = GreedySampler(max_len=4)(engine, [[A]] * 5, VOCAB)
+    assert [c[0].tokens for c in found] == [[A], [B, B], [C, C, C], [A, A, A], [B] * 4]
+    assert engine.fed == [[A, B, C, A, B], [EOS, B, C, A, B], [C, A, B]]
 
 
 def test_sampled_tokens_stream_as_the_search_returns_them():

@@ -82,12 +82,23 @@ class RowGenerators:
             raise ValueError(f"{len(self.generators)} row generators cannot draw {shape}")
         return np.array([[g.random()] for g in self.generators])
 
+    def rows(self, rows: np.ndarray) -> RowGenerators:
+        """The same generators, of the given rows only, in that order."""
+        kept = RowGenerators(0, 0)
+        kept.generators = [self.generators[row] for row in rows]
+        return kept
+
 
 def _sample(logprobs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One draw per row from exp(logprobs), (rows, vocab) -> (rows,); -inf is never drawn."""
     cdf = np.exp(logprobs).cumsum(axis=-1)
     u = (1.0 - rng.random((len(cdf), 1))) * cdf[:, -1:]  # in (0, total]: skips zero-mass tokens
     return (cdf < u).sum(axis=-1)
+
+
+# The share of ended rows at which they leave the batch: dropping rows copies the others' state
+# (a Transformer's cache), so it happens a few times per search, not each time a row ends.
+DROP_ENDED = 0.25
 
 
 class Sampler:
@@ -139,26 +150,34 @@ class Sampler:
     def search(self, engine: Engine, prompts: Sequence[Sequence[int]], vocab: Vocabulary,
                nbest: int, rng: np.random.Generator, on_step: StepHook | None = None
                ) -> list[list[Candidate]]:
-        """The batched loop: finished rows keep being fed <EOS>, but their reply is frozen."""
+        """The batched loop. Ended rows are fed <EOS>, their reply frozen, until DROP_ENDED of
+        the batch has ended; then they leave it (`select_state`), and later steps compute only
+        the rows still writing: a row's reply is what it would be alone, so none changes."""
         logits, state = engine.start(prompts)  # (batch, vocab)
         batch = len(prompts)
         replies: list[list[int]] = [[] for _ in range(batch)]
         logprob = np.zeros(batch)
-        done = np.zeros(batch, dtype=bool)
+        rows = np.arange(batch)  # the prompts the rows of logits and state belong to
+        done = np.zeros(batch, dtype=bool)  # per row of logits and state
         for t in range(self.max_len):
-            logprobs = self.log_probs(logits, replies, vocab)  # (batch, vocab)
-            tokens = np.where(done, vocab.eos_id, self.next_tokens(logprobs, rng))  # (batch,)
+            logprobs = self.log_probs(logits, [replies[row] for row in rows], vocab)
+            draw = rng.rows(rows) if isinstance(rng, RowGenerators) else rng
+            tokens = np.where(done, vocab.eos_id, self.next_tokens(logprobs, draw))
             live = np.flatnonzero(~done)
-            logprob[live] += logprobs[live, tokens[live]]
-            for row in live:
-                if tokens[row] == vocab.eos_id:
-                    done[row] = True
+            logprob[rows[live]] += logprobs[live, tokens[live]]
+            for i in live:
+                if tokens[i] == vocab.eos_id:
+                    done[i] = True
                 else:
-                    replies[row].append(int(tokens[row]))
+                    replies[rows[i]].append(int(tokens[i]))
             if on_step is not None:
-                on_step(live, tokens[live])
+                on_step(rows[live], tokens[live])
             if done.all() or t + 1 == self.max_len:
                 break
+            if done.sum() >= DROP_ENDED * len(rows):
+                keep = np.flatnonzero(~done)
+                rows, tokens, done = rows[keep], tokens[keep], done[keep]
+                state = select_state(state, keep)
             logits, state = engine.step(tokens, state)
         return [[Candidate(reply, float(lp), float(lp))] for reply, lp in zip(replies, logprob)]
 
