@@ -142,7 +142,7 @@ def _open(path: Path):
 
 def digest(*parts: str) -> int:
     """A 64-bit hash of the texts, the same in every process and on every machine."""
-    data = "".join([part + "\x00" for part in parts]).encode("utf-8", "surrogatepass")
+    data = ("\x00".join(parts) + "\x00").encode("utf-8", "surrogatepass")  # each part, then 0
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 

@@ -55,6 +55,7 @@ MEASURE_SAMPLE = 2_000  # pairs of each side kept to measure the run with
 MAX_TOKEN_TYPES = 2_000_000  # distinct tokens numbered; rarer new ones are read as <UNK>
 CHUNK = 4096  # pairs whose repeats are looked up together
 NOISE_CHUNK = 1024  # training pairs whose noisy copies are drawn together
+COUNT_BATCH = 1 << 16  # training tokens counted together
 SAMPLES = {"train": "sample-train.jsonl", "validation": "sample-validation.jsonl"}
 
 
@@ -64,16 +65,22 @@ class _Numbers:
     def __init__(self):
         self.index: dict[str, int] = {}
         self.counted: Counter[int] = Counter()  # number -> training occurrences
+        self.uncounted: list[int] = []  # training numbers not yet in `counted`
         self.overflow = 0  # tokens met after MAX_TOKEN_TYPES: numbered as <UNK>
 
     def __call__(self, tokens: Sequence[str], count: bool) -> list[int]:
-        get = self.index.get
-        out = [get(token) for token in tokens]
+        out = list(map(self.index.get, tokens))
         if None in out:  # new tokens: numbered here
             out = [self._new(token) if n is None else n for token, n in zip(tokens, out)]
-        if count:
-            self.counted.update(out)  # Counter counts an iterable in C
+        if count:  # counted many texts at a time: Counter counts an iterable in C
+            self.uncounted += out
+            if len(self.uncounted) >= COUNT_BATCH:
+                self._count()
         return out
+
+    def _count(self) -> None:
+        self.counted.update(self.uncounted)
+        self.uncounted = []
 
     def _new(self, token: str) -> int:
         n = self.index.get(token)  # met earlier in the same text
@@ -87,6 +94,7 @@ class _Numbers:
     @property
     def counts(self) -> list[int]:
         """Each numbered token's training count, by number."""
+        self._count()
         return [self.counted[n] for n in range(len(self.index))]
 
 
