@@ -356,8 +356,8 @@ def configured(run: Path, settings: dict[str, Any]) -> Bot:
 # (so it cannot import this module, which imports ours), loads the run, and then times the
 # prompts of each line of JSON it reads, one reply at a time, answering with a line of JSON. It
 # reads the run through a folder of links with a config.json cut to the settings that tree
-# knows (older code refuses unknown ones), without taught.jsonl; files it does not know
-# (calibration.json) it ignores.
+# knows (older code refuses unknown ones) and without its training settings, without
+# taught.jsonl; files it does not know (calibration.json) it ignores.
 CLOCK = r'''
 import json, sys, tempfile, time
 from dataclasses import fields
@@ -373,10 +373,13 @@ with tempfile.TemporaryDirectory() as view:
         if path.name not in ("config.json", "taught.jsonl", ".backup"):
             (Path(view) / path.name).symlink_to(path)
     raw = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    # Training settings change no reply, and older code refuses newer values of them (monitor
+    # "quality"): its own defaults stand in.
+    untrained = ["train"] if raw.pop("train", None) is not None else []
     sections = {f.name: {g.name for g in fields(f.default_factory)}
                 for f in fields(RunConfig) if f.name != "format_version"}
-    dropped = [f"{s}.{k}" for s, values in raw.items() if isinstance(values, dict)
-               for k in values if k not in sections.get(s, ())]
+    dropped = untrained + [f"{s}.{k}" for s, values in raw.items() if isinstance(values, dict)
+                           for k in values if k not in sections.get(s, ())]
     kept = {s: ({k: v for k, v in values.items() if k in sections[s]}
                 if isinstance(values, dict) else values)
             for s, values in raw.items() if s in sections or s == "format_version"}
