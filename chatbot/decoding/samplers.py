@@ -158,10 +158,9 @@ class Sampler:
         replies: list[list[int]] = [[] for _ in range(batch)]
         logprob = np.zeros(batch)
         rows = np.arange(batch)  # the prompts the rows of logits and state belong to
-        done = np.zeros(batch, dtype=bool)  # per row of logits and state
+        done, draw = np.zeros(batch, dtype=bool), rng  # per row of logits and state; its rng
         for t in range(self.max_len):
             logprobs = self.log_probs(logits, [replies[row] for row in rows], vocab)
-            draw = rng.rows(rows) if isinstance(rng, RowGenerators) else rng
             tokens = np.where(done, vocab.eos_id, self.next_tokens(logprobs, draw))
             live = np.flatnonzero(~done)
             logprob[rows[live]] += logprobs[live, tokens[live]]
@@ -178,6 +177,7 @@ class Sampler:
                 keep = np.flatnonzero(~done)
                 rows, tokens, done = rows[keep], tokens[keep], done[keep]
                 state = select_state(state, keep)
+                draw = rng.rows(rows) if isinstance(rng, RowGenerators) else rng
             logits, state = engine.step(tokens, state)
         return [[Candidate(reply, float(lp), float(lp))] for reply, lp in zip(replies, logprob)]
 

@@ -22,12 +22,10 @@ checks that each is there with its size (`verify` reads them all and checks thei
 
 from __future__ import annotations
 
-import array
 import hashlib
 import json
 import os
 import struct
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,14 +48,9 @@ def is_prepared(path: str | Path) -> bool:
     return Path(path).is_dir() and (Path(path) / MANIFEST).is_file()
 
 
-_INT32 = "i" if array.array("i").itemsize == 4 else "l"  # a C type of 4 bytes
-
-
 def encode_record(copy: int, prompt: list[int], reply: list[int]) -> bytes:
-    record = array.array(_INT32, [copy, len(prompt), *prompt, *reply])
-    if sys.byteorder == "big":
-        record.byteswap()
-    return record.tobytes()  # little-endian int32, as decode_record reads them
+    """Little-endian int32s, as decode_record reads them: copy, len(prompt), prompt, reply."""
+    return struct.pack(f"<{2 + len(prompt) + len(reply)}i", copy, len(prompt), *prompt, *reply)
 
 
 def decode_record(data: bytes) -> tuple[int, list[int], list[int]]:
