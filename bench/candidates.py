@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     for flag, kind, default in (("--batch", int, 32), ("--noise", int, 1), ("--pool", int, 8),
                                 ("--lr", float, 2e-2), ("--decay", float, 0.85),
                                 ("--hidden", int, 384), ("--epochs", int, 30),
-                                ("--stop-at", float, 0.95)):
+                                ("--stop-at", float, 0.95), ("--seed", int, 1234)):
         parser.add_argument(flag, type=kind, default=default)
     parser.add_argument("--full", action="store_true", help="measure every training prompt")
     parser.add_argument("--out", default=str(ROOT / "bench/.work/candidates/run"))
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     train_ = config.train
     train_.batch_size, train_.noise_copies, train_.noise_pool = args.batch, args.noise, args.pool
     train_.learning_rate, train_.lr_decay, train_.epochs = args.lr, args.decay, args.epochs
-    train_.stop_at, train_.probes = args.stop_at, 0
+    train_.stop_at, train_.probes, train_.seed = args.stop_at, 0, args.seed
     config.model.hidden_dim = args.hidden
     train(ROOT / "data/chatterbot.tsv", args.out, config, overwrite=True, callbacks=[measured],
           log=lambda line: print(line) if line.startswith(("stopped", "best")) else None,

@@ -25,13 +25,38 @@ def quality_config(epochs: int = 120):
     return config
 
 
+class Searched(AnswerRates):
+    """AnswerRates that also measures the model alone by searching every sampled prompt, as
+    the chat would reply (Bot.reply_all), after its own measure of each epoch."""
+
+    compared: list[tuple[float, float]] = []  # (the stop rule's rate, the searched one)
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        self.bot.configure(retrieval=False, fallback=False)
+        searched = self._rate(self.bot, [(query, query) for query in self.asked])
+        self.bot.configure(retrieval=True, fallback=True)
+        self.compared.append((logs["answer_rate"], searched))
+
+
 @pytest.fixture(scope="module")
 def stopped_run(tmp_path_factory, tiny_tsv):
     out = tmp_path_factory.mktemp("quality") / "run"
     lines: list[str] = []
-    result = train(tiny_tsv, out, quality_config(), callbacks=[AnswerRates.of],
+    Searched.compared = []
+    result = train(tiny_tsv, out, quality_config(), callbacks=[Searched.of],
                    log=lines.append, verbose=0)
     return out, result, lines
+
+
+def test_the_model_alone_is_measured_as_its_search_would_reply(stopped_run):
+    # The stop rule settles most prompts by one teacher-forced pass over their own replies
+    # (AnswerRates._alone); at every epoch it counts what the search itself answers.
+    compared = Searched.compared
+    assert len(compared) == len(pd.read_csv(stopped_run[0] / "history.csv"))
+    assert [rate for rate, _ in compared] == [searched for _, searched in compared]
+    # ... through epochs with prompts answered and prompts not, not only 0 or 1.
+    assert any(0 < rate < 1 for rate, _ in compared)
 
 
 def test_training_stops_once_the_model_alone_answers_every_known_prompt(stopped_run):

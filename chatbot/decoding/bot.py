@@ -161,6 +161,13 @@ class Bot:
         bot.run_dir = run_dir
         return bot
 
+    def use_weights(self, weights: Weights) -> None:
+        """Replies from now on with other weights of the same model (while training, each
+        epoch's); everything else the bot learned at load (case, spelling) is kept."""
+        check_weights(self.config.model, self.vocab, weights)
+        self.engine = arch_module(self.config.model.arch).Engine(weights, self.config.model,
+                                                                 self.vocab)
+
     # -- decoding settings ------------------------------------------------------------------
 
     def configure(self, **changes) -> None:

@@ -31,6 +31,9 @@ from chatbot.config import MEASURED
 from chatbot.data.memory import Memory
 from chatbot.data.variants import one_variant_each
 from chatbot.decoding.bot import Bot, Reply
+from chatbot.decoding.rerank import reply_scores
+from chatbot.decoding.samplers import GreedySampler
+from chatbot.decoding.settings import DecodeConfig
 from chatbot.models.weights import model_weights
 
 SAMPLE = 400  # training prompts at most in the fixed sample (their variants as many)
@@ -52,6 +55,8 @@ class AnswerRates(keras.callbacks.Callback):
         self.bot_of, self.asked, self.references = bot_of, list(asked), references
         self.variants, self.log = list(variants), log
         self.monitor, self.pace = monitor, Pace(target, epochs)
+        self.bot: Bot | None = None  # made at the first epoch's end, then given new weights
+        self.chats: DecodeConfig | None = None  # its settings as it chats
 
     @classmethod
     def of(cls, run: Any) -> AnswerRates | None:
@@ -84,10 +89,14 @@ class AnswerRates(keras.callbacks.Callback):
                    train.epochs)
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
-        bot = self.bot_of(self.model)
-        chats = bot.decode
+        if self.bot is None:
+            self.bot = self.bot_of(self.model)
+            self.chats = self.bot.decode  # the settings it chats with
+        else:  # the bot of the first epoch, with this epoch's weights
+            self.bot.use_weights(model_weights(self.model))
+        bot, chats = self.bot, self.chats
         bot.configure(retrieval=False, fallback=False)
-        alone = self._rate(bot, [(query, query) for query in self.asked])
+        alone = self._alone(bot)
         bot.configure(retrieval=chats.retrieval, fallback=chats.fallback)  # as it chats
         typed = self._rate(bot, self.variants)
         rates = {"answer_rate": alone, "variant_rate": typed, "quality": min(alone, typed)}
@@ -97,15 +106,51 @@ class AnswerRates(keras.callbacks.Callback):
                  f"the bot {typed:.1%} of {len(self.variants)} typing variants of them"
                  + self.pace.note(epoch, rates.get(self.monitor, 0.0)))
 
+    def _alone(self, bot: Bot) -> float:
+        """_rate of the sample as typed, the model alone, without a search where none is needed.
+
+        Greedy search writes a reply when, fed that reply, the model's most probable token of
+        those it may write is the reply's own at every position and at the <EOS> after it, and
+        no rule of the search bans one of them (GreedySampler.writes). So one teacher-forced
+        pass over every sampled prompt's own replies (chatbot.decoding.rerank.reply_scores)
+        tells which prompts the search answers, as the chat's speculative decoding does with
+        the replies of known prompts (chatbot.decoding.policy). A prompt is searched only when
+        that pass cannot tell: one of its replies is cut by max_reply_len (the search would
+        stop before an <EOS>), or the search is not greedy. (The pass and the search agree to
+        float32 rounding, which could only matter where two tokens tie; tests check that the
+        rates are the search's at every epoch.)
+        """
+        policy = bot.policy()
+        sampler, vocab = policy.sampler, bot.vocab
+        if not self.asked:
+            return 0.0
+        if not isinstance(sampler, GreedySampler):
+            return self._rate(bot, [(query, query) for query in self.asked])
+        prompts = [vocab.encode(bot.prompt_tokens(query)) for query in self.asked]
+        rows = [(i, vocab.encode(policy.reply_key(text))) for i, query in enumerate(self.asked)
+                if prompts[i] for text in sorted(self.references[query])]
+        _, hits = reply_scores(bot.engine, [prompts[i] for i, _ in rows],
+                               [reply for _, reply in rows], vocab.eos_id,
+                               never=sampler.never(vocab))
+        right, unsure = set(), set()
+        for (i, reply), hit in zip(rows, hits.tolist()):
+            if len(reply) >= sampler.max_len:
+                unsure.add(i)
+            elif hit == len(reply) + 1 and sampler.writes(reply, vocab):
+                right.add(i)
+        searched = [(self.asked[i], self.asked[i]) for i in sorted(unsure - right)]
+        return (len(right) + self._answered(bot, searched)) / len(self.asked)
+
     def _rate(self, bot: Bot, asked: Sequence[tuple[Query, Query]]) -> float:
         """The share of (typed, meant) whose reply is one of `meant`'s replies."""
-        if not asked:
-            return 0.0
+        return self._answered(bot, asked) / len(asked) if asked else 0.0
+
+    def _answered(self, bot: Bot, asked: Sequence[tuple[Query, Query]]) -> int:
+        """How many (typed, meant) get one of `meant`'s replies to `typed`."""
         key = bot.policy().reply_key
         replies: list[Reply] = bot.reply_all([typed for typed, _ in asked])
-        right = sum(tuple(reply.tokens) in {key(text) for text in self.references[meant]}
-                    for (_, meant), reply in zip(asked, replies))
-        return right / len(asked)
+        return sum(tuple(reply.tokens) in {key(text) for text in self.references[meant]}
+                   for (_, meant), reply in zip(asked, replies))
 
 
 class Pace:
