@@ -20,6 +20,7 @@ from chatbot.data.stream import Seen, StreamReport, split_of, stream_pairs
 from chatbot.errors import ChatbotError
 from chatbot.models import ARCHS, arch_module
 from chatbot.text.vocab import Vocabulary
+from chatbot.training import prepare_corpus as prepare_corpus_module
 from chatbot.training import shards as shards_module
 from chatbot.training.prepare_corpus import prepare_corpus, read_pairs_file
 from chatbot.training.shards import (
@@ -232,6 +233,25 @@ def test_a_damaged_shard_is_named(prepared, tmp_path):
     with pytest.raises(ChatbotError, match=f"{shard.name}: missing \\(1 of the"):
         shard_batches(copy).dataset()
     shard_batches(copy).dataset(shard=1, shards=2)  # worker 1 reads the other shards
+
+
+def test_a_worker_that_tokenizes_and_draws_the_noise_changes_nothing_written(tmp_path,
+                                                                             monkeypatch):
+    # Chunks of 64 pairs, the noise drawn 32 pairs at a time: many of each, several still in
+    # the worker at once (prepare_tokens.AHEAD), repeats among them.
+    monkeypatch.setattr(prepare_corpus_module, "CHUNK", 64)
+    monkeypatch.setattr(prepare_corpus_module, "NOISE_CHUNK", 32)
+    data = write_tsv(tmp_path / "pairs.tsv", numbered_pairs(900) + numbered_pairs(50))
+    c = config(noise_copies=2)
+    c.data.val_fraction = 0.1
+    written = {}
+    for workers in (0, 1):
+        out = tmp_path / f"workers-{workers}"
+        prepare_corpus([data], out, c, shard_size=500, log=lambda _: None, workers=workers)
+        written[workers] = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+    assert written[0] == written[1]  # every file, byte for byte
+    manifest = read_manifest(tmp_path / "workers-1", verify=True).raw
+    assert manifest["duplicates"] == 50 and manifest["noisy"] == 2 * manifest["pairs"]["train"]
 
 
 def test_a_killed_prepare_is_never_used_and_a_rerun_starts_over(tmp_path, monkeypatch):

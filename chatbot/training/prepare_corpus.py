@@ -21,7 +21,7 @@ import json
 import random
 import shutil
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ import numpy as np
 
 from chatbot.config import RunConfig
 from chatbot.data.frequent import FrequentPrompts
-from chatbot.data.noise import noisy_copies
 from chatbot.data.pairs import Pair
 from chatbot.data.stream import Seen, StreamReport, digest, pair_key, split_of, stream_pairs
 from chatbot.errors import ChatbotError
@@ -38,6 +37,7 @@ from chatbot.text.subword import SubwordTokenizer
 from chatbot.text.tokenizer import train_tokenizer
 from chatbot.text.vocab import SPECIALS, Vocabulary
 from chatbot.text.words import Tokenizer
+from chatbot.training.prepare_tokens import Helper, Tokens
 from chatbot.training.shards import (
     MANIFEST,
     MEMORY_PAIRS,
@@ -100,9 +100,11 @@ class _Numbers:
 
 def prepare_corpus(paths: Sequence[str | Path], out: str | Path, config: RunConfig, *,
                    shard_size: int = SHARD_SIZE, memory_cap: int = MEMORY_CAP,
-                   overwrite: bool = False, log=print) -> dict[str, Any]:
+                   overwrite: bool = False, log=print, workers: int | None = None
+                   ) -> dict[str, Any]:
     """Writes the prepared directory `out` from `paths` with `config`'s text, data and noise
-    settings; returns its manifest."""
+    settings; returns its manifest. `workers`: processes that tokenize beside this one
+    (chatbot.training.prepare_tokens; None: one where there is a processor to spare)."""
     if config.data.context_turns != 1:
         raise ChatbotError("prepared data holds single turns; use --context-turns 1, or train "
                            "on the JSONL file itself")
@@ -114,14 +116,13 @@ def prepare_corpus(paths: Sequence[str | Path], out: str | Path, config: RunConf
     numbers = None if subword else _Numbers()
     state = _Pass(out, config, shard_size, memory_cap)
     report = StreamReport([str(p) for p in paths])
-    chunk: list[tuple[int, Pair]] = []
-    for file, pair in stream_pairs(paths, config.data.on_bad_lines, report):
-        chunk.append((file, pair))
-        if len(chunk) == CHUNK:
-            state.add(chunk, tokenizer, numbers, vocab)
-            chunk = []
-    state.add(chunk, tokenizer, numbers, vocab)
-    state.flush_noise(tokenizer, numbers, vocab)
+    chunks = _chunks(stream_pairs(paths, config.data.on_bad_lines, report), CHUNK)
+    # One token more than is kept tells a text that is cut, without reading all of it.
+    with Helper(tokenizer, config.data.max_len + 1, workers) as helper:
+        for chunk, tokens in helper.tokenized(chunks):
+            state.add(chunk, tokens, helper, numbers, vocab)
+        state.flush_noise(helper)
+        state.write_noise(numbers, vocab)
     for writer in state.writers.values():
         writer.close()
     if numbers is not None:
@@ -154,52 +155,66 @@ class _Pass:
         self.duplicates = self.noisy = 0
         self.pending: list[tuple[Pair, list[int]]] = []  # training pairs (and their replies'
         # ids) whose noisy copies are still to draw
+        self.drawn: list[tuple[Any, list[list[int]]]] = []  # (the helper's job, its pairs'
+        # replies' ids): noisy copies drawn, still to write
         self.chunks = 0
         self.words: list[str] = []  # the first training prompts' words: noise inserts them
 
-    def add(self, chunk: Sequence[tuple[int, Pair]], tokenizer, numbers, vocab) -> None:
-        """The pairs of `chunk` (file number, pair), in order; exact repeats dropped."""
+    def add(self, chunk: Sequence[tuple[int, Pair]], tokens: Tokens, helper: Helper, numbers,
+            vocab) -> None:
+        """The pairs of `chunk` (file number, pair), in order, with their `tokens` (prompt,
+        reply: max_len + 1 at most); exact repeats dropped. The noisy copies drawn while the
+        chunk before was added are written first."""
+        self.write_noise(numbers, vocab)
         repeated = self.seen.add_many([pair_key(pair) for _, pair in chunk])
-        fresh = [item for item, again in zip(chunk, repeated) if not again]
+        fresh = [(item, toks) for item, toks, again in zip(chunk, tokens, repeated) if not again]
         self.duplicates += len(chunk) - len(fresh)
-        self.prompts.add_many([digest(pair.prompt) for _, pair in fresh])
-        for file, pair in fresh:
-            self._add(file, pair, tokenizer, numbers, vocab)
+        self.prompts.add_many([digest(pair.prompt) for (_, pair), _ in fresh])
+        for (file, pair), toks in fresh:
+            self._add(file, pair, toks, helper, numbers, vocab)
 
-    def _add(self, file: int, pair: Pair, tokenizer, numbers, vocab) -> None:
+    def _add(self, file: int, pair: Pair, tokens: tuple[list[str], list[str]], helper: Helper,
+             numbers, vocab) -> None:
         split = split_of(pair, self.config.data.val_fraction, self.config.train.seed, file)
         pair = Pair(pair.prompt, pair.reply, pair.line)  # single turns (see prepare_corpus)
         self.frequent.add(pair)
         self.samples[split].add(pair)
         self.pairs[split] += 1
-        reply = self._write(split, pair, tokenizer, numbers, vocab)
+        reply = self._write(split, *tokens, numbers, vocab)
         if split == "train" and self.config.train.noise_copies:
             self.pending.append((pair, reply))
             if len(self.words) < 50_000:
                 self.words += [w for w in pair.prompt.split() if w.isalpha()]
             if len(self.pending) == NOISE_CHUNK:
-                self.flush_noise(tokenizer, numbers, vocab)
+                self.flush_noise(helper)
 
-    def flush_noise(self, tokenizer, numbers, vocab) -> None:
+    def flush_noise(self, helper: Helper) -> None:
+        """Has the helper draw the pending pairs' noisy copies (written by write_noise)."""
         copies = self.config.train.noise_copies
         if not self.pending or not copies:
             return
         seed = self.config.train.seed + self.chunks
-        noisy = noisy_copies([pair for pair, _ in self.pending], copies, seed, self.words)
-        limit = self.config.data.max_len
-        for i, pair in enumerate(noisy):  # each pair's copies in turn, its reply as encoded
-            prompt = _ids(tokenizer.tokenize(pair.prompt, limit), numbers, vocab, False)
-            record = encode_record(1 + i % copies, prompt, self.pending[i // copies][1])
-            self.writers["train"].write(record)
-        self.noisy += len(noisy)
+        job = helper.noisy([pair.prompt for pair, _ in self.pending], copies, seed, self.words)
+        self.drawn.append((job, [reply for _, reply in self.pending]))
         self.pending, self.chunks = [], self.chunks + 1
 
-    def _write(self, split: str, pair: Pair, tokenizer, numbers, vocab) -> list[int]:
-        """Writes the record of `pair` and counts its lengths; returns its reply's ids."""
+    def write_noise(self, numbers, vocab) -> None:
+        """The records of the noisy copies drawn so far: each pair's copies in turn, its
+        reply as encoded."""
+        copies, writer = self.config.train.noise_copies, self.writers["train"]
+        for job, replies in self.drawn:
+            prompts = job.get()
+            for i, prompt in enumerate(prompts):
+                ids = _ids(prompt, numbers, vocab, False)
+                writer.write(encode_record(1 + i % copies, ids, replies[i // copies]))
+            self.noisy += len(prompts)
+        self.drawn = []
+
+    def _write(self, split: str, prompt: list[str], reply: list[str], numbers, vocab
+               ) -> list[int]:
+        """Writes the record of a pair of tokens (max_len + 1 at most: one more tells a text
+        that is cut) and counts its lengths; returns its reply's ids."""
         max_len = self.config.data.max_len
-        # One token more than is kept tells a text that is cut, without reading all of it.
-        prompt = tokenizer.tokenize(pair.prompt, max_len + 1)
-        reply = tokenizer.tokenize(pair.reply, max_len + 1)
         self.truncated[split] += (len(prompt) > max_len) + (len(reply) > max_len)
         prompt, reply = prompt[:max_len], reply[:max_len]
         self.lengths["prompt"][len(prompt)] += 1
@@ -244,6 +259,18 @@ class _Pass:
                        "exact": self.frequent.exact},
             "shards": [s for w in self.writers.values() for s in w.shards],
         }
+
+
+def _chunks(items: Iterable[tuple[int, Pair]], size: int) -> Iterator[list[tuple[int, Pair]]]:
+    """`items` in lists of `size` (the last one shorter, never empty)."""
+    chunk: list[tuple[int, Pair]] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _ids(tokens: Sequence[str], numbers: _Numbers | None, vocab: Vocabulary | None,
