@@ -21,6 +21,7 @@ from chatbot.errors import ChatbotError
 from chatbot.models import ARCHS, arch_module
 from chatbot.text.vocab import Vocabulary
 from chatbot.training import prepare_corpus as prepare_corpus_module
+from chatbot.training import prepare_tokens
 from chatbot.training import shards as shards_module
 from chatbot.training.prepare_corpus import prepare_corpus, read_pairs_file
 from chatbot.training.shards import (
@@ -252,6 +253,15 @@ def test_a_worker_that_tokenizes_and_draws_the_noise_changes_nothing_written(tmp
     assert written[0] == written[1]  # every file, byte for byte
     manifest = read_manifest(tmp_path / "workers-1", verify=True).raw
     assert manifest["duplicates"] == 50 and manifest["noisy"] == 2 * manifest["pairs"]["train"]
+
+
+@pytest.mark.parametrize("tokens", [[], [""], ["a"], ["how", "are", "you", "?"], ["", "x"],
+                                    ["x", ""], ["a b", "c"], ["你", "好"]])
+def test_tokens_cross_to_the_worker_and_back_as_they_were(tokens):
+    # Sent back as one string where no token holds the separator, as the list otherwise.
+    packed = prepare_tokens._packed(tokens)
+    assert prepare_tokens._unpacked(packed) == tokens
+    assert isinstance(packed, str) == ("a b" not in tokens and any(tokens))
 
 
 def test_a_killed_prepare_is_never_used_and_a_rerun_starts_over(tmp_path, monkeypatch):

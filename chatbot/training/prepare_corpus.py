@@ -21,7 +21,7 @@ import json
 import random
 import shutil
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +30,14 @@ import numpy as np
 from chatbot.config import RunConfig
 from chatbot.data.frequent import FrequentPrompts
 from chatbot.data.pairs import Pair
-from chatbot.data.stream import Seen, StreamReport, digest, pair_key, split_of, stream_pairs
+from chatbot.data.stream import Seen, StreamReport, stream_pairs
 from chatbot.errors import ChatbotError
 from chatbot.rundir import TOKENIZER, VOCAB, atomic_write_text
 from chatbot.text.subword import SubwordTokenizer
 from chatbot.text.tokenizer import train_tokenizer
 from chatbot.text.vocab import SPECIALS, Vocabulary
 from chatbot.text.words import Tokenizer
-from chatbot.training.prepare_tokens import Helper, Tokens
+from chatbot.training.prepare_tokens import Helper, Read
 from chatbot.training.shards import (
     MANIFEST,
     MEMORY_PAIRS,
@@ -118,9 +118,10 @@ def prepare_corpus(paths: Sequence[str | Path], out: str | Path, config: RunConf
     report = StreamReport([str(p) for p in paths])
     chunks = _chunks(stream_pairs(paths, config.data.on_bad_lines, report), CHUNK)
     # One token more than is kept tells a text that is cut, without reading all of it.
-    with Helper(tokenizer, config.data.max_len + 1, workers) as helper:
-        for chunk, tokens in helper.tokenized(chunks):
-            state.add(chunk, tokens, helper, numbers, vocab)
+    with Helper(tokenizer, config.data.max_len + 1, config.data.val_fraction,
+                config.train.seed, workers) as helper:
+        for chunk, read in helper.tokenized(chunks):
+            state.add(chunk, read, helper, numbers, vocab)
         state.flush_noise(helper)
         state.write_noise(numbers, vocab)
     for writer in state.writers.values():
@@ -155,32 +156,31 @@ class _Pass:
         self.duplicates = self.noisy = 0
         self.pending: list[tuple[Pair, list[int]]] = []  # training pairs (and their replies'
         # ids) whose noisy copies are still to draw
-        self.drawn: list[tuple[Any, list[list[int]]]] = []  # (the helper's job, its pairs'
-        # replies' ids): noisy copies drawn, still to write
+        self.drawn: list[tuple[Callable, list[list[int]]]] = []  # (the helper's job, its
+        # pairs' replies' ids): noisy copies drawn, still to write
         self.chunks = 0
         self.words: list[str] = []  # the first training prompts' words: noise inserts them
 
-    def add(self, chunk: Sequence[tuple[int, Pair]], tokens: Tokens, helper: Helper, numbers,
-            vocab) -> None:
-        """The pairs of `chunk` (file number, pair), in order, with their `tokens` (prompt,
-        reply: max_len + 1 at most); exact repeats dropped. The noisy copies drawn while the
-        chunk before was added are written first."""
+    def add(self, chunk: Sequence[tuple[int, Pair]], read: Sequence[Read], helper: Helper,
+            numbers, vocab) -> None:
+        """The pairs of `chunk` (file number, pair), in order, with what they are (`read`:
+        hashes, side, tokens max_len + 1 at most); exact repeats dropped. The noisy copies
+        drawn while the chunk before was added are written first."""
         self.write_noise(numbers, vocab)
-        repeated = self.seen.add_many([pair_key(pair) for _, pair in chunk])
-        fresh = [(item, toks) for item, toks, again in zip(chunk, tokens, repeated) if not again]
+        repeated = self.seen.add_many([r.key for r in read])
+        fresh = [(pair, r) for (_, pair), r, again in zip(chunk, read, repeated) if not again]
         self.duplicates += len(chunk) - len(fresh)
-        self.prompts.add_many([digest(pair.prompt) for (_, pair), _ in fresh])
-        for (file, pair), toks in fresh:
-            self._add(file, pair, toks, helper, numbers, vocab)
+        self.prompts.add_many([r.prompt_key for _, r in fresh])
+        for pair, r in fresh:
+            self._add(pair, r, helper, numbers, vocab)
 
-    def _add(self, file: int, pair: Pair, tokens: tuple[list[str], list[str]], helper: Helper,
-             numbers, vocab) -> None:
-        split = split_of(pair, self.config.data.val_fraction, self.config.train.seed, file)
+    def _add(self, pair: Pair, read: Read, helper: Helper, numbers, vocab) -> None:
+        split = read.split
         pair = Pair(pair.prompt, pair.reply, pair.line)  # single turns (see prepare_corpus)
         self.frequent.add(pair)
         self.samples[split].add(pair)
         self.pairs[split] += 1
-        reply = self._write(split, *tokens, numbers, vocab)
+        reply = self._write(split, read.prompt, read.reply, numbers, vocab)
         if split == "train" and self.config.train.noise_copies:
             self.pending.append((pair, reply))
             if len(self.words) < 50_000:
@@ -203,7 +203,7 @@ class _Pass:
         reply as encoded."""
         copies, writer = self.config.train.noise_copies, self.writers["train"]
         for job, replies in self.drawn:
-            prompts = job.get()
+            prompts = job()
             for i, prompt in enumerate(prompts):
                 ids = _ids(prompt, numbers, vocab, False)
                 writer.write(encode_record(1 + i % copies, ids, replies[i // copies]))
