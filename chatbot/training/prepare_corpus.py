@@ -103,8 +103,9 @@ def prepare_corpus(paths: Sequence[str | Path], out: str | Path, config: RunConf
                    overwrite: bool = False, log=print, workers: int | None = None
                    ) -> dict[str, Any]:
     """Writes the prepared directory `out` from `paths` with `config`'s text, data and noise
-    settings; returns its manifest. `workers`: processes that tokenize beside this one
-    (chatbot.training.prepare_tokens; None: one where there is a processor to spare)."""
+    settings; returns its manifest. `workers`: 1 for a second process that reads the pairs and
+    draws the noise, 0 for none (chatbot.training.prepare_tokens; None: 1 where there is a
+    processor to spare)."""
     if config.data.context_turns != 1:
         raise ChatbotError("prepared data holds single turns; use --context-turns 1, or train "
                            "on the JSONL file itself")

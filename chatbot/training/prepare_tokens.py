@@ -65,7 +65,8 @@ class Helper:
 
     limit: tokens kept of a chunk's texts (a noisy copy's prompt: limit - 1).
     val_fraction, seed: the split's (chatbot.data.stream.split_of).
-    workers: processes besides this one (None: one, if this machine has a processor to spare).
+    workers: 1 for the worker process, 0 for none (None: 1 if this machine has a processor to
+        spare). One at most: its jobs must run in the order they were sent (the words it holds).
     """
 
     def __init__(self, tokenizer: TextTokenizer, limit: int, val_fraction: float, seed: int,
@@ -74,13 +75,14 @@ class Helper:
             workers = 1 if (os.cpu_count() or 1) > 1 else 0
         self.tokenizer, self.limit = tokenizer, limit
         self.split = (val_fraction, seed)
+        if workers not in (0, 1):
+            raise ValueError(f"workers must be 0 or 1, received {workers}")
         self.parallel = bool(workers) and isinstance(tokenizer, Tokenizer)
         self.pool = None
         self.words_sent = -1  # how many `words` the worker holds: they only ever grow
 
     def __enter__(self) -> Helper:
         if self.parallel:  # spawn: a fresh interpreter, whatever the parent holds
-            # One worker: its jobs run in the order they were sent (the words it holds).
             self.pool = multiprocessing.get_context("spawn").Pool(
                 1, initializer=_start_worker, initargs=(self.tokenizer,))
         return self
