@@ -33,7 +33,6 @@ from chatbot.data.variants import one_variant_each
 from chatbot.decoding.bot import Bot, Reply
 from chatbot.decoding.rerank import reply_scores
 from chatbot.decoding.samplers import GreedySampler
-from chatbot.decoding.settings import DecodeConfig
 from chatbot.models.weights import model_weights
 
 SAMPLE = 400  # training prompts at most in the fixed sample (their variants as many)
@@ -56,7 +55,6 @@ class AnswerRates(keras.callbacks.Callback):
         self.variants, self.log = list(variants), log
         self.monitor, self.pace = monitor, Pace(target, epochs)
         self.bot: Bot | None = None  # made at the first epoch's end, then given new weights
-        self.chats: DecodeConfig | None = None  # its settings as it chats
 
     @classmethod
     def of(cls, run: Any) -> AnswerRates | None:
@@ -91,10 +89,9 @@ class AnswerRates(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         if self.bot is None:
             self.bot = self.bot_of(self.model)
-            self.chats = self.bot.decode  # the settings it chats with
         else:  # the bot of the first epoch, with this epoch's weights
             self.bot.use_weights(model_weights(self.model))
-        bot, chats = self.bot, self.chats
+        bot, chats = self.bot, self.bot.config.decode  # the settings it chats with
         bot.configure(retrieval=False, fallback=False)
         alone = self._alone(bot)
         bot.configure(retrieval=chats.retrieval, fallback=chats.fallback)  # as it chats
@@ -120,10 +117,10 @@ class AnswerRates(keras.callbacks.Callback):
         float32 rounding, which could only matter where two tokens tie; tests check that the
         rates are the search's at every epoch.)
         """
-        policy = bot.policy()
-        sampler, vocab = policy.sampler, bot.vocab
         if not self.asked:
             return 0.0
+        policy = bot.policy()
+        sampler, vocab = policy.sampler, bot.vocab
         if not isinstance(sampler, GreedySampler):
             return self._rate(bot, [(query, query) for query in self.asked])
         prompts = [vocab.encode(bot.prompt_tokens(query)) for query in self.asked]

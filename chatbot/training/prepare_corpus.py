@@ -22,6 +22,7 @@ import random
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -264,13 +265,8 @@ class _Pass:
 
 def _chunks(items: Iterable[tuple[int, Pair]], size: int) -> Iterator[list[tuple[int, Pair]]]:
     """`items` in lists of `size` (the last one shorter, never empty)."""
-    chunk: list[tuple[int, Pair]] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
+    items = iter(items)
+    while chunk := list(islice(items, size)):
         yield chunk
 
 

@@ -85,6 +85,8 @@ class Helper:
         if self.parallel:  # spawn: a fresh interpreter, whatever the parent holds
             self.pool = multiprocessing.get_context("spawn").Pool(
                 1, initializer=_start_worker, initargs=(self.tokenizer,))
+        else:
+            _start(self.tokenizer)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -119,7 +121,6 @@ class Helper:
     def _run(self, function, *args):
         if self.pool is not None:
             return self.pool.apply_async(function, args)
-        _start(self.tokenizer)
         return Done(function(*args))
 
 
