@@ -1,14 +1,30 @@
-"""What a model learned about words: its token embedding, as nearest neighbours and as a map.
+"""What a model learned about words: its token embeddings, as nearest neighbours and as a map.
 
     neighbours(run_dir, "hello")        # [("hi", 0.71), ...]: cosine similarity, best first
     draw_map(run_dir, Path("map.png"))  # the 150 most frequent words on a plane, labelled
 
-Every architecture reads its input tokens through one table, a vector per vocabulary entry
-(`chatbot.models.base.token_embeddings`), which training moves so that tokens the model uses
-alike end up pointing alike. `neighbours` ranks the vocabulary by the cosine of the angle between
-vectors; `draw_map` projects the most frequent words onto the plane of their two largest principal
-components (PCA by SVD of the unit vectors, so that the map shows the angles that the cosine
-measures) and labels them, Chinese with the CJK font `chatbot.plot` picks.
+A model holds two tables with a vector per vocabulary entry, in every architecture: the input
+embedding that turns a token into a vector (`chatbot.models.base.token_embeddings`), and the
+output embedding whose dot product with a hidden state is the token's logit (`output_embeddings`,
+the columns of the output layer's kernel). Training moves the first so that tokens the model
+reads alike point alike, and the second so that tokens it predicts in the same places point
+alike. A word's vector here is both, each centred on the mean of the frequent words' vectors and
+scaled to unit length, side by side (as GloVe adds its word and context vectors):
+
+- both tables: on a small corpus the input table alone hardly shows meaning, the two together
+  show more (docs/embeddings.md);
+- centred: the output vectors share a common direction (the mean of the frequent tokens' unit
+  vectors has length 0.46 in the default model, against 0.09 for the input ones) that makes
+  every cosine large, whatever the words; Mu and Viswanath's "all-but-the-top" removes it;
+- neighbours among the `among` (AMONG) most frequent words only: a rare word's vectors moved a
+  few steps from their random start, and their chance cosines fill a list otherwise.
+
+The three choices were made on 14 words other than the ten docs/embeddings.md reports on.
+
+`neighbours` ranks by the cosine of the angle between these vectors; `draw_map` projects the
+most frequent words onto the plane of their two largest principal components (PCA by SVD of the
+unit vectors, so that the map shows the angles that the cosine measures) and labels them,
+Chinese with the CJK font `chatbot.plot` picks.
 
 Special tokens (<PAD>, <SOS>, <EOS>, <UNK>, <SEP>, <TURN>) are never neighbours nor on the map.
 A word the tokenizer reads as several tokens (the word tokenizer reads Chinese a character at a
@@ -34,7 +50,7 @@ import numpy as np
 
 from chatbot.config import RunConfig
 from chatbot.errors import ChatbotError
-from chatbot.models.base import check_weights, token_embeddings
+from chatbot.models.base import check_weights, output_embeddings, token_embeddings
 from chatbot.models.weights import read_keras_weights
 from chatbot.rundir import CONFIG, MODEL, VOCAB, atomic_write, check_run_dir
 from chatbot.text.tokenizer import load_tokenizer
@@ -43,18 +59,24 @@ from chatbot.text.words import TextTokenizer, has_cjk
 
 BYTE_PIECE = re.compile(r"<0x[0-9A-F]{2}>")  # sentencepiece's pieces for single UTF-8 bytes
 DPI = 100  # the map at 10 x 8 inches: 1000 x 800 pixels, small enough for a README
+AMONG = 1000  # neighbours are the nearest of this many most frequent tokens (see above)
 
 
 @dataclass
 class Embeddings:
-    """A run's vocabulary, its tokenizer, and its token embedding with rows of unit length."""
+    """A run's vocabulary, its tokenizer, and a vector of unit length per token; neighbours are
+    looked for among the `among` most frequent tokens (None: all of them)."""
 
     vocab: Vocabulary
     tokenizer: TextTokenizer
-    unit: np.ndarray  # (vocab, dim): token i's embedding divided by its length
+    unit: np.ndarray  # (vocab, dim): token i's vector divided by its length
+    among: int | None = None
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> Embeddings:
+    def load(cls, run_dir: str | Path, among: int = AMONG) -> Embeddings:
+        """The run's word vectors: its input and output embeddings, each centred on the mean of
+        the `among` most frequent tokens' and scaled to unit length, side by side."""
+        check_count("among", among, 1, "the most frequent tokens to look for neighbours in")
         run_dir = check_run_dir(run_dir)
         try:
             config = RunConfig.load(run_dir / CONFIG)
@@ -64,12 +86,9 @@ class Embeddings:
             tokenizer = load_tokenizer(config.text, run_dir)
         except ChatbotError as exc:
             raise ChatbotError(f"{run_dir}: {exc}") from None
-        table = token_embeddings(weights).astype(np.float64)  # (vocab, dim)
-        lengths = np.linalg.norm(table, axis=1, keepdims=True)
-        return cls(vocab, tokenizer, table / np.maximum(lengths, 1e-12))
-
-    def special(self, token: str) -> bool:
-        return token in SPECIALS or token == TURN
+        vectors = word_vectors(token_embeddings(weights), output_embeddings(weights),
+                               candidates(vocab, among))
+        return cls(vocab, tokenizer, vectors, among)
 
     def read(self, word: str) -> list[int]:
         """The ids of the tokens `word` is read as; ChatbotError if it has none or one that is
@@ -93,22 +112,50 @@ class Embeddings:
         return self.vocab.encode(tokens)
 
     def neighbours(self, word: str, k: int = 8) -> list[tuple[str, float]]:
-        """The `k` tokens whose embeddings are closest to `word`'s by cosine similarity, most
-        similar first, without `word`'s own tokens and the specials."""
+        """The `k` tokens, of the `among` most frequent, whose vectors are closest to `word`'s by
+        cosine similarity, most similar first, without `word`'s own tokens and the specials."""
         check_count("k", k, 1, "the neighbours to find")
         ids = self.read(word)
         vector = self.unit[ids].mean(axis=0)
         cosine = self.unit @ (vector / max(float(np.linalg.norm(vector)), 1e-12))  # (vocab,)
-        left_out = set(ids) | {i for i, t in enumerate(self.vocab.tokens) if self.special(t)}
-        ranked = [int(i) for i in np.argsort(-cosine, kind="stable") if int(i) not in left_out]
+        among = candidates(self.vocab, self.among)
+        ranked = [int(i) for i in among[np.argsort(-cosine[among], kind="stable")]
+                  if int(i) not in ids]
         return [(self.vocab.tokens[i], float(cosine[i])) for i in ranked[:k]]
 
     def frequent(self, top: int) -> list[str]:
         """The `top` most frequent words of the vocabulary (see the module's docstring)."""
         words = [t for t in self.vocab.tokens
-                 if not self.special(t) and not BYTE_PIECE.fullmatch(t)
+                 if not special(t) and not BYTE_PIECE.fullmatch(t)
                  and any(ch.isalnum() for ch in t)]
         return words[:top]
+
+
+def special(token: str) -> bool:
+    return token in SPECIALS or token == TURN
+
+
+def candidates(vocab: Vocabulary, among: int | None) -> np.ndarray:
+    """The ids of the `among` most frequent tokens of `vocab` that are not specials, in
+    vocabulary order (None: every such token)."""
+    ids = np.array([i for i, token in enumerate(vocab.tokens) if not special(token)], dtype=int)
+    return ids if among is None else ids[:among]
+
+
+def word_vectors(inputs: np.ndarray, outputs: np.ndarray, frequent: np.ndarray) -> np.ndarray:
+    """(vocab, in_dim + out_dim): each token's input embedding (`inputs`, (vocab, in_dim)) and
+    output embedding (`outputs`), each centred on the mean of the rows `frequent` (no centring
+    if it is empty) and scaled to unit length, side by side, scaled to unit length."""
+    halves = []
+    for table in (inputs, outputs):
+        table = table.astype(np.float64)
+        halves.append(unit_rows(table - table[frequent].mean(axis=0) if len(frequent) else table))
+    return unit_rows(np.hstack(halves))
+
+
+def unit_rows(table: np.ndarray) -> np.ndarray:
+    """`table` with each row divided by its length (a zero row stays zero)."""
+    return table / np.maximum(np.linalg.norm(table, axis=1, keepdims=True), 1e-12)
 
 
 def check_count(name: str, value: int, least: int, what: str) -> None:
@@ -119,7 +166,7 @@ def check_count(name: str, value: int, least: int, what: str) -> None:
 
 
 def neighbours(run_dir: Path, word: str, k: int = 8) -> list[tuple[str, float]]:
-    """The `k` nearest neighbours of `word` in the run's token embedding: (token, cosine
+    """The `k` nearest neighbours of `word` by the run's input and output embeddings: (token, cosine
     similarity), most similar first; ChatbotError for a word the vocabulary lacks."""
     return Embeddings.load(run_dir).neighbours(word, k)
 
@@ -162,8 +209,8 @@ def draw_words(embeddings: Embeddings, out: Path, top: int, name: str) -> Path:
         raise ChatbotError(f"{name}: its vocabulary has {len(words)} word(s) to draw; a map "
                            "needs at least 2")
     points, share = project(embeddings.unit[embeddings.vocab.encode(words)])
-    title = (f"{name}: its {len(words)} most frequent words by their token embeddings\n"
-             "(near: the model uses them alike; PCA of the unit vectors)")
+    title = (f"{name}: its {len(words)} most frequent words by their input and output "
+             "embeddings\n(near: the model reads and predicts them alike; PCA of the vectors)")
     figure = map_figure(points, words, share, title)
     atomic_write(out, lambda tmp: figure.savefig(tmp, format="png", dpi=DPI))
     return out

@@ -42,13 +42,14 @@ QUOTE = re.compile(r"#\s*docs:\s*(.*?)\s*$")
 # Commands of the docs that no test quotes, each with the tests that run its equivalent. Keep it
 # short: a quote beside the test's own call is better.
 UNTESTED = {
-    # docs/embeddings.md: how its figures were made; the tests run the map and the neighbours
-    # apart, on the tiny run.
-    "chatbot embeddings --model bench/.work/time_to_quality/new -o docs/images/embeddings.png "
-    "--neighbours hello --neighbours good --neighbours thanks --neighbours you --neighbours what "
-    "--neighbours time --neighbours love --neighbours 你好 --neighbours 我 --neighbours 是": (
-        "tests/test_embeddings.py::test_the_command_draws_the_map",
-        "tests/test_embeddings.py::test_the_command_prints_neighbours_without_tensorflow"),
+    # docs/embeddings.md: how its figures were made, on the default model; the tests run the
+    # map and the neighbours on the tiny run.
+    "chatbot embeddings --model models/default -o docs/images/embeddings.png": (
+        "tests/test_embeddings.py::test_the_command_draws_the_map",),
+    "chatbot embeddings --model models/default --neighbours hello --neighbours good "
+    "--neighbours thanks --neighbours you --neighbours what --neighbours time --neighbours love "
+    "--neighbours 你好 --neighbours 我 --neighbours 是": (
+        "tests/test_embeddings.py::test_the_command_prints_neighbours_without_tensorflow",),
 }
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from chatbot import plot
 from chatbot.embeddings import (
+    AMONG,
     Embeddings,
     draw_map,
     draw_words,
@@ -24,6 +25,7 @@ from chatbot.embeddings import (
     neighbour_lines,
     neighbours,
     project,
+    word_vectors,
 )
 from chatbot.errors import ChatbotError
 from chatbot.text.vocab import SPECIALS, Vocabulary
@@ -119,6 +121,32 @@ def test_a_sentencepiece_run_s_words_are_its_pieces():
     assert found[0] == (vocab.tokens[np.argsort(-cosine)[1]], pytest.approx(np.sort(cosine)[-2]))
 
 
+def test_neighbours_are_looked_for_among_the_most_frequent_tokens():
+    # WORDS in vocabulary order: ?, hello, hi, hey, bye, ... With among=3 the candidates are ?,
+    # hello and hi; hey, nearer to hello than "?", is not one.
+    embeddings = made(ROWS)
+    embeddings.among = 3
+    assert [token for token, _ in embeddings.neighbours("hello", k=5)] == ["hi", "?"]
+    # A word outside them still has its neighbours among them.
+    assert {token for token, _ in embeddings.neighbours("bye", k=5)} == {"?", "hello", "hi"}
+
+
+def test_a_word_s_vector_is_its_input_and_its_output_embedding_each_centred():
+    """Token 0 and 1 are read alike (their input rows agree) but predicted apart; 0 and 2 are
+    predicted alike and read apart: each table counts for half. A shift that every token shares,
+    as trained tables do, is taken out by centring on the frequent tokens (0 to 3) only."""
+    shift = np.array([5.0, 5.0])
+    inputs = np.array([[1, 0], [1, 0], [-1, 0], [-1, 0], [3, 7]]) + shift
+    outputs = np.array([[0, 1], [0, -1], [0, 1], [0, -1], [2, 9]]) * [1, 3] + shift
+    vectors = word_vectors(inputs, outputs, np.arange(4))
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0)
+    cosine = vectors @ vectors[0]
+    np.testing.assert_allclose(cosine[:4], [1.0, 0.0, 0.0, -1.0], atol=1e-12)
+    # Uncentred, the shift would make every cosine large.
+    shifted = word_vectors(inputs, outputs, np.arange(0))
+    assert (shifted[:4] @ shifted[0] > 0.5).all()
+
+
 # --- the map -------------------------------------------------------------------------------
 
 
@@ -184,29 +212,36 @@ def test_a_map_needs_at_least_two_words(tmp_path, top):
 
 
 @pytest.mark.slow
-def test_every_architecture_s_embedding_is_read_through_the_contract(tiny_runs):
-    """The table read from model.keras without TensorFlow is the Keras model's Embedding layer,
-    for every architecture, and its neighbours are ranked by cosine."""
+def test_every_architecture_s_embeddings_are_read_through_the_contract(tiny_runs):
+    """The vectors read from model.keras without TensorFlow are the Keras model's Embedding
+    table and output layer's kernel columns, each centred and of unit length, side by side, for
+    every architecture; and its neighbours are ranked by their cosine."""
     import keras
 
+    import chatbot.models.common  # noqa: F401  (register the custom layers for load_model)
+    import chatbot.models.layers  # noqa: F401
     from chatbot.models import ARCHS
 
     assert set(tiny_runs) == set(ARCHS)
     for arch, run in tiny_runs.items():
         embeddings = Embeddings.load(run)
-        layer = keras.saving.load_model(run / "model.keras").get_layer("embedding")
-        table = keras.ops.convert_to_numpy(layer.embeddings).astype(np.float64)
-        assert embeddings.unit.shape == table.shape == (len(embeddings.vocab), layer.output_dim)
-        np.testing.assert_allclose(embeddings.unit * np.linalg.norm(table, axis=1)[:, None],
-                                   table, rtol=1e-6, atol=1e-7, err_msg=arch)
+        model = keras.saving.load_model(run / "model.keras")
+        tables = [keras.ops.convert_to_numpy(model.get_layer("embedding").embeddings),
+                  keras.ops.convert_to_numpy(model.get_layer("output_dense").kernel).T]
+        vectors = np.hstack([unit(t - t[len(SPECIALS):].mean(axis=0)) for t in tables])
+        assert len(embeddings.vocab) < AMONG  # so every token is a candidate
+        np.testing.assert_allclose(embeddings.unit, unit(vectors), atol=1e-6, err_msg=arch)
         found = neighbours(run, "hello", k=5)
         assert len(found) == 5 and "hello" not in dict(found), arch
         assert not set(dict(found)) & set(SPECIALS), arch
-        unit = table / np.linalg.norm(table, axis=1, keepdims=True)
-        expected = unit @ unit[embeddings.vocab.index["hello"]]
+        expected = embeddings.unit @ embeddings.unit[embeddings.vocab.index["hello"]]
         assert [c for _, c in found] == pytest.approx(
             sorted(np.delete(expected, [*range(len(SPECIALS)),
                                         embeddings.vocab.index["hello"]]))[::-1][:5]), arch
+
+
+def unit(table: np.ndarray) -> np.ndarray:
+    return table / np.linalg.norm(table, axis=1, keepdims=True)
 
 
 @pytest.mark.slow
@@ -214,13 +249,14 @@ def test_every_architecture_s_embedding_is_read_through_the_contract(tiny_runs):
 def test_words_said_together_end_up_together(tiny_runs, arch):
     """What the recurrent tiny runs learned: 再 and 见, the two characters of 再见 ("goodbye"),
     which the training pairs only ever write side by side, are among each other's 3 nearest
-    neighbours of 41 tokens, and so are "your" and "name" (of "what is your name?"). (The tiny
-    transformer, trained for the few epochs it needs to answer, shows neither.)"""
+    neighbours of 41 tokens; "name" is among the 3 nearest of "my" (of "my name is bot."), and
+    "my" or "your" (of "what is your name?") among those of "name". (The tiny transformer,
+    trained for the few epochs it needs to answer, shows none of it.)"""
     def nearest(word: str) -> list[str]:
         return [token for token, _ in neighbours(tiny_runs[arch], word, k=3)]
 
     assert "见" in nearest("再") and "再" in nearest("见")
-    assert "your" in nearest("name") and "name" in nearest("your")
+    assert "name" in nearest("my") and {"my", "your"} & set(nearest("name"))
 
 
 @pytest.mark.slow
@@ -241,6 +277,8 @@ def test_the_command_has_help(capsys):
     assert exit.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: chatbot embeddings") and "--neighbours WORD" in out
+    assert f"--among N look for neighbours among the N most frequent tokens (default {AMONG}" \
+        in " ".join(out.split())
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

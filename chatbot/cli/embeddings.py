@@ -15,8 +15,8 @@ DEFAULT_MAP = "embeddings.png"
 def add_parsers(sub) -> None:
     """`chatbot embeddings`."""
     parser = sub.add_parser(
-        "embeddings", help="a map of the model's most frequent words by their token embeddings, "
-                           "and the nearest neighbours of words by cosine similarity")
+        "embeddings", help="a map of the model's most frequent words by their input and output "
+                           "embeddings, and the nearest neighbours of words by cosine similarity")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
     parser.add_argument("-o", "--out", default=None,
                         help=f"PNG of the map to write (default {DEFAULT_MAP}; with "
@@ -27,15 +27,20 @@ def add_parsers(sub) -> None:
                         help="print the nearest neighbours of WORD (repeat it for several words)")
     parser.add_argument("-k", type=int, default=8,
                         help="how many neighbours to print per word (default 8)")
+    parser.add_argument("--among", type=int, default=None, metavar="N",
+                        help="look for neighbours among the N most frequent tokens (default "
+                             "1000: a rare token's vectors hardly moved from their random start)")
     parser.set_defaults(func=cmd_embeddings)
 
 
 def cmd_embeddings(args: argparse.Namespace) -> int:
-    from chatbot.embeddings import Embeddings, check_count, draw_words, neighbour_lines
+    from chatbot.embeddings import AMONG, Embeddings, check_count, draw_words, neighbour_lines
 
     check_count("-k", args.k, 1, "the neighbours to print per word")
     check_count("--top", args.top, 2, "the words to draw")
-    embeddings = Embeddings.load(args.model)
+    among = AMONG if args.among is None else args.among
+    check_count("--among", among, 1, "the most frequent tokens to look for neighbours in")
+    embeddings = Embeddings.load(args.model, among)
     status = 0
     for word in args.neighbours:
         try:

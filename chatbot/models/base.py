@@ -8,8 +8,9 @@ An architecture is one module, registered by one line in `chatbot.models.ARCHS`,
     build(config: ModelConfig) -> keras.Model
         the trainable model; every layer is named, the layer that produces the logits is
         called OUTPUT_LAYER (the training loop computes it at scored positions only), and the
-        Embedding that turns input token ids into vectors is called EMBEDDING_LAYER (read by
-        `token_embeddings`, for the map of what the model learned about words);
+        Embedding that turns input token ids into vectors is called EMBEDDING_LAYER (the two
+        are read by `token_embeddings` and `output_embeddings`, for the map of what the model
+        learned about words);
     weight_shapes(config: ModelConfig) -> {(layer, path): shape}
         every array its `model.keras` must hold (see `Weights`), so that a run directory whose
         files disagree is refused with a message before any reply;
@@ -178,6 +179,14 @@ def token_embeddings(weights: Weights) -> np.ndarray:
     row i the vector of token id i."""
     (table,) = arrays(weights, EMBEDDING_LAYER, EMBEDDING)
     return table
+
+
+def output_embeddings(weights: Weights) -> np.ndarray:
+    """The output-token embedding table (vocab, hidden) of any architecture's weights: row i is
+    the column of OUTPUT_LAYER's kernel whose dot product with a hidden state is token i's
+    logit (its bias left out), so tokens the model predicts in the same places point alike."""
+    kernel, _ = arrays(weights, OUTPUT_LAYER, DENSE)  # (hidden, vocab)
+    return kernel.T
 
 
 # --- weight shapes -------------------------------------------------------------------------------
