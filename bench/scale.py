@@ -15,8 +15,9 @@ os.wait4, started through bench/peak_rss.py so that it is the step's own) are re
     tokenize       reading and tokenizing alone (bench/scale_jobs.py TokenizeJob): the baseline
     prepare_plain  chatbot data prepare FILE --out DIR --noise-copies 0: the baseline's work
                    plus dropping repeats, splitting, encoding and writing the shards
-    prepare        chatbot data prepare FILE --out DIR, the default settings (1 noisy copy of
-                   each training prompt, made and tokenized too)
+    prepare        chatbot data prepare FILE --out DIR, the default settings: since 2026-12-07
+                   no noisy copies written (a run draws them in the stream), before that one
+                   of each training prompt, made and tokenized too
     train          chatbot train --data DIR --preset tiny --epochs 1 --steps-per-epoch 50: also
                    the bot's memory (the most frequent prompts), the answer rates after the
                    epoch and the final evaluation, on samples of the data

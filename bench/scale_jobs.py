@@ -99,7 +99,7 @@ class SpeedJob:
         from chatbot.training.batches import Batches
         from chatbot.training.from_shards import load_prepared
         from chatbot.training.prepare import prepare_data
-        from chatbot.training.stream_batches import ShardBatches
+        from chatbot.training.run_data import run_batches
 
         config = preset(self.preset)
         options = dict(batch_size=config.train.batch_size,
@@ -107,10 +107,7 @@ class SpeedJob:
         if self.pipeline == "shards":
             config.data.path = self.prepared
             data = load_prepared(config, self.prepared, log=lambda line: None)
-            encode = arch_module(config.model.arch).encode_example
-            batches = ShardBatches(data.shards, "train", data.vocab, encode, epoch=0,
-                                   steps_per_epoch=config.train.steps_per_epoch,
-                                   noise_copies=config.train.noise_copies, **options)
+            batches = run_batches(config, data, 0)[0]  # noise drawn in the stream included
         else:
             config.data.path = self.tsv
             data = prepare_data(config, self.tsv)

@@ -70,9 +70,15 @@ def add_prepare(data) -> None:
                          help="most prompts the bot knows by heart: the most frequent "
                               f"(default: {MEMORY_CAP:,})")
     for flag, _, name, kind, choices, text in train_flags():
+        if name == "noise_copies":
+            text, default = ("noisy copies of every training prompt written into the shards "
+                             "(typing noise on the text: chatbot.data.noise)",
+                             "0: a run draws fresh ones in each pass, on the token ids")
+        else:
+            default = "the default preset's"
         if name in PREPARE_SETTINGS:
             prepare.add_argument(flag, dest=name, type=kind, choices=choices, default=None,
-                                 help=f"{text} (default: the default preset's)")
+                                 help=f"{text} (default: {default})")
     prepare.set_defaults(func=cmd_prepare)
 
 
@@ -138,6 +144,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             raise ChatbotError(f"--{name.replace('_', '-')} must be at least 1, received "
                                f"{getattr(args, name)}")
     config = RunConfig()
+    config.train.noise_copies = 0  # the shards hold none unless asked: drawn in the stream
     for section in (config.text, config.data, config.train):
         for name in PREPARE_SETTINGS:
             if hasattr(section, name) and getattr(args, name, None) is not None:

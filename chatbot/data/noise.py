@@ -34,6 +34,9 @@ from chatbot.data.variants import contraction as contract_or_expand
 from chatbot.text.words import has_cjk
 
 NOISE_SEED_OFFSET = 7919  # noise seeds are train.seed + this, never the evaluation's variant seeds
+FINAL_ONLY = 0.25  # of the copies whose final punctuation changed, the share left at that
+TYPO_LETTERS = 4  # the letters of a word a typo may hit, at least
+DROP_WORDS = 4  # the words of a prompt one may be dropped from, at least
 # Words people put before what they ask; none is one of the evaluation's variants.FILLERS.
 LEAD_WORDS = ("oh", "and", "but", "yo", "please", "say", "now", "right", "look", "alright",
               "excuse me", "tell me", "one question")
@@ -89,7 +92,7 @@ def noisy(text: str, rng: random.Random, words: Sequence[str],
     body = split_final(text)[0]
     if final is not None and body.strip():
         changed = body + final
-        if changed != text and rng.random() < 0.25:
+        if changed != text and rng.random() < FINAL_ONLY:
             return changed  # the final punctuation alone
         text = changed
     for change in rng.sample(CHANGES, k=len(CHANGES)):
@@ -104,7 +107,7 @@ def case(text: str, rng: random.Random, words: Sequence[str]) -> str | None:
 
 
 def typo(text: str, rng: random.Random, words: Sequence[str]) -> str | None:
-    found = list(re.finditer(r"[A-Za-z]{4,}", text))
+    found = list(re.finditer(rf"[A-Za-z]{{{TYPO_LETTERS},}}", text))
     if not found:
         return None
     word = rng.choice(found)
@@ -122,7 +125,7 @@ def typo(text: str, rng: random.Random, words: Sequence[str]) -> str | None:
 
 def drop_word(text: str, rng: random.Random, words: Sequence[str]) -> str | None:
     tokens = text.split()
-    if len(tokens) < 4:  # "are you sapient" without "sapient" would ask something else
+    if len(tokens) < DROP_WORDS:  # "are you sapient" without "sapient" asks something else
         return None
     del tokens[rng.randrange(len(tokens))]
     return " ".join(tokens)

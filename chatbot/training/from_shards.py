@@ -39,9 +39,10 @@ def adopt_settings(config: RunConfig, manifest: Manifest, log=print) -> None:
                 log(f"{name} {value}, as {manifest.path} was prepared (not "
                     f"{getattr(settings, name)})")
                 setattr(settings, name, value)
-    if config.train.noise_copies > manifest.copies:
+    if 0 < manifest.copies < config.train.noise_copies:
         log(f"noise_copies {manifest.copies}: {manifest.path} holds that many noisy copies of "
-            f"each prompt (not {config.train.noise_copies}; prepare it with more to see more)")
+            f"each prompt (not {config.train.noise_copies}; prepare it with more to see more, "
+            "or with none to have them drawn in the stream)")
         config.train.noise_copies = manifest.copies
 
 
@@ -56,8 +57,16 @@ def load_prepared(config: RunConfig, path: str | Path, vocab: Vocabulary | None 
         raise ChatbotError(f"{path}: its vocabulary is not the run's; was it prepared again "
                            "since the run started? Resume on the directory it started on")
     memory = read_pairs_file(manifest.path / MEMORY_PAIRS)
+    described = report(manifest)
+    if not manifest.copies and config.train.noise_copies:
+        copies, pool = config.train.noise_copies, max(config.train.noise_pool,
+                                                      config.train.noise_copies)
+        described = dataclasses.replace(described, streamed=(
+            f"{described.streamed}; each pass adds {copies} of {pool} noisy copies of every "
+            "training prompt, the next in turn, drawn in the stream (typing noise on the "
+            "token ids: chatbot.training.stream_noise)"))
     return Prepared(*measured_pairs(manifest.path, config.train.seed, memory), own, [], [],
-                    report(manifest), load_tokenizer(config.text, manifest.path), None,
+                    described, load_tokenizer(config.text, manifest.path), None,
                     shards=manifest, memory_pairs=memory)
 
 

@@ -21,6 +21,7 @@ from chatbot.training.from_shards import load_prepared
 from chatbot.training.prepare import Prepared, prepare_data
 from chatbot.training.pretrain_data import prepare_text
 from chatbot.training.stream_batches import ShardBatches
+from chatbot.training.stream_noise import StreamNoise
 
 Log = Callable[[str], None]
 
@@ -62,9 +63,12 @@ def run_batches(config: RunConfig, data: Prepared, done: int
                    bucket_by_length=config.train.bucket_by_length, seed=config.train.seed)
     if data.shards is not None:  # streamed from the shards of prepared data
         encode = arch_module(config.model.arch).encode_example
+        noise = StreamNoise(data.vocab, data.tokenizer.tokenize, config.data.max_len,
+                            typos=config.text.tokenizer == "word")
         train_data = ShardBatches(data.shards, "train", data.vocab, encode, epoch=done,
                                   steps_per_epoch=config.train.steps_per_epoch,
-                                  noise_copies=config.train.noise_copies, **options)
+                                  noise_copies=config.train.noise_copies, noise=noise,
+                                  noise_pool=config.train.noise_pool, **options)
         has_val = data.shards.pairs["validation"]
         val_data = ShardBatches(data.shards, "validation", data.vocab, encode,
                                 **options) if has_val else None

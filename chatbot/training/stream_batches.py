@@ -4,9 +4,14 @@ The training examples are one endless stream, pass after pass over the shards:
 
     the worker's own shards, in an order drawn for the pass   (worker k of n: every n-th shard)
     -> records of a few shards at a time (interleave)         -> token numbers to vocabulary
-    -> each pass: the originals and its noisy copies          -> a bounded, seeded shuffle
+    -> each pass: the originals and their noisy copies        -> a bounded, seeded shuffle
                                                                  (of the whole stream)
     -> batches of similar length (bucket_by_sequence_length)  -> prefetched
+
+The noisy copies are those the shards hold, if `data prepare --noise-copies N` wrote some (the
+next `noise_copies` of them in turn, each pass); otherwise they are drawn in the stream
+(chatbot.training.stream_noise), as a run in memory has them: `noise_pool` copies of every
+prompt, each pass the next `noise_copies` of them in turn.
 
 An epoch is the next `steps` batches of that stream (one pass, unless steps_per_epoch says
 fewer), so a run resumed after epoch k skips k epochs of batches and goes on exactly where the
@@ -39,6 +44,7 @@ SHUFFLE_BUFFER = 20000  # examples: the shuffle's memory, whatever the corpus's 
 CYCLE = 4  # shards read at a time
 VALIDATION_MOST = 10000  # validation examples measured each epoch (the first ones)
 _BOUNDARIES = [8, 12, 16, 24, 32, 48, 64]  # scored tokens: where one length bucket ends
+NOISE_STREAMS = 1 << 16  # the noise's seeds: seed * NOISE_STREAMS + slot (noise_pool < 2^16)
 
 
 class ShardBatches:
@@ -46,7 +52,8 @@ class ShardBatches:
 
     def __init__(self, manifest: Manifest, split: str, vocab: Vocabulary, encode: Callable,
                  batch_size: int, seed: int = 0, epoch: int = 0, steps_per_epoch: int = 0,
-                 noise_copies: int = 0, bucket_by_length: bool = True):
+                 noise_copies: int = 0, bucket_by_length: bool = True, noise=None,
+                 noise_pool: int = 0):
         self.files = [str(p) for p in manifest.shards(split)]
         if not self.files:
             raise ChatbotError(f"{manifest.path}: no {split} shards")
@@ -55,9 +62,15 @@ class ShardBatches:
         self.layout = _layout(encode, vocab)
         self.pool = manifest.copies if split == "train" else 0
         self.per_epoch = min(noise_copies, self.pool)
-        pairs = manifest.pairs[split]
         self.training = split == "train"
-        rows = pairs * (1 + self.per_epoch) if self.training else min(pairs, VALIDATION_MOST)
+        # Copies drawn in the stream, where the shards hold none (`noise`: a StreamNoise): of
+        # `noise_pool` per record, the next `fresh` in turn each pass (what a run in memory
+        # sees: chatbot.training.prepare.noise_rotation).
+        self.fresh = noise_copies if self.training and not self.pool and noise else 0
+        self.noise, self.noise_pool = noise, max(noise_pool, self.fresh)
+        pairs = manifest.pairs[split]
+        rows = (pairs * (1 + self.per_epoch + self.fresh) if self.training else
+                min(pairs, VALIDATION_MOST))
         self.rows_per_epoch = rows if not (self.training and steps_per_epoch) else (
             steps_per_epoch * batch_size)
         tokens = manifest.raw["reply_tokens"][split] + pairs  # each reply and its end token
@@ -81,18 +94,18 @@ class ShardBatches:
         remap = read_remap(self.manifest)
         table = tf.constant(remap if remap is not None else np.zeros(0, np.int32))
 
-        def records(files, pass_index):
+        def records(files):
             ds = tf.data.Dataset.from_tensor_slices(files).interleave(
                 tf.data.TFRecordDataset, cycle_length=min(CYCLE, len(own)), block_length=8)
             if split_records:
                 ds = ds.shard(shards, shard)
-            return ds.map(lambda r: self._example(tf, r, table, remap is not None, pass_index),
+            return ds.map(lambda r: self._decoded(tf, r, table, remap is not None),
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
         if not self.training:
-            ds = records(tf.constant(own), tf.constant(0, tf.int64)).take(
+            ds = records(tf.constant(own)).take(
                 -(-VALIDATION_MOST // shards))
-            ds = self._batch(tf, ds.map(lambda copy, x, y: (x, y)), bucket=False)
+            ds = self._batch(tf, self._laid_out(tf, ds), bucket=False)
             # ceil(ceil(R / n) / B) = ceil(R / (n B)): no share has more batches than that.
             steps = self.steps(shards * multiple) * multiple
             nothing = tf.nest.map_structure(lambda spec: tf.zeros([1, 1], spec.dtype),
@@ -100,16 +113,22 @@ class ShardBatches:
             ds = ds.concatenate(tf.data.Dataset.from_tensors(nothing).repeat()).take(steps)
             return (ds.repeat() if repeat else ds).prefetch(tf.data.AUTOTUNE)
 
+        tables = self.noise.tables(tf) if self.fresh else None
+
         def one_pass(p):
             order = tf.random.experimental.stateless_shuffle(
                 tf.constant(own), seed=tf.stack([tf.constant(self.seed, tf.int64), p]))
-            return records(order, p).filter(lambda copy, x, y: self._seen(tf, copy, p))
+            ds = records(order).filter(lambda copy, key, x, y: self._seen(tf, copy, p))
+            if self.fresh:
+                ds = ds.map(lambda *example: self._with_copies(tf, tables, p, *example),
+                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
+            return ds
 
         # One shuffle of the endless stream, seeded (a seed must be a Python int: a pass's
         # tensor fails where a global seed is set), so its order is the same on every run.
         ds = tf.data.Dataset.range(1 << 40).flat_map(one_pass).shuffle(SHUFFLE_BUFFER,
                                                                        seed=self.seed)
-        ds = self._batch(tf, ds.map(lambda copy, x, y: (x, y)), bucket=self.bucket_by_length)
+        ds = self._batch(tf, self._laid_out(tf, ds), bucket=self.bucket_by_length)
         # Epoch k starts k epochs of batches into the stream: what an uninterrupted run reads.
         ds = ds.skip(self.epoch * self.steps(shards * multiple) * multiple)
         if not repeat:
@@ -135,13 +154,32 @@ class ShardBatches:
         turn = tf.math.floormod(tf.cast(copy, tf.int64) - 1 - p * self.per_epoch, self.pool)
         return tf.logical_or(tf.equal(copy, 0), turn < self.per_epoch)
 
-    def _example(self, tf, record, table, remapped: bool, p):
+    def _decoded(self, tf, record, table, remapped: bool):
+        """A record's (copy, key, prompt ids, reply ids), in the vocabulary's numbers; `key` a
+        fingerprint of the record, which seeds its noise."""
         values = tf.io.decode_raw(record, tf.int32)
         copy, length = values[0], values[1]
         tokens = tf.gather(table, values[2:]) if remapped else values[2:]
-        prompt, reply = tokens[:length], tokens[length:]
-        inputs, target = self.layout(tf, prompt, reply)
-        return copy, inputs, target
+        key = tf.strings.to_hash_bucket_fast(record, 1 << 62)
+        return copy, key, tokens[:length], tokens[length:]
+
+    def _with_copies(self, tf, tables, p, copy, key, prompt, reply):
+        """A record and `fresh` noisy copies of its prompt, as a batch of 1 + fresh rows
+        (unbatched next). The copies of pass `p` are the next `fresh` of the record's
+        `noise_pool`: copy slot s is drawn with the seed (seed, s; key), whatever the pass."""
+        first = p * self.fresh
+        prompts = [prompt] + [
+            self.noise.copy(tf, tables, prompt, tf.stack([
+                self.seed * NOISE_STREAMS + tf.math.floormod(first + k, self.noise_pool), key]))
+            for k in range(self.fresh)]
+        rows = 1 + self.fresh
+        return (tf.range(rows, dtype=tf.int32), tf.fill([rows], key), tf.ragged.stack(prompts),
+                tf.ragged.stack([reply] * rows))
+
+    def _laid_out(self, tf, ds):
+        """(inputs, target) of each (copy, key, prompt, reply)."""
+        return ds.map(lambda copy, key, prompt, reply: self.layout(tf, prompt, reply),
+                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     def _batch(self, tf, ds, bucket: bool):
         inputs = [None] if self.layout.inputs == 1 else tuple([None] for _ in range(2))
