@@ -387,3 +387,24 @@ def test_calibrate_fits_the_confidence_of_a_run_again(tiny_run, tmp_path, capsys
     assert set(confidence) == {"fitted_on", "held_out", "held_out_validation", "validation"}
     assert last == (f"fitted on {fitted['replies']} held-out replies ({fitted['right']} right); "
                     f"wrote {run_dir / 'calibration.json'}")
+
+
+def test_glyphs_no_font_has_become_one_note_and_other_warnings_pass(capsys):
+    import warnings
+
+    from chatbot.cli.common import cjk_note
+
+    with pytest.warns(UserWarning) as passed:
+        with cjk_note():
+            for glyph in ("20320 (\\N{CJK UNIFIED IDEOGRAPH-4F60})",
+                          "22909 (\\N{CJK UNIFIED IDEOGRAPH-597D})"):
+                warnings.warn(f"Glyph {glyph} missing from font(s) DejaVu Sans.", UserWarning,
+                              stacklevel=1)
+            warnings.warn("something else", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in passed] == ["something else"]
+    assert capsys.readouterr().err == (
+        "note: no CJK font installed, so Chinese labels show as boxes; install one "
+        "(e.g. Debian/Ubuntu: apt install fonts-wqy-microhei)\n")
+    with cjk_note():
+        pass
+    assert capsys.readouterr().err == ""  # nothing drawn as boxes, nothing to say

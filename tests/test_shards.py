@@ -133,6 +133,15 @@ def test_frequent_prompts_keep_the_most_frequent_through_pruning():
     assert not counter.exact
 
 
+def test_frequent_prompts_tell_those_never_seen_on_the_training_side():
+    counter = FrequentPrompts(cap=10)
+    for prompt, trained in (("hi", False), ("hi", True), ("bye", False), ("bye", False),
+                            ("bye", False), ("thanks", True)):
+        counter.add(Pair(prompt, "r", 1), trained)
+    assert [p.prompt for p in counter.pairs()] == ["bye", "hi", "thanks"]
+    assert counter.untrained() == [0]  # bye: validation only; hi: on both sides
+
+
 # --- chatbot data prepare ----------------------------------------------------------------------
 
 
@@ -155,6 +164,23 @@ def prepared(tmp_path_factory):
     c.data.val_fraction = 0.2
     prepare_corpus([data], root / "out", c, shard_size=50, memory_cap=100, log=lambda _: None)
     return root / "out"
+
+
+def test_the_known_prompts_a_run_is_measured_on_are_those_it_trains_on(prepared):
+    from chatbot.data.stream import split_of
+    from chatbot.training.from_shards import measured_pairs
+    from chatbot.training.prepare_corpus import MEASURE_SAMPLE
+    from chatbot.training.shards import MEMORY_PAIRS
+
+    manifest = read_manifest(prepared)
+    memory = read_pairs_file(prepared / MEMORY_PAIRS)
+    sides = [split_of(p, 0.2, manifest.raw["seed"]) for p in memory]  # a TSV: by its prompt
+    assert "validation" in sides and "train" in sides  # the memory holds both sides
+    held_out = manifest.raw["memory"]["validation_only"]
+    assert held_out == [p.line for p, side in zip(memory, sides) if side == "validation"]
+    known, _ = measured_pairs(prepared, seed=3)
+    assert known and not {p.line for p in known} & set(held_out)
+    assert len(known) == min(len(memory) - len(held_out), MEASURE_SAMPLE)
 
 
 def test_prepare_writes_every_pair_once_into_checked_shards(prepared):
@@ -180,7 +206,9 @@ def test_prepare_writes_every_pair_once_into_checked_shards(prepared):
             data = data[16 + length:]
     assert sorted(set(copies)) == [0, 1, 2] and copies.count(1) == copies.count(0)
     memory = read_pairs_file(prepared / "memory.jsonl")
-    assert len(memory) == 100 and raw["memory"] == {"kept": 100, "cap": 100, "exact": False}
+    assert len(memory) == 100 and raw["memory"] == {
+        "kept": 100, "cap": 100, "exact": False,
+        "validation_only": raw["memory"]["validation_only"]}  # (checked below)
 
 
 def test_a_sentencepiece_prepare_writes_the_pieces_of_its_own_model(tmp_path):

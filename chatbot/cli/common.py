@@ -4,7 +4,11 @@ take (decoding settings, bad lines) with the bot they load."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from chatbot.data.pairs import BAD_LINE_CHOICES
 
@@ -12,6 +16,7 @@ DEFAULT_MODEL = "models/default"
 EXIT_USER_ERROR = 1
 EXIT_INTERRUPTED = 130
 MODEL_HELP = f"run directory (default {DEFAULT_MODEL})"
+GLYPH_MISSING = re.compile(r"Glyph \d+ .* missing from font")  # matplotlib's warning
 
 
 def decode_options(parser: argparse.ArgumentParser) -> None:
@@ -44,13 +49,22 @@ def load_bot(args: argparse.Namespace):
     return bot
 
 
-def note_missing_cjk_font(labels) -> None:
-    """Says on stderr how to get Chinese labels drawn, when a picture was drawn with some and
-    no installed font has their glyphs (chatbot.plot.cjk_font)."""
-    from chatbot.plot import cjk_font
-    from chatbot.text.words import has_cjk
-
-    if cjk_font() is None and any(map(has_cjk, labels)):
+@contextmanager
+def cjk_note() -> Iterator[None]:
+    """Draws what runs inside, with matplotlib's warning for each glyph no font has (a Chinese
+    label drawn as a box when no CJK font is installed: chatbot.plot.cjk_font) turned into one
+    note on stderr that says how to get them drawn; other warnings pass."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    boxes = False
+    for warning in caught:
+        if GLYPH_MISSING.search(str(warning.message)):
+            boxes = True
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
+    if boxes:
         print("note: no CJK font installed, so Chinese labels show as boxes; install one "
               "(e.g. Debian/Ubuntu: apt install fonts-wqy-microhei)", file=sys.stderr)
 

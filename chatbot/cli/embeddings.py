@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from chatbot.cli.common import DEFAULT_MODEL, EXIT_USER_ERROR, MODEL_HELP, note_missing_cjk_font
+from chatbot.cli.common import DEFAULT_MODEL, EXIT_USER_ERROR, MODEL_HELP, cjk_note
 from chatbot.errors import ChatbotError
 
 DEFAULT_MAP = "embeddings.png"
@@ -50,7 +50,7 @@ def cmd_embeddings(args: argparse.Namespace) -> int:
             status = EXIT_USER_ERROR
     if args.out or not args.neighbours:
         name = Path(args.model).resolve().name
-        path = draw_words(embeddings, Path(args.out or DEFAULT_MAP), args.top, name)
+        with cjk_note():
+            path = draw_words(embeddings, Path(args.out or DEFAULT_MAP), args.top, name)
         print(f"wrote {path}")
-        note_missing_cjk_font(embeddings.frequent(args.top))
     return status

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from chatbot.cli.common import cjk_note
+
 
 def add_parsers(sub) -> None:
     """`chatbot report`."""
@@ -20,5 +22,7 @@ def add_parsers(sub) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from chatbot.report import write_report
 
-    print(f"wrote {write_report(args.runs, args.out)}")
+    with cjk_note():  # the attention picture and the embedding map
+        out = write_report(args.runs, args.out)
+    print(f"wrote {out}")
     return 0

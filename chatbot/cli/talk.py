@@ -11,9 +11,9 @@ from chatbot.cli.common import (
     EXIT_USER_ERROR,
     MODEL_HELP,
     bad_lines_option,
+    cjk_note,
     decode_options,
     load_bot,
-    note_missing_cjk_font,
 )
 from chatbot.errors import ChatbotError
 
@@ -275,9 +275,9 @@ def cmd_attention(args: argparse.Namespace) -> int:
     bot = load_bot(args)
     reply = bot.reply(args.text)
     amap = bot.attention(args.text, reply.tokens)
-    path = plot_attention_map(amap, args.out)
+    with cjk_note():
+        path = plot_attention_map(amap, args.out)
     print(f"reply: {reply.text}\nwrote {path}")
-    note_missing_cjk_font(amap.prompt + amap.reply)
     return 0
 
 

@@ -18,17 +18,20 @@ class FrequentPrompts:
         if cap < 1:
             raise ValueError(f"cap must be at least 1, received {cap}")
         self.cap = cap
-        self.table: dict[str, list] = {}  # prompt -> [count, its first pair]
+        self.table: dict[str, list] = {}  # prompt -> [count, its first pair, trained on]
         self.pruned = 0  # times the least frequent half was dropped
 
-    def add(self, pair: Pair) -> None:
+    def add(self, pair: Pair, trained: bool = True) -> None:
+        """Counts `pair`'s prompt; `trained`: the pair is on the training side (a run learns
+        the prompts of that side only)."""
         entry = self.table.get(pair.prompt)
         if entry is None:
-            self.table[pair.prompt] = [1, pair]
+            self.table[pair.prompt] = [1, pair, trained]
             if len(self.table) >= 2 * self.cap:
                 self._prune()
         else:
             entry[0] += 1
+            entry[2] = entry[2] or trained
 
     def _prune(self) -> None:
         kept = sorted(self.table.items(), key=lambda item: -item[1][0])[: self.cap]
@@ -38,8 +41,14 @@ class FrequentPrompts:
     def pairs(self) -> list[Pair]:
         """The (at most `cap`) most frequent prompts' pairs, the most frequent first (ties:
         first seen first)."""
-        ordered = sorted(self.table.values(), key=lambda entry: -entry[0])
-        return [pair for _, pair in ordered[: self.cap]]
+        return [entry[1] for entry in self._ordered()]
+
+    def untrained(self) -> list[int]:
+        """The places (from 0) in `pairs()` of the prompts never seen on the training side."""
+        return [i for i, entry in enumerate(self._ordered()) if not entry[2]]
+
+    def _ordered(self) -> list[list]:
+        return sorted(self.table.values(), key=lambda entry: -entry[0])[: self.cap]
 
     @property
     def exact(self) -> bool:

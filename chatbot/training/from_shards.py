@@ -72,8 +72,11 @@ def load_prepared(config: RunConfig, path: str | Path, vocab: Vocabulary | None 
 
 def measured_pairs(path: Path, seed: int, memory: list | None = None) -> tuple[list, list]:
     """What a run on the prepared directory `path` is measured on: a seeded sample of the
-    pairs its memory knows, and the prepared sample of validation pairs."""
+    pairs its memory knows that it trains on (not those of prompts seen on the validation side
+    only, which the model never learns), and the prepared sample of validation pairs."""
     memory = memory if memory is not None else read_pairs_file(path / MEMORY_PAIRS)
+    held_out = set(read_manifest(path).raw["memory"].get("validation_only", ()))  # line numbers
+    memory = [pair for pair in memory if pair.line not in held_out]
     known = random.Random(seed).sample(memory, min(MEASURE_SAMPLE, len(memory)))
     return known, read_pairs_file(path / SAMPLES["validation"])
 

@@ -181,7 +181,7 @@ class _Pass:
     def _add(self, pair: Pair, read: Read, helper: Helper, numbers, vocab) -> None:
         split = read.split
         pair = Pair(pair.prompt, pair.reply, pair.line)  # single turns (see prepare_corpus)
-        self.frequent.add(pair)
+        self.frequent.add(pair, split == "train")
         self.samples[split].add(pair)
         self.pairs[split] += 1
         reply = self._write(split, read.prompt, read.reply, numbers, vocab)
@@ -260,7 +260,8 @@ class _Pass:
             "length_histogram": {side: {str(k): v for k, v in sorted(h.items())}
                                  for side, h in self.lengths.items()},
             "memory": {"kept": len(memory), "cap": self.frequent.cap,
-                       "exact": self.frequent.exact},
+                       "exact": self.frequent.exact,
+                       "validation_only": [i + 1 for i in self.frequent.untrained()]},
             "shards": [s for w in self.writers.values() for s in w.shards],
         }
 

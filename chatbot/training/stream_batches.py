@@ -103,8 +103,7 @@ class ShardBatches:
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
         if not self.training:
-            ds = records(tf.constant(own)).take(
-                -(-VALIDATION_MOST // shards))
+            ds = records(tf.constant(own)).take(-(-VALIDATION_MOST // shards))
             ds = self._batch(tf, self._laid_out(tf, ds), bucket=False)
             # ceil(ceil(R / n) / B) = ceil(R / (n B)): no share has more batches than that.
             steps = self.steps(shards * multiple) * multiple
