@@ -1,5 +1,5 @@
-"""Typing noise drawn in the training stream, on token ids: fresh noisy copies of every prompt
-in each pass over a prepared corpus's shards (chatbot.training.stream_batches).
+"""Typing noise drawn in the training stream, on token ids: the noisy copies of every prompt
+that the passes over a prepared corpus's shards add (chatbot.training.stream_batches).
 
 The noise of a run in memory (chatbot.data.noise) changes the text and tokenizes it again.
 Shards hold token ids, so here each change is made on the ids, as it comes out of the word
@@ -19,9 +19,9 @@ tokenizer:
 
 Like `noise.noisy`, a copy gets its final punctuation and, unless that alone changed it and one
 time in four, one of the other changes that applies to it (drawn among those that do). The
-contraction change has no equivalent here. Every draw is stateless, seeded by the run's seed,
-the pass, the record's place in the pass and the copy: a resumed run draws what the
-uninterrupted one did.
+contraction change has no equivalent here. Every draw is stateless, from a seed the stream
+makes of the run's seed, the copy's place in its pool and a fingerprint of the record: a
+resumed run draws what the uninterrupted one did.
 """
 
 from __future__ import annotations
@@ -94,9 +94,9 @@ class StreamNoise:
     def copy(self, tf, t: dict, prompt, seed):
         """A noisy copy of `prompt` (1-D int32), drawn with the stateless `seed` (2 int64s).
 
-        Without branches: the copy is always lead + words[:at] + inserted + words[at +
-        dropped:] + ending, with one token of words made <UNK> or every token put in the other
-        width, and the draws set which of these parts are empty."""
+        Branches only pick a table (English or Chinese): the copy is always lead + words[:at] +
+        inserted + words[at + dropped:] + ending, with one token of words made <UNK> or every
+        token put in the other width, and the draws set which of these parts are empty."""
         draw = tf.random.stateless_uniform([8], seed)  # the copy's random numbers
 
         def pick(u, size):  # an index below `size` (0 if size is 0) from the uniform draw `u`
