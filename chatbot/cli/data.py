@@ -73,7 +73,7 @@ def add_prepare(data) -> None:
         if name == "noise_copies":
             text, default = ("noisy copies of every training prompt written into the shards "
                              "(typing noise on the text: chatbot.data.noise)",
-                             "0: a run draws fresh ones in each pass, on the token ids")
+                             "0: a run draws them in the stream, on the token ids")
         else:
             default = "the default preset's"
         if name in PREPARE_SETTINGS:

@@ -7,8 +7,7 @@
          end; a sentencepiece model is learned first from a seeded sample of the texts)
       -> records in shards (chatbot.training.shards), with `noise_copies` noisy copies of each
          training prompt (typing noise, chatbot.data.noise); `chatbot data prepare` writes
-         none by default, and a run draws fresh ones in the stream (chatbot.training.
-         stream_noise)
+         none by default, and a run draws them in the stream (chatbot.training.stream_noise)
       -> the most frequent prompts, for the bot's memory; a sample of each side, to measure
       -> manifest.json, last
 
