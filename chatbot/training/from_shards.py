@@ -22,7 +22,7 @@ from chatbot.errors import ChatbotError
 from chatbot.rundir import VOCAB
 from chatbot.text.tokenizer import load_tokenizer
 from chatbot.text.vocab import Vocabulary
-from chatbot.training.prepare import DataReport, Prepared, Split
+from chatbot.training.prepare import DataReport, Prepared, Split, noise_pool_size
 from chatbot.training.prepare_corpus import MEASURE_SAMPLE, SAMPLES, read_pairs_file
 from chatbot.training.shards import MEMORY_PAIRS, Manifest, read_manifest
 
@@ -59,23 +59,26 @@ def load_prepared(config: RunConfig, path: str | Path, vocab: Vocabulary | None 
     memory = read_pairs_file(manifest.path / MEMORY_PAIRS)
     described = report(manifest)
     if not manifest.copies and config.train.noise_copies:
-        copies, pool = config.train.noise_copies, max(config.train.noise_pool,
-                                                      config.train.noise_copies)
+        copies, pool = config.train.noise_copies, noise_pool_size(config)
         described = dataclasses.replace(described, streamed=(
             f"{described.streamed}; each pass adds {copies} of {pool} noisy copies of every "
             "training prompt, the next in turn, drawn in the stream (typing noise on the "
             "token ids: chatbot.training.stream_noise)"))
-    return Prepared(*measured_pairs(manifest.path, config.train.seed, memory), own, [], [],
+    return Prepared(*measured_pairs(manifest.path, config.train.seed, memory, manifest),
+                    own, [], [],
                     described, load_tokenizer(config.text, manifest.path), None,
                     shards=manifest, memory_pairs=memory)
 
 
-def measured_pairs(path: Path, seed: int, memory: list | None = None) -> tuple[list, list]:
+def measured_pairs(path: Path, seed: int, memory: list | None = None,
+                   manifest: Manifest | None = None) -> tuple[list, list]:
     """What a run on the prepared directory `path` is measured on: a seeded sample of the
     pairs its memory knows that it trains on (not those of prompts seen on the validation side
-    only, which the model never learns), and the prepared sample of validation pairs."""
+    only, which the model never learns), and the prepared sample of validation pairs. `memory`
+    and `manifest`: the directory's, if already read."""
     memory = memory if memory is not None else read_pairs_file(path / MEMORY_PAIRS)
-    held_out = set(read_manifest(path).raw["memory"].get("validation_only", ()))  # line numbers
+    manifest = manifest or read_manifest(path)
+    held_out = set(manifest.raw["memory"].get("validation_only", ()))  # line numbers
     memory = [pair for pair in memory if pair.line not in held_out]
     known = random.Random(seed).sample(memory, min(MEASURE_SAMPLE, len(memory)))
     return known, read_pairs_file(path / SAMPLES["validation"])

@@ -183,12 +183,18 @@ def prepare_data(config: RunConfig, data_path: str | Path, vocab: Vocabulary | N
 
 
 def noise_rotation(config: RunConfig, pairs: int) -> Rotation | None:
-    """How the training examples hold the prompts' noisy copies: `noise_pool` of each (at
-    least `noise_copies`), of which each epoch sees `noise_copies`; None without noise."""
+    """How the training examples hold the prompts' noisy copies: `noise_pool_size` of each,
+    of which each epoch sees `noise_copies`; None without noise."""
     per_epoch = config.train.noise_copies
     if not per_epoch or not pairs:
         return None
-    return Rotation(pairs, max(config.train.noise_pool, per_epoch), per_epoch)
+    return Rotation(pairs, noise_pool_size(config), per_epoch)
+
+
+def noise_pool_size(config: RunConfig) -> int:
+    """The noisy copies made of every training prompt, in memory or in a prepared corpus's
+    stream: `noise_pool`, and at least the `noise_copies` an epoch sees."""
+    return max(config.train.noise_pool, config.train.noise_copies)
 
 
 def build_vocabulary(tokenizer: TextTokenizer, texts: list[str], config: RunConfig,

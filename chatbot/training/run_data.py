@@ -18,7 +18,7 @@ from chatbot.errors import ChatbotError
 from chatbot.models import arch_module
 from chatbot.training.batches import Batches
 from chatbot.training.from_shards import load_prepared
-from chatbot.training.prepare import Prepared, prepare_data
+from chatbot.training.prepare import Prepared, noise_pool_size, prepare_data
 from chatbot.training.pretrain_data import prepare_text
 from chatbot.training.stream_batches import ShardBatches
 from chatbot.training.stream_noise import StreamNoise
@@ -68,7 +68,7 @@ def run_batches(config: RunConfig, data: Prepared, done: int
         train_data = ShardBatches(data.shards, "train", data.vocab, encode, epoch=done,
                                   steps_per_epoch=config.train.steps_per_epoch,
                                   noise_copies=config.train.noise_copies, noise=noise,
-                                  noise_pool=config.train.noise_pool, **options)
+                                  noise_pool=noise_pool_size(config), **options)
         has_val = data.shards.pairs["validation"]
         val_data = ShardBatches(data.shards, "validation", data.vocab, encode,
                                 **options) if has_val else None

@@ -64,10 +64,12 @@ class ShardBatches:
         self.per_epoch = min(noise_copies, self.pool)
         self.training = split == "train"
         # Copies drawn in the stream, where the shards hold none (`noise`: a StreamNoise): of
-        # `noise_pool` per record, the next `fresh` in turn each pass (what a run in memory
-        # sees: chatbot.training.prepare.noise_rotation).
+        # `noise_pool` per record (at least noise_copies: prepare.noise_pool_size), the next
+        # `fresh` in turn each pass (what a run in memory sees: prepare.noise_rotation).
         self.fresh = noise_copies if self.training and not self.pool and noise else 0
-        self.noise, self.noise_pool = noise, max(noise_pool, self.fresh)
+        if self.fresh > noise_pool:
+            raise ValueError(f"noise_pool {noise_pool} cannot give {self.fresh} copies a pass")
+        self.noise, self.noise_pool = noise, noise_pool
         pairs = manifest.pairs[split]
         rows = (pairs * (1 + self.per_epoch + self.fresh) if self.training else
                 min(pairs, VALIDATION_MOST))
@@ -159,7 +161,8 @@ class ShardBatches:
         values = tf.io.decode_raw(record, tf.int32)
         copy, length = values[0], values[1]
         tokens = tf.gather(table, values[2:]) if remapped else values[2:]
-        key = tf.strings.to_hash_bucket_fast(record, 1 << 62)
+        key = (tf.strings.to_hash_bucket_fast(record, 1 << 62) if self.fresh else
+               tf.constant(0, tf.int64))  # only noise drawn in the stream needs it
         return copy, key, tokens[:length], tokens[length:]
 
     def _with_copies(self, tf, tables, p, copy, key, prompt, reply):
