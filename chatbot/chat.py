@@ -38,7 +38,7 @@ Type a message and press Enter to get a reply.
   /attention [FILE] save a heatmap of the last reply's attention, or a grid of every layer's
                     and head's self-attention for a transformer (default attention.png)
   /neighbours WORD  the words the model learned to use most like WORD: the nearest ones
-                    by its input and output embeddings, by cosine similarity
+                    by its word vectors (chatbot embeddings), by cosine similarity
   /history          the conversation so far, and the turns the model reads of it
   /reset            start a new conversation
   /save FILE        append the conversation to FILE as a line of chat JSONL

@@ -1,47 +1,60 @@
-"""What a model learned about words: its token embeddings, as nearest neighbours and as a map.
+"""What a model learned about words: its word vectors, as nearest neighbours and as a map.
 
     neighbours(run_dir, "hello")        # [("hi", 0.71), ...]: cosine similarity, best first
     draw_map(run_dir, Path("map.png"))  # the 150 most frequent words on a plane, labelled
 
-A model holds two tables with a vector per vocabulary entry, in every architecture: the input
-embedding that turns a token into a vector (`chatbot.models.base.token_embeddings`), and the
-output embedding whose dot product with a hidden state is the token's logit (`output_embeddings`,
-the columns of the output layer's kernel). Training moves the first so that tokens the model
-reads alike point alike, and the second so that tokens it predicts in the same places point
-alike. A word's vector here is both, each centred on the mean of the frequent words' vectors and
-scaled to unit length, side by side (as GloVe adds its word and context vectors):
+A word's vector is what the model makes of it in its places: the vector its output layer reads
+after the word (`Engine.states`, the state it predicts the next token from), averaged over every
+place the word has in the run's known pairs (memory.json, read as the model reads a pair:
+`<SOS> prompt <SEP> reply`, each side cut to max_len, the first PAIRS pairs). Words the model
+reads in the same kinds of places, and after which it expects the same kinds of words, point
+alike. Such averages of a model's states make better word vectors than its tables (Bommasani et
+al., 2020, "Interpreting Pretrained Contextualized Representations via Reductions to Static
+Embeddings"); on our default model they give related neighbours to 5 of the 10 words
+docs/embeddings.md picked in advance, against 1 with the tables.
 
-- both tables: on a small corpus the input table alone hardly shows meaning, the two together
-  show more (docs/embeddings.md);
-- centred: the output vectors share a common direction (the mean of the frequent tokens' unit
-  vectors has length 0.46 in the default model, against 0.09 for the input ones) that makes
-  every cosine large, whatever the words; Mu and Viswanath's "all-but-the-top" removes it;
-- neighbours among the `among` (AMONG) most frequent words only: a rare word's vectors moved a
-  few steps from their random start, and their chance cosines fill a list otherwise.
+An engine without one space for every token (an encoder-decoder reads the prompt with another
+network than the reply's) has no `states`, nor does a run without memory.json: its vectors are
+then its two tables, read through the architecture contract: the input embedding
+(`chatbot.models.base.token_embeddings`) and the output embedding (`output_embeddings`, the
+columns of the output layer's kernel), each centred and of unit length, side by side (as GloVe
+adds its word and context vectors).
 
-The three choices were made on 14 words other than the ten docs/embeddings.md reports on.
+Either way:
+
+- centred: the vectors are centred on the mean of the `among` most frequent words' (states and
+  output vectors share a common direction that makes every cosine large, whatever the words;
+  Mu and Viswanath's "all-but-the-top" removes it), and scaled to unit length;
+- neighbours among the `among` (AMONG) most frequent words only: a rare word's vector is the
+  state of one or two places (or, in a table, a few steps from its random start), and chance
+  cosines fill a list otherwise.
+
+These choices were made on 14 words other than the ten docs/embeddings.md reports on.
 
 `neighbours` ranks by the cosine of the angle between these vectors; `draw_map` projects the
 most frequent words onto the plane of their two largest principal components (PCA by SVD of the
 unit vectors, so that the map shows the angles that the cosine measures) and labels them,
 Chinese with the CJK font `chatbot.plot` picks.
 
-Special tokens (<PAD>, <SOS>, <EOS>, <UNK>, <SEP>, <TURN>) are never neighbours nor on the map.
-A word the tokenizer reads as several tokens (the word tokenizer reads Chinese a character at a
-time, so "你好" is 你 and 好; sentencepiece may split a rare word into pieces) stands for the mean
-of their unit vectors, and its own tokens are left out of its neighbours.
+Special tokens (<PAD>, <SOS>, <EOS>, <UNK>, <SEP>, <TURN>) are never neighbours nor on the map,
+nor is a word that none of the pairs holds (it has no state). A word the tokenizer reads as
+several tokens (the word tokenizer reads Chinese a character at a time, so "你好" is 你 and 好;
+sentencepiece may split a rare word into pieces) stands for the mean of their unit vectors, and
+its own tokens are left out of its neighbours.
 
 "Most frequent": a word vocabulary lists tokens by descending count in the training text
 (`Vocabulary.build`); a sentencepiece vocabulary lists pieces in the model's own order (a
 unigram model's by probability, a BPE model's by merge), whose byte pieces the map leaves out.
 The map labels words (a letter, digit or CJK character in them), not punctuation.
 
-Reads the run directory with h5py and NumPy, never TensorFlow; matplotlib only to draw.
+Reads the run directory with h5py and NumPy (the NumPy engine), never TensorFlow; matplotlib only
+to draw.
 """
 
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,10 +62,12 @@ from pathlib import Path
 import numpy as np
 
 from chatbot.config import RunConfig
+from chatbot.data.memory import read_entries
 from chatbot.errors import ChatbotError
-from chatbot.models.base import check_weights, output_embeddings, token_embeddings
+from chatbot.models import arch_module
+from chatbot.models.base import Engine, check_weights, output_embeddings, token_embeddings
 from chatbot.models.weights import read_keras_weights
-from chatbot.rundir import CONFIG, MODEL, VOCAB, atomic_write, check_run_dir
+from chatbot.rundir import CONFIG, MEMORY, MODEL, VOCAB, atomic_write, check_run_dir
 from chatbot.text.tokenizer import load_tokenizer
 from chatbot.text.vocab import SPECIALS, TURN, Vocabulary
 from chatbot.text.words import TextTokenizer, has_cjk
@@ -60,22 +75,30 @@ from chatbot.text.words import TextTokenizer, has_cjk
 BYTE_PIECE = re.compile(r"<0x[0-9A-F]{2}>")  # sentencepiece's pieces for single UTF-8 bytes
 DPI = 100  # the map at 10 x 8 inches: 1000 x 800 pixels, small enough for a README
 AMONG = 1000  # neighbours are the nearest of this many most frequent tokens (see above)
+PAIRS = 3000  # the known pairs a word's states are averaged over: the first of memory.json
+BATCH = 128  # pairs the engine reads at once
+STATES, TABLES = "states", "tables"  # what a run's word vectors are (see above)
+DRAWN = {STATES: "the model's states after them, averaged over the known pairs",
+         TABLES: "their input and output embeddings"}
 
 
 @dataclass
 class Embeddings:
     """A run's vocabulary, its tokenizer, and a vector of unit length per token; neighbours are
-    looked for among the `among` most frequent tokens (None: all of them)."""
+    looked for among the `among` most frequent tokens (None: all of them) that have a vector
+    (`seen`; None: all of them)."""
 
     vocab: Vocabulary
     tokenizer: TextTokenizer
     unit: np.ndarray  # (vocab, dim): token i's vector divided by its length
     among: int | None = None
+    seen: np.ndarray | None = None  # (vocab,) bool: the tokens that have a vector
+    kind: str = TABLES  # STATES or TABLES: what the vectors are (see the module's docstring)
 
     @classmethod
     def load(cls, run_dir: str | Path, among: int = AMONG) -> Embeddings:
-        """The run's word vectors: its input and output embeddings, each centred on the mean of
-        the `among` most frequent tokens' and scaled to unit length, side by side."""
+        """The run's word vectors: its states averaged over the known pairs, or without them
+        its two tables, centred on the `among` most frequent tokens' mean, of unit length."""
         check_count("among", among, 1, "the most frequent tokens to look for neighbours in")
         run_dir = check_run_dir(run_dir)
         try:
@@ -84,11 +107,20 @@ class Embeddings:
             weights = read_keras_weights(run_dir / MODEL)
             check_weights(config.model, vocab, weights)
             tokenizer = load_tokenizer(config.text, run_dir)
+            pairs = known_pairs(run_dir / MEMORY)
         except ChatbotError as exc:
             raise ChatbotError(f"{run_dir}: {exc}") from None
-        vectors = word_vectors(token_embeddings(weights), output_embeddings(weights),
-                               candidates(vocab, among))
-        return cls(vocab, tokenizer, vectors, among)
+        engine = arch_module(config.model.arch).Engine(weights, config.model, vocab)
+        found = mean_states(engine, vocab, tokenizer, pairs, config.data.max_len)
+        if found is None:
+            vectors = word_vectors(token_embeddings(weights), output_embeddings(weights),
+                                   candidates(vocab, among))
+            return cls(vocab, tokenizer, vectors, among)
+        seen = found[1] > 0
+        vectors = found[0] / np.maximum(found[1], 1)[:, None]
+        centred = vectors - vectors[candidates(vocab, among, seen)].mean(axis=0)
+        return cls(vocab, tokenizer, unit_rows(np.where(seen[:, None], centred, 0.0)), among,
+                   seen, STATES)
 
     def read(self, word: str) -> list[int]:
         """The ids of the tokens `word` is read as; ChatbotError if it has none or one that is
@@ -109,7 +141,15 @@ class Embeddings:
                 f"{', '.join(map(repr, unknown))} {'is' if len(unknown) == 1 else 'are'} not in "
                 f"the model's vocabulary ({len(self.vocab)} tokens), so "
                 f"{'it has' if len(unknown) == 1 else 'they have'} no embedding; {hint}")
-        return self.vocab.encode(tokens)
+        ids = self.vocab.encode(tokens)
+        if self.seen is not None and not self.seen[ids].all():
+            absent = [self.vocab.tokens[i] for i in ids if not self.seen[i]]
+            raise ChatbotError(
+                f"{', '.join(map(repr, absent))} occur{'s' if len(absent) == 1 else ''} in none "
+                f"of the known pairs the model's states are averaged over, so "
+                f"{'it has' if len(absent) == 1 else 'they have'} no vector; try a more "
+                f"frequent word, such as {', '.join(self.frequent(3))}")
+        return ids
 
     def neighbours(self, word: str, k: int = 8) -> list[tuple[str, float]]:
         """The `k` tokens, of the `among` most frequent, whose vectors are closest to `word`'s by
@@ -118,16 +158,16 @@ class Embeddings:
         ids = self.read(word)
         vector = self.unit[ids].mean(axis=0)
         cosine = self.unit @ (vector / max(float(np.linalg.norm(vector)), 1e-12))  # (vocab,)
-        among = candidates(self.vocab, self.among)
+        among = candidates(self.vocab, self.among, self.seen)
         ranked = [int(i) for i in among[np.argsort(-cosine[among], kind="stable")]
                   if int(i) not in ids]
         return [(self.vocab.tokens[i], float(cosine[i])) for i in ranked[:k]]
 
     def frequent(self, top: int) -> list[str]:
         """The `top` most frequent words of the vocabulary (see the module's docstring)."""
-        words = [t for t in self.vocab.tokens
+        words = [t for i, t in enumerate(self.vocab.tokens)
                  if not special(t) and not BYTE_PIECE.fullmatch(t)
-                 and any(ch.isalnum() for ch in t)]
+                 and any(ch.isalnum() for ch in t) and (self.seen is None or self.seen[i])]
         return words[:top]
 
 
@@ -135,11 +175,47 @@ def special(token: str) -> bool:
     return token in SPECIALS or token == TURN
 
 
-def candidates(vocab: Vocabulary, among: int | None) -> np.ndarray:
-    """The ids of the `among` most frequent tokens of `vocab` that are not specials, in
-    vocabulary order (None: every such token)."""
-    ids = np.array([i for i, token in enumerate(vocab.tokens) if not special(token)], dtype=int)
+def candidates(vocab: Vocabulary, among: int | None,
+               seen: np.ndarray | None = None) -> np.ndarray:
+    """The ids of the `among` most frequent tokens of `vocab` that are not specials (and are
+    `seen`, if given), in vocabulary order (None: every such token)."""
+    ids = np.array([i for i, token in enumerate(vocab.tokens)
+                    if not special(token) and (seen is None or seen[i])], dtype=int)
     return ids if among is None else ids[:among]
+
+
+def known_pairs(path: Path) -> list[tuple[str, str]]:
+    """The first PAIRS (prompt, reply) pairs of the run's memory.json, or none without one."""
+    if not path.exists():
+        return []
+    _, prompts, replies = read_entries(path)
+    pairs = ((prompt, reply) for prompt, theirs in zip(prompts, replies) for reply in theirs)
+    return list(itertools.islice(pairs, PAIRS))
+
+
+def mean_states(engine: Engine, vocab: Vocabulary, tokenizer: TextTokenizer,
+                pairs: list[tuple[str, str]], max_len: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each token's states summed over its places in `pairs` (vocab, width), and how many
+    places it has (vocab,); None if the engine has no states or there are no pairs. The
+    pairs are read as training reads them, each side cut to `max_len` tokens, BATCH at a
+    time, the shortest together."""
+    rows = [(vocab.encode(tokenizer.tokenize(prompt, max_len)),
+             vocab.encode(tokenizer.tokenize(reply, max_len))) for prompt, reply in pairs]
+    rows.sort(key=lambda row: len(row[0]) + len(row[1]))
+    sums = counts = None
+    for start in range(0, len(rows), BATCH):
+        batch = rows[start: start + BATCH]
+        states = engine.states([p for p, _ in batch], [r for _, r in batch])
+        if states is None:
+            return None
+        if sums is None:
+            sums = np.zeros((len(vocab), states[0].shape[-1]))
+            counts = np.zeros(len(vocab))
+        for (prompt, reply), vectors in zip(batch, states):
+            ids = [*prompt, *reply][: len(vectors)]
+            np.add.at(sums, ids, vectors[: len(ids)])
+            np.add.at(counts, ids, 1)
+    return None if sums is None else (sums, counts)
 
 
 def word_vectors(inputs: np.ndarray, outputs: np.ndarray, frequent: np.ndarray) -> np.ndarray:
@@ -209,8 +285,8 @@ def draw_words(embeddings: Embeddings, out: Path, top: int, name: str) -> Path:
         raise ChatbotError(f"{name}: its vocabulary has {len(words)} word(s) to draw; a map "
                            "needs at least 2")
     points, share = project(embeddings.unit[embeddings.vocab.encode(words)])
-    title = (f"{name}: its {len(words)} most frequent words by their input and output "
-             "embeddings\n(near: the model reads and predicts them alike; PCA of the vectors)")
+    title = (f"{name}: its {len(words)} most frequent words by {DRAWN[embeddings.kind]}\n"
+             "(near: the model reads and predicts them alike; PCA of the vectors)")
     figure = map_figure(points, words, share, title)
     atomic_write(out, lambda tmp: figure.savefig(tmp, format="png", dpi=DPI))
     return out

@@ -263,6 +263,30 @@ def test_scoring_whole_replies_equals_stepping_through_them(arch, chunk, small_p
         assert hits[row] == (logprobs.argmax(axis=-1) == target).sum()
 
 
+# Architectures with one space for every token, whose engines give `states` (chatbot.embeddings).
+DECODER_ONLY = {"lstm", "transformer"}
+
+
+def test_states_are_what_the_output_layer_reads_after_each_token(arch):
+    model, config = make_model(arch, 2)
+    engine = engine_of(arch, model, config)
+    long = (list(range(6, 26)), [11, 12])  # 25 tokens with the specials; max_positions is 16
+    states = engine.states(*zip(*EXAMPLES, long))
+    if arch not in DECODER_ONLY:
+        assert states is None
+        return
+    reads = keras.Model(model.inputs, model.get_layer(OUTPUT_LAYER).input)
+    for (prompt, reply), got in zip([*EXAMPLES, long], states):
+        tokens = [VOCAB.sos_id, *prompt, VOCAB.sep_id, *reply]
+        if arch == "transformer":  # it reads the first max_positions tokens, all of the prompt's
+            tokens = tokens[: config.max_positions]
+        read = np.asarray(reads([np.array([tokens])]))[0]
+        expected = np.concatenate([read[1: len(prompt) + 1], read[len(prompt) + 2:]])
+        wanted = len(tokens) - 2 if len(tokens) > len(prompt) + 1 else len(tokens) - 1
+        assert got.shape == expected.shape and len(got) == wanted, (prompt, reply)
+        np.testing.assert_allclose(got, expected, atol=1e-4, err_msg=str((prompt, reply)))
+
+
 def test_greedy_equals_a_beam_of_width_one(arch):
     model, config = make_model(arch, seed=3)
     engine = engine_of(arch, model, config)

@@ -18,16 +18,20 @@ import pytest
 from chatbot import plot
 from chatbot.embeddings import (
     AMONG,
+    STATES,
+    TABLES,
     Embeddings,
     draw_map,
     draw_words,
     map_figure,
+    mean_states,
     neighbour_lines,
     neighbours,
     project,
     word_vectors,
 )
 from chatbot.errors import ChatbotError
+from chatbot.models.base import Engine
 from chatbot.text.vocab import SPECIALS, Vocabulary
 from chatbot.text.words import Tokenizer
 from tests.helpers import drive
@@ -131,6 +135,40 @@ def test_neighbours_are_looked_for_among_the_most_frequent_tokens():
     assert {token for token, _ in embeddings.neighbours("bye", k=5)} == {"?", "hello", "hi"}
 
 
+def test_a_word_no_known_pair_holds_has_no_vector_and_is_no_neighbour():
+    # The states of "hi" and 嗨 were never read (no pair holds them): hi is not hello's nearest
+    # any more, nor on the map, and asking for it says why.
+    embeddings = made(ROWS)
+    embeddings.seen = np.array([t not in {"hi", "嗨"} for t in embeddings.vocab.tokens])
+    assert [token for token, _ in embeddings.neighbours("hello", k=3)] == ["<0xE4>", "hey", "bye"]
+    assert "hi" not in embeddings.frequent(100) and "hey" in embeddings.frequent(100)
+    with pytest.raises(ChatbotError, match="'hi' occurs in none of the known pairs the model's "
+                                           "states are averaged over, so it has no vector; "
+                                           "try a more frequent word, such as hello, hey, bye"):
+        embeddings.neighbours("hi")
+
+
+class Reader(Engine):
+    """An engine whose state after a token is the token's id and its place: (id, place)."""
+
+    def states(self, prompts, replies):
+        return [np.array([[t, place] for place, t in enumerate([*p, *r])], float)
+                for p, r in zip(prompts, replies)]
+
+
+def test_a_word_s_states_are_summed_over_its_places_in_the_pairs_each_side_cut():
+    vocab = Vocabulary([*SPECIALS, "hi", "there", "hello", "you"])
+    hi, there, hello, you = (vocab.index[w] for w in ("hi", "there", "hello", "you"))
+    pairs = [("hi there", "hello you"), ("hello", "hi hi hi")]
+    sums, counts = mean_states(Reader(), vocab, Tokenizer(), pairs, max_len=2)
+    # "hi hi hi" is cut to two: hi is at places 0 (pair 1) and 1, 2 (pair 2: hello, hi, hi).
+    assert counts.tolist() == [0, 0, 0, 0, 0, 3, 1, 2, 1]
+    assert sums[hi].tolist() == [3 * hi, 0 + 1 + 2] and sums[there].tolist() == [there, 1]
+    assert sums[hello].tolist() == [2 * hello, 2 + 0] and sums[you].tolist() == [you, 3]
+    assert mean_states(Engine(), vocab, Tokenizer(), pairs, 2) is None  # no states
+    assert mean_states(Reader(), vocab, Tokenizer(), [], 2) is None  # no pairs
+
+
 def test_a_word_s_vector_is_its_input_and_its_output_embedding_each_centred():
     """Token 0 and 1 are read alike (their input rows agree) but predicted apart; 0 and 2 are
     predicted alike and read apart: each table counts for half. A shift that every token shares,
@@ -212,10 +250,12 @@ def test_a_map_needs_at_least_two_words(tmp_path, top):
 
 
 @pytest.mark.slow
-def test_every_architecture_s_embeddings_are_read_through_the_contract(tiny_runs):
-    """The vectors read from model.keras without TensorFlow are the Keras model's Embedding
-    table and output layer's kernel columns, each centred and of unit length, side by side, for
-    every architecture; and its neighbours are ranked by their cosine."""
+def test_every_architecture_s_word_vectors_are_read_through_the_contract(tiny_runs):
+    """Read without TensorFlow, a decoder-only model's word vector (lstm, transformer) is what
+    the Keras model's output layer reads after the word, averaged over the word's places in the
+    run's known pairs, centred, of unit length; a word no pair holds has none. An
+    encoder-decoder's is its Embedding table and output layer's kernel columns, each centred and
+    of unit length, side by side. Neighbours are ranked by their cosine."""
     import keras
 
     import chatbot.models.common  # noqa: F401  (register the custom layers for load_model)
@@ -223,21 +263,58 @@ def test_every_architecture_s_embeddings_are_read_through_the_contract(tiny_runs
     from chatbot.models import ARCHS
 
     assert set(tiny_runs) == set(ARCHS)
+    kinds = {}
     for arch, run in tiny_runs.items():
         embeddings = Embeddings.load(run)
+        kinds[arch] = embeddings.kind
         model = keras.saving.load_model(run / "model.keras")
-        tables = [keras.ops.convert_to_numpy(model.get_layer("embedding").embeddings),
-                  keras.ops.convert_to_numpy(model.get_layer("output_dense").kernel).T]
-        vectors = np.hstack([unit(t - t[len(SPECIALS):].mean(axis=0)) for t in tables])
         assert len(embeddings.vocab) < AMONG  # so every token is a candidate
-        np.testing.assert_allclose(embeddings.unit, unit(vectors), atol=1e-6, err_msg=arch)
+        if embeddings.kind == STATES:
+            vectors, seen = keras_states(model, embeddings, run)
+            assert seen[len(SPECIALS):].all(), arch  # the tiny memory holds every pair
+            np.testing.assert_array_equal(embeddings.seen, seen, err_msg=arch)
+            vectors = vectors - vectors[seen & (np.arange(len(seen)) >= len(SPECIALS))].mean(0)
+            np.testing.assert_allclose(embeddings.unit[seen], unit(vectors[seen]), atol=1e-4,
+                                       err_msg=arch)
+            assert not embeddings.unit[~seen].any(), arch
+        else:
+            tables = [keras.ops.convert_to_numpy(model.get_layer("embedding").embeddings),
+                      keras.ops.convert_to_numpy(model.get_layer("output_dense").kernel).T]
+            vectors = np.hstack([unit(t - t[len(SPECIALS):].mean(axis=0)) for t in tables])
+            np.testing.assert_allclose(embeddings.unit, unit(vectors), atol=1e-6, err_msg=arch)
         found = neighbours(run, "hello", k=5)
         assert len(found) == 5 and "hello" not in dict(found), arch
         assert not set(dict(found)) & set(SPECIALS), arch
         expected = embeddings.unit @ embeddings.unit[embeddings.vocab.index["hello"]]
-        assert [c for _, c in found] == pytest.approx(
-            sorted(np.delete(expected, [*range(len(SPECIALS)),
-                                        embeddings.vocab.index["hello"]]))[::-1][:5]), arch
+        others = [i for i in range(len(SPECIALS), len(expected))
+                  if i != embeddings.vocab.index["hello"]
+                  and (embeddings.seen is None or embeddings.seen[i])]
+        assert [c for _, c in found] == pytest.approx(sorted(expected[others])[::-1][:5]), arch
+    assert kinds == {"lstm": STATES, "transformer": STATES, "seq2seq": TABLES,
+                     "attention": TABLES, "gru": TABLES}
+
+
+def keras_states(model, embeddings: Embeddings, run) -> tuple[np.ndarray, np.ndarray]:
+    """Each token's mean input to the Keras model's output layer after it, over its places in
+    the run's memory.json pairs read as `<SOS> prompt <SEP> reply`, one pair at a time; and
+    which tokens have one."""
+    import json
+
+    import keras
+
+    reads = keras.Model(model.inputs, model.get_layer("output_dense").input)
+    vocab = embeddings.vocab
+    sums, counts = np.zeros((len(vocab), reads.output.shape[-1])), np.zeros(len(vocab))
+    for entry in json.loads((run / "memory.json").read_text(encoding="utf-8"))["entries"]:
+        for reply in entry["replies"]:
+            prompt, reply = (vocab.encode(embeddings.tokenizer.tokenize(text))
+                             for text in (entry["prompt"], reply))
+            states = keras.ops.convert_to_numpy(
+                reads([np.array([[vocab.sos_id, *prompt, vocab.sep_id, *reply]])]))[0]
+            for place, token in [*enumerate(prompt, 1), *enumerate(reply, len(prompt) + 2)]:
+                sums[token] += states[place]
+                counts[token] += 1
+    return sums / np.maximum(counts, 1)[:, None], counts > 0
 
 
 def unit(table: np.ndarray) -> np.ndarray:

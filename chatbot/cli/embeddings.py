@@ -15,8 +15,10 @@ DEFAULT_MAP = "embeddings.png"
 def add_parsers(sub) -> None:
     """`chatbot embeddings`."""
     parser = sub.add_parser(
-        "embeddings", help="a map of the model's most frequent words by their input and output "
-                           "embeddings, and the nearest neighbours of words by cosine similarity")
+        "embeddings", help="a map of the model's most frequent words by their vectors (the "
+                           "model's state after each, averaged over the known pairs; or its "
+                           "input and output embeddings), and the nearest neighbours of words "
+                           "by cosine similarity")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
     parser.add_argument("-o", "--out", default=None,
                         help=f"PNG of the map to write (default {DEFAULT_MAP}; with "
@@ -29,7 +31,8 @@ def add_parsers(sub) -> None:
                         help="how many neighbours to print per word (default 8)")
     parser.add_argument("--among", type=int, default=None, metavar="N",
                         help="look for neighbours among the N most frequent tokens (default "
-                             "1000: a rare token's vectors hardly moved from their random start)")
+                             "1000: a rare token's vector comes from a place or two, or hardly "
+                             "moved from its random start)")
     parser.set_defaults(func=cmd_embeddings)
 
 

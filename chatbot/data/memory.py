@@ -179,19 +179,25 @@ class Memory:
     @classmethod
     def load(cls, path: str | Path) -> Memory:
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-            raw = json.loads(text)
-            entries = raw["entries"]
-            prompts = [str(e["prompt"]) for e in entries]
-            replies = [[str(r) for r in e["replies"]] for e in entries]
-        except FileNotFoundError:
-            raise ChatbotError(f"{path}: missing; retrain the model, or switch retrieval off "
-                               "with '/set retrieval off'") from None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ChatbotError(f"{path}: not a readable memory of training pairs ({exc!r}); "
-                               "retrain the model") from None
+        text, prompts, replies = read_entries(path)
         return cls(prompts, replies, _read_index(path.with_suffix(INDEX_SUFFIX), text))
+
+
+def read_entries(path: Path) -> tuple[str, list[str], list[list[str]]]:
+    """memory.json's text, its prompts and each prompt's replies, without building the index
+    (`Memory.load` builds it; chatbot.embeddings reads the pairs alone)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        entries = json.loads(text)["entries"]
+        prompts = [str(e["prompt"]) for e in entries]
+        replies = [[str(r) for r in e["replies"]] for e in entries]
+    except FileNotFoundError:
+        raise ChatbotError(f"{path}: missing; retrain the model, or switch retrieval off "
+                           "with '/set retrieval off'") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ChatbotError(f"{path}: not a readable memory of training pairs ({exc!r}); "
+                           "retrain the model") from None
+    return text, prompts, replies
 
 
 def _digest(text: str) -> str:

@@ -118,6 +118,16 @@ class Engine:
         many were the arg-max. None hands the rows back to the token-by-token walk."""
         return None
 
+    def states(self, prompts: Sequence[Sequence[int]],
+               replies: Sequence[Sequence[int]]) -> list[np.ndarray] | None:
+        """Per pair, the vector the output layer reads after each token of the prompt, then of
+        the reply (len(prompt) + len(reply), width): what the model made of each token in its
+        place, in one space for every token (chatbot.embeddings averages a word's). A sequence
+        longer than the engine reads gets vectors for the tokens it reads, the first ones.
+        None: the engine has no one such space (an encoder-decoder reads the prompt with
+        another network than the one that writes the reply)."""
+        return None
+
 
 @dataclass
 class Attention:

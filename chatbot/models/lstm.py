@@ -145,6 +145,16 @@ class Engine(EngineBase):
         return target_scores(hidden, [0] * len(targets), targets,
                              lambda h: matmul(h, self.out_kernel) + self.out_bias, never)
 
+    def states(self, prompts: Sequence[Sequence[int]],
+               replies: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """The top LSTM layer's output at each prompt and reply token of `<SOS> prompt <SEP>
+        reply`, in one pass over the batch."""
+        seqs = [[self.vocab.sos_id, *p, self.vocab.sep_id, *r] for p, r in zip(prompts, replies)]
+        ids = pad_batch(seqs)
+        top, _ = lstm_layers(self.embedding[ids], ids != 0, self.lstms, self.hidden)
+        return [np.concatenate([top[i, 1:len(p) + 1], top[i, len(p) + 2:len(s)]])
+                for i, (p, s) in enumerate(zip(prompts, seqs))]
+
     def _logits(self, state: list) -> np.ndarray:
         return matmul(state[-1][0], self.out_kernel) + self.out_bias  # (batch, vocab)
 

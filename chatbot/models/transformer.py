@@ -216,8 +216,9 @@ class Engine(EngineBase):
         (self.positions,) = arrays(weights, "position_embedding", EMBEDDING)
         self.blocks = [Block(weights, f"block_{i}", config.num_heads)
                        for i in range(1, config.num_layers + 1)]
-        # final_norm folded into the output layer (see `fold`)
-        self.out_kernel, self.out_bias = fold(arrays(weights, "final_norm", NORM),
+        # final_norm folded into the output layer (see `fold`); kept for `states`
+        self.final_norm = arrays(weights, "final_norm", NORM)
+        self.out_kernel, self.out_bias = fold(self.final_norm,
                                               *arrays(weights, OUTPUT_LAYER, DENSE))
 
     def sequences(self, prompts: Sequence[Sequence[int]]) -> list[list[int]]:
@@ -329,6 +330,18 @@ class Engine(EngineBase):
         hidden, _ = self.forward(pad_batch(seqs))
         return target_scores(hidden, [len(h) - 1 for h in heads], targets, self._logits,
                              never)
+
+    def states(self, prompts: Sequence[Sequence[int]],
+               replies: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """The final norm's output, which the output layer reads, at each prompt and reply
+        token of `<SOS> prompt <SEP> reply` (cut at max_positions), in one pass."""
+        seqs = [[self.vocab.sos_id, *p, self.vocab.sep_id, *r][: self.max_positions]
+                for p, r in zip(prompts, replies)]
+        gamma, beta = self.final_norm
+        hidden = standardize(self.forward(pad_batch(seqs))[0], EPSILON) * gamma + beta
+        return [np.concatenate([hidden[i, 1:min(len(p) + 1, len(s))],
+                                hidden[i, len(p) + 2:len(s)]])
+                for i, (p, s) in enumerate(zip(prompts, seqs))]
 
     def logits(self, ids: np.ndarray) -> np.ndarray:
         """Next-token logits at every position of post-padded ids: (batch, time, vocab)."""
