@@ -195,20 +195,26 @@ def test_prepare_writes_every_pair_once_into_checked_shards(prepared):
     remap = read_remap(manifest)
     copies = []
     for path in manifest.shards("train"):
-        data = path.read_bytes()
-        while data:  # the TFRecord framing: length, its CRC, data, its CRC
-            length = int.from_bytes(data[:8], "little")
-            copy, prompt, reply = decode_record(data[12: 12 + length])
+        for copy, prompt, reply in shard_records(path):
             copies.append(copy)
             assert vocab.decode(remap[reply])[0] == "answer"
             if not copy:  # (a noisy copy's typo may be a word of no pair)
                 assert vocab.unk_id not in remap[prompt]
-            data = data[16 + length:]
     assert sorted(set(copies)) == [0, 1, 2] and copies.count(1) == copies.count(0)
     memory = read_pairs_file(prepared / "memory.jsonl")
     assert len(memory) == 100 and raw["memory"] == {
         "kept": 100, "cap": 100, "exact": False,
         "validation_only": raw["memory"]["validation_only"]}  # (checked below)
+
+
+def shard_records(path) -> list[tuple[int, list[int], list[int]]]:
+    """The records of a shard, decoded: (copy, prompt numbers, reply numbers)."""
+    data, records = path.read_bytes(), []
+    while data:  # the TFRecord framing: length, its CRC, data, its CRC
+        length = int.from_bytes(data[:8], "little")
+        records.append(decode_record(data[12: 12 + length]))
+        data = data[16 + length:]
+    return records
 
 
 def test_a_sentencepiece_prepare_writes_the_pieces_of_its_own_model(tmp_path):
@@ -283,13 +289,21 @@ def test_a_worker_that_tokenizes_and_draws_the_noise_changes_nothing_written(tmp
     assert manifest["duplicates"] == 50 and manifest["noisy"] == 2 * manifest["pairs"]["train"]
 
 
-@pytest.mark.parametrize("tokens", [[], [""], ["a"], ["how", "are", "you", "?"], ["", "x"],
-                                    ["x", ""], ["a b", "c"], ["你", "好"]])
-def test_tokens_cross_to_the_worker_and_back_as_they_were(tokens):
-    # Sent back as one string where no token holds the separator, as the list otherwise.
-    packed = prepare_tokens._packed(tokens)
-    assert prepare_tokens._unpacked(packed) == tokens
-    assert isinstance(packed, str) == ("a b" not in tokens and any(tokens))
+def test_tokens_past_the_numbering_cap_are_read_as_unknown(tmp_path, monkeypatch):
+    # The numbering holds MAX_TOKEN_TYPES distinct tokens (here 12); a new token after them
+    # gets the overflow's number, which the remap reads as <UNK>, and the manifest counts it.
+    monkeypatch.setattr(prepare_tokens, "MAX_TOKEN_TYPES", 12)
+    pairs = [("a b c", "d e f"), ("a g h", "i j k"), ("l m n", "o p q"), ("a b", "c d")]
+    out = tmp_path / "out"
+    raw = prepare_corpus([write_tsv(tmp_path / "p.tsv", pairs)], out, config(noise_copies=0),
+                         workers=0, log=lambda _: None)
+    assert raw["token_types"] == 12 and raw["token_overflow"] == 5  # m n o p q
+    manifest = read_manifest(out)
+    remap, vocab = read_remap(manifest), Vocabulary.load(out / "vocab.json")
+    assert len(remap) == 13 and remap[12] == vocab.unk_id
+    read = [[vocab.tokens[remap[n]] for n in (*prompt, *reply)]
+            for _, prompt, reply in shard_records(out / "train-00000.tfrecord")]
+    assert read == [list("abcdef"), list("aghijk"), ["l", *["<UNK>"] * 5], list("abcd")]
 
 
 def test_a_killed_prepare_is_never_used_and_a_rerun_starts_over(tmp_path, monkeypatch):

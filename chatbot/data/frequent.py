@@ -10,6 +10,8 @@ pairs is never dropped).
 
 from __future__ import annotations
 
+import numpy as np
+
 from chatbot.data.pairs import Pair
 
 
@@ -34,8 +36,12 @@ class FrequentPrompts:
             entry[2] = entry[2] or trained
 
     def _prune(self) -> None:
-        kept = sorted(self.table.items(), key=lambda item: -item[1][0])[: self.cap]
-        self.table = dict(kept)
+        """Keeps the `cap` most frequent prompts, the most frequent first (ties: in the
+        table's order); NumPy's stable sort, as `sorted` would, a few times faster."""
+        items = list(self.table.items())
+        counts = np.fromiter((entry[0] for _, entry in items), dtype=np.int64, count=len(items))
+        kept = np.argsort(-counts, kind="stable")[: self.cap]
+        self.table = dict(items[i] for i in kept.tolist())
         self.pruned += 1
 
     def pairs(self) -> list[Pair]:

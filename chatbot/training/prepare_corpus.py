@@ -19,7 +19,6 @@ way in) reads the directory back as the `Prepared` of a TSV, with streamed batch
 from __future__ import annotations
 
 import json
-import random
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -32,7 +31,8 @@ import numpy as np
 from chatbot.config import RunConfig
 from chatbot.data.frequent import FrequentPrompts
 from chatbot.data.pairs import Pair
-from chatbot.data.stream import Seen, StreamReport, stream_pairs
+from chatbot.data.stream import Seen, StreamReport, pair_key, split_of, stream_pairs
+from chatbot.data.summary import Reservoir
 from chatbot.errors import ChatbotError
 from chatbot.rundir import TOKENIZER, VOCAB, atomic_write_text
 from chatbot.text.subword import SubwordTokenizer
@@ -47,6 +47,7 @@ from chatbot.training.shards import (
     SPLITS,
     ShardWriter,
     encode_record,
+    record_of,
     write_manifest,
 )
 
@@ -54,50 +55,9 @@ SHARD_SIZE = 100_000  # examples per shard
 MEMORY_CAP = 20_000  # prompts the bot knows by heart (the most frequent): see bench/scale.json
 SUBWORD_SAMPLE = 200_000  # texts a sentencepiece model learns from, sampled
 MEASURE_SAMPLE = 2_000  # pairs of each side kept to measure the run with
-MAX_TOKEN_TYPES = 2_000_000  # distinct tokens numbered; rarer new ones are read as <UNK>
 CHUNK = 4096  # pairs whose repeats are looked up together
 NOISE_CHUNK = 1024  # training pairs whose noisy copies are drawn together
-COUNT_BATCH = 1 << 16  # training tokens counted together
 SAMPLES = {"train": "sample-train.jsonl", "validation": "sample-validation.jsonl"}
-
-
-class _Numbers:
-    """Token -> number in order of first appearance, with counts of the training side."""
-
-    def __init__(self):
-        self.index: dict[str, int] = {}
-        self.counted: Counter[int] = Counter()  # number -> training occurrences
-        self.uncounted: list[int] = []  # training numbers not yet in `counted`
-        self.overflow = 0  # tokens met after MAX_TOKEN_TYPES: numbered as <UNK>
-
-    def __call__(self, tokens: Sequence[str], count: bool) -> list[int]:
-        out = list(map(self.index.get, tokens))
-        if None in out:  # new tokens: numbered here
-            out = [self._new(token) if n is None else n for token, n in zip(tokens, out)]
-        if count:  # counted many texts at a time: Counter counts an iterable in C
-            self.uncounted += out
-            if len(self.uncounted) >= COUNT_BATCH:
-                self._count()
-        return out
-
-    def _count(self) -> None:
-        self.counted.update(self.uncounted)
-        self.uncounted = []
-
-    def _new(self, token: str) -> int:
-        n = self.index.get(token)  # met earlier in the same text
-        if n is None:
-            if len(self.index) >= MAX_TOKEN_TYPES:
-                self.overflow += 1
-                return MAX_TOKEN_TYPES  # remap's last entry: <UNK>
-            n = self.index[token] = len(self.index)
-        return n
-
-    @property
-    def counts(self) -> list[int]:
-        """Each numbered token's training count, by number."""
-        self._count()
-        return [self.counted[n] for n in range(len(self.index))]
 
 
 def prepare_corpus(paths: Sequence[str | Path], out: str | Path, config: RunConfig, *,
@@ -115,30 +75,32 @@ def prepare_corpus(paths: Sequence[str | Path], out: str | Path, config: RunConf
     _claim(out, overwrite, log)
     subword = config.text.tokenizer == "sentencepiece"
     tokenizer = _subword(paths, config, log) if subword else Tokenizer(config.text.lowercase)
-    vocab = (Vocabulary([*SPECIALS, *tokenizer.pieces]) if subword else None)
-    numbers = None if subword else _Numbers()
+    vocab = Vocabulary([*SPECIALS, *tokenizer.pieces]) if subword else None
     state = _Pass(out, config, shard_size, memory_cap)
     report = StreamReport([str(p) for p in paths])
     chunks = _chunks(stream_pairs(paths, config.data.on_bad_lines, report), CHUNK)
-    # One token more than is kept tells a text that is cut, without reading all of it.
-    with Helper(tokenizer, config.data.max_len + 1, config.data.val_fraction,
-                config.train.seed, workers) as helper:
+    # One token more than is kept tells a text that is cut, without reading all of it. The
+    # word tokenizer's tokens are numbered by the helper, sentencepiece's by its vocabulary.
+    with Helper(tokenizer, config.data.max_len + 1, vocab.encode if subword else None,
+                workers) as helper:
         for chunk, read in helper.tokenized(chunks):
-            state.add(chunk, read, helper, numbers, vocab)
+            state.add(chunk, read, helper)
         state.flush_noise(helper)
-        state.write_noise(numbers, vocab)
+        state.write_noise()
+        numbered = None if subword else helper.numbered()
     for writer in state.writers.values():
         writer.close()
-    if numbers is not None:
-        vocab = Vocabulary.from_counts(Counter(dict(zip(numbers.index, numbers.counts))),
+    if numbered is not None:
+        tokens = numbered[0]
+        vocab = Vocabulary.from_counts(Counter(dict(zip(tokens, state.counted(len(tokens))))),
                                        config.data.min_count, config.data.max_vocab)
-        remap = np.asarray([vocab.index.get(t, vocab.unk_id) for t in numbers.index] +
+        remap = np.asarray([vocab.index.get(t, vocab.unk_id) for t in tokens] +
                            [vocab.unk_id], dtype=np.int32)  # the last: the overflow's
         np.save(out / REMAP, remap)
     else:
         tokenizer.save(out / TOKENIZER)
     vocab.save(out / VOCAB)
-    raw = state.manifest(paths, report, vocab, numbers)
+    raw = state.manifest(paths, report, vocab, numbered)
     write_manifest(out, raw)
     return raw
 
@@ -151,7 +113,7 @@ class _Pass:
         self.writers = {split: ShardWriter(out, split, shard_size) for split in SPLITS}
         self.seen, self.prompts = Seen(), Seen()
         self.frequent = FrequentPrompts(memory_cap)
-        self.samples = {split: _Reservoir(MEASURE_SAMPLE, config.train.seed) for split in SPLITS}
+        self.samples = {split: Reservoir(MEASURE_SAMPLE, config.train.seed) for split in SPLITS}
         self.pairs = dict.fromkeys(SPLITS, 0)
         self.tokens = {split: {"prompt": 0, "reply": 0} for split in SPLITS}
         self.truncated = dict.fromkeys(SPLITS, 0)
@@ -163,29 +125,50 @@ class _Pass:
         # pairs' replies' ids): noisy copies drawn, still to write
         self.chunks = 0
         self.words: list[str] = []  # the first training prompts' words: noise inserts them
+        self.counts = np.zeros(0, dtype=np.int64)  # training occurrences, by token number
 
-    def add(self, chunk: Sequence[tuple[int, Pair]], read: Sequence[Read], helper: Helper,
-            numbers, vocab) -> None:
+    def add(self, chunk: Sequence[tuple[int, Pair]], read: Read, helper: Helper) -> None:
         """The pairs of `chunk` (file number, pair), in order, with what they are (`read`:
-        hashes, side, tokens max_len + 1 at most); exact repeats dropped. The noisy copies
-        drawn while the chunk before was added are written first."""
-        self.write_noise(numbers, vocab)
-        repeated = self.seen.add_many([r.key for r in read])
-        fresh = [(pair, r) for (_, pair), r, again in zip(chunk, read, repeated) if not again]
+        prompt hashes, lengths, numbers); exact repeats dropped, the others each on its side
+        (split_of). The noisy copies drawn while the chunk before was added are written
+        first."""
+        self.write_noise()
+        repeated = self.seen.add_many([pair_key(pair) for _, pair in chunk])
+        fresh = [i for i, again in enumerate(repeated) if not again]
         self.duplicates += len(chunk) - len(fresh)
-        self.prompts.add_many([r.prompt_key for _, r in fresh])
-        for pair, r in fresh:
-            self._add(pair, r, helper, numbers, vocab)
+        self.prompts.add_many([read.prompt_keys[i] for i in fresh])
+        fraction, seed = self.config.data.val_fraction, self.config.train.seed
+        sides = {i: split_of(chunk[i][1], fraction, seed, chunk[i][0]) for i in fresh}
+        self._count(read, [i for i in fresh if sides[i] == "train"])
+        for i in fresh:
+            self._add(chunk[i][1], sides[i], read, i, helper)
 
-    def _add(self, pair: Pair, read: Read, helper: Helper, numbers, vocab) -> None:
-        split = read.split
-        pair = Pair(pair.prompt, pair.reply, pair.line)  # single turns (see prepare_corpus)
+    def _count(self, read: Read, rows: list[int]) -> None:
+        """Counts the numbers of the pairs `rows` of `read` (training pairs, as kept)."""
+        if not rows:
+            return
+        chosen = np.zeros(len(read.prompt_keys), dtype=bool)
+        chosen[rows] = True
+        ids = np.frombuffer(read.ids, dtype="<i4")[np.repeat(chosen, np.diff(read.starts))]
+        found = np.bincount(ids)
+        if len(found) > len(self.counts):
+            self.counts = np.concatenate([self.counts, np.zeros(len(found) - len(self.counts),
+                                                                dtype=np.int64)])
+        self.counts[: len(found)] += found
+
+    def counted(self, types: int) -> list[int]:
+        """The training count of each of the `types` numbered tokens, by number."""
+        return [*self.counts[:types].tolist(), *[0] * max(types - len(self.counts), 0)]
+
+    def _add(self, pair: Pair, split: str, read: Read, i: int, helper: Helper) -> None:
+        if pair.context:  # single turns (see prepare_corpus)
+            pair = Pair(pair.prompt, pair.reply, pair.line)
         self.frequent.add(pair, split == "train")
         self.samples[split].add(pair)
         self.pairs[split] += 1
-        reply = self._write(split, read.prompt, read.reply, numbers, vocab)
+        reply = self._write(split, read, i)
         if split == "train" and self.config.train.noise_copies:
-            self.pending.append((pair, reply))
+            self.pending.append((pair, np.frombuffer(reply, dtype="<i4").tolist()))
             if len(self.words) < 50_000:
                 self.words += [w for w in pair.prompt.split() if w.isalpha()]
             if len(self.pending) == NOISE_CHUNK:
@@ -201,35 +184,36 @@ class _Pass:
         self.drawn.append((job, [reply for _, reply in self.pending]))
         self.pending, self.chunks = [], self.chunks + 1
 
-    def write_noise(self, numbers, vocab) -> None:
+    def write_noise(self) -> None:
         """The records of the noisy copies drawn so far: each pair's copies in turn, its
         reply as encoded."""
         copies, writer = self.config.train.noise_copies, self.writers["train"]
         for job, replies in self.drawn:
             prompts = job()
-            for i, prompt in enumerate(prompts):
-                ids = _ids(prompt, numbers, vocab, False)
+            for i, ids in enumerate(prompts):
                 writer.write(encode_record(1 + i % copies, ids, replies[i // copies]))
             self.noisy += len(prompts)
         self.drawn = []
 
-    def _write(self, split: str, prompt: list[str], reply: list[str], numbers, vocab
-               ) -> list[int]:
-        """Writes the record of a pair of tokens (max_len + 1 at most: one more tells a text
-        that is cut) and counts its lengths; returns its reply's ids."""
+    def _write(self, split: str, read: Read, i: int) -> bytes:
+        """Writes the record of pair `i` of `read` (tokens read: max_len + 1 at most, one more
+        telling a text that is cut) and counts its lengths; returns its reply's numbers."""
         max_len = self.config.data.max_len
-        self.truncated[split] += (len(prompt) > max_len) + (len(reply) > max_len)
-        prompt, reply = prompt[:max_len], reply[:max_len]
-        self.lengths["prompt"][len(prompt)] += 1
-        self.lengths["reply"][len(reply)] += 1
-        self.tokens[split]["prompt"] += len(prompt)
-        self.tokens[split]["reply"] += len(reply)
-        count = split == "train"
-        ids = _ids(prompt, numbers, vocab, count), _ids(reply, numbers, vocab, count)
-        self.writers[split].write(encode_record(0, *ids))
-        return ids[1]
+        prompt, reply = read.lengths[i]
+        self.truncated[split] += (prompt > max_len) + (reply > max_len)
+        prompt, reply = min(prompt, max_len), min(reply, max_len)
+        self.lengths["prompt"][prompt] += 1
+        self.lengths["reply"][reply] += 1
+        self.tokens[split]["prompt"] += prompt
+        self.tokens[split]["reply"] += reply
+        start, end = 4 * read.starts[i], 4 * read.starts[i + 1]
+        self.writers[split].write(record_of(0, prompt, read.ids[start:end]))
+        return read.ids[start + 4 * prompt: end]
 
-    def manifest(self, paths, report: StreamReport, vocab: Vocabulary, numbers) -> dict:
+    def manifest(self, paths, report: StreamReport, vocab: Vocabulary,
+                 numbered: tuple[list[str], int] | None) -> dict:
+        """The manifest's fields; `numbered`: the word tokens by number and the overflow's
+        count (None: sentencepiece's pieces, numbered by the vocabulary)."""
         if not self.pairs["train"]:
             raise ChatbotError(f"{', '.join(map(str, paths))}: no pairs to train on"
                                + (f" ({report.bad_count} bad lines skipped)"
@@ -238,7 +222,9 @@ class _Pass:
         _write_pairs(self.out / MEMORY_PAIRS, memory)
         for split, file in SAMPLES.items():
             _write_pairs(self.out / file, self.samples[split].items)
-        unknown = _unknown(numbers, vocab) if numbers is not None else 0
+        tokens, overflow = numbered or ([], 0)
+        unknown = sum(c for t, c in zip(tokens, self.counted(len(tokens)))
+                      if t not in vocab.index)  # training tokens too rare for the vocabulary
         d, t = self.config.data, self.config.text
         return {
             "inputs": [{"path": str(p), "bytes": Path(p).stat().st_size} for p in paths],
@@ -253,8 +239,8 @@ class _Pass:
             "distinct_prompts": len(self.prompts), "truncated": self.truncated,
             "prompt_tokens": {s: self.tokens[s]["prompt"] for s in SPLITS},
             "reply_tokens": {s: self.tokens[s]["reply"] for s in SPLITS},
-            "unknown_train_tokens": unknown, "token_types": len(numbers.index) if numbers else
-            len(vocab), "token_overflow": numbers.overflow if numbers else 0,
+            "unknown_train_tokens": unknown,
+            "token_types": len(tokens) if numbered else len(vocab), "token_overflow": overflow,
             "vocab_size": len(vocab),
             "length_histogram": {side: {str(k): v for k, v in sorted(h.items())}
                                  for side, h in self.lengths.items()},
@@ -272,33 +258,6 @@ def _chunks(items: Iterable[tuple[int, Pair]], size: int) -> Iterator[list[tuple
         yield chunk
 
 
-def _ids(tokens: Sequence[str], numbers: _Numbers | None, vocab: Vocabulary | None,
-         count: bool) -> list[int]:
-    """Tokens as the numbers a shard holds: the word numbering's (counted on the training
-    side), or the subword vocabulary's indices."""
-    return numbers(tokens, count) if numbers is not None else vocab.encode(tokens)
-
-
-class _Reservoir:
-    """A uniform, seeded sample of at most `size` items of a stream (Algorithm R)."""
-
-    def __init__(self, size: int, seed: int):
-        self.size, self.items, self.seen = size, [], 0
-        self.rng = random.Random(seed)
-
-    def add(self, item) -> None:
-        self.seen += 1
-        if len(self.items) < self.size:
-            self.items.append(item)
-        elif (j := self.rng.randrange(self.seen)) < self.size:
-            self.items[j] = item
-
-
-def _unknown(numbers: _Numbers, vocab: Vocabulary) -> int:
-    """Training tokens the vocabulary reads as <UNK> (too rare for it)."""
-    return sum(c for t, c in zip(numbers.index, numbers.counts) if t not in vocab.index)
-
-
 def _write_pairs(path: Path, pairs: Sequence[Pair]) -> None:
     """Pairs as JSON lines [prompt, reply]: a reply may hold tabs and line ends."""
     atomic_write_text(path, "".join(json.dumps([p.prompt, p.reply], ensure_ascii=False) + "\n"
@@ -313,7 +272,7 @@ def read_pairs_file(path: Path) -> list[Pair]:
 
 def _subword(paths, config: RunConfig, log) -> SubwordTokenizer:
     """A sentencepiece model learned from a seeded sample of SUBWORD_SAMPLE texts."""
-    sample = _Reservoir(SUBWORD_SAMPLE, config.train.seed)
+    sample = Reservoir(SUBWORD_SAMPLE, config.train.seed)
     for _, pair in stream_pairs(paths, "skip"):
         sample.add(pair.prompt)
         sample.add(pair.reply)

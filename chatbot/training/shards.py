@@ -53,6 +53,12 @@ def encode_record(copy: int, prompt: list[int], reply: list[int]) -> bytes:
     return struct.pack(f"<{2 + len(prompt) + len(reply)}i", copy, len(prompt), *prompt, *reply)
 
 
+def record_of(copy: int, prompt_length: int, ids: bytes) -> bytes:
+    """`encode_record` of a prompt and reply whose numbers are already little-endian int32s,
+    `ids`, the prompt's `prompt_length` first."""
+    return struct.pack("<2i", copy, prompt_length) + ids
+
+
 def decode_record(data: bytes) -> tuple[int, list[int], list[int]]:
     values = np.frombuffer(data, dtype="<i4").tolist()
     copy, length = values[0], values[1]
