@@ -118,9 +118,8 @@ class Embeddings:
             return cls(vocab, tokenizer, vectors, among)
         seen = found[1] > 0
         vectors = found[0] / np.maximum(found[1], 1)[:, None]
-        centred = vectors - vectors[candidates(vocab, among, seen)].mean(axis=0)
-        return cls(vocab, tokenizer, unit_rows(np.where(seen[:, None], centred, 0.0)), among,
-                   seen, STATES)
+        centred = centred_units(vectors, candidates(vocab, among, seen))
+        return cls(vocab, tokenizer, np.where(seen[:, None], centred, 0.0), among, seen, STATES)
 
     def read(self, word: str) -> list[int]:
         """The ids of the tokens `word` is read as; ChatbotError if it has none or one that is
@@ -211,10 +210,10 @@ def mean_states(engine: Engine, vocab: Vocabulary, tokenizer: TextTokenizer,
         if sums is None:
             sums = np.zeros((len(vocab), states[0].shape[-1]))
             counts = np.zeros(len(vocab))
-        for (prompt, reply), vectors in zip(batch, states):
-            ids = [*prompt, *reply][: len(vectors)]
-            np.add.at(sums, ids, vectors[: len(ids)])
-            np.add.at(counts, ids, 1)
+        ids = [i for (prompt, reply), vectors in zip(batch, states)
+               for i in [*prompt, *reply][: len(vectors)]]
+        np.add.at(sums, ids, np.concatenate(states))
+        np.add.at(counts, ids, 1)
     return None if sums is None else (sums, counts)
 
 
@@ -222,11 +221,14 @@ def word_vectors(inputs: np.ndarray, outputs: np.ndarray, frequent: np.ndarray) 
     """(vocab, in_dim + out_dim): each token's input embedding (`inputs`, (vocab, in_dim)) and
     output embedding (`outputs`), each centred on the mean of the rows `frequent` (no centring
     if it is empty) and scaled to unit length, side by side, scaled to unit length."""
-    halves = []
-    for table in (inputs, outputs):
-        table = table.astype(np.float64)
-        halves.append(unit_rows(table - table[frequent].mean(axis=0) if len(frequent) else table))
+    halves = [centred_units(table.astype(np.float64), frequent) for table in (inputs, outputs)]
     return unit_rows(np.hstack(halves))
+
+
+def centred_units(table: np.ndarray, frequent: np.ndarray) -> np.ndarray:
+    """`table` centred on the mean of its rows `frequent` (as it is if that is empty), each row
+    then scaled to unit length."""
+    return unit_rows(table - table[frequent].mean(axis=0) if len(frequent) else table)
 
 
 def unit_rows(table: np.ndarray) -> np.ndarray:

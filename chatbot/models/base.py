@@ -32,8 +32,9 @@ and may provide
         model settings that follow from the data (the transformer's max_positions).
 
 and its Engine may override the optional members of `Engine`: `max_positions` (a limit on
-the sequence it reads), `attention` (where it looked, for heatmaps) and `teacher_forced` (scoring
-whole replies in one pass).
+the sequence it reads), `attention` (where it looked, for heatmaps), `teacher_forced` (scoring
+whole replies in one pass) and `states` (what it made of each token, for word vectors;
+`sequence_states` computes them for a decoder-only engine).
 
 `tests/test_contract.py` runs one suite over every registered architecture: build, save and
 reload, NumPy parity with Keras, batching, `select_state`, greedy = beam of width 1, and the
@@ -43,7 +44,7 @@ refusal of mismatched weights. A new architecture passes it before anything else
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,7 @@ import numpy as np
 
 from chatbot.config import ModelConfig
 from chatbot.errors import ChatbotError
+from chatbot.models.kernels import pad_batch
 from chatbot.text.vocab import Vocabulary
 
 # The layer that turns hidden states into next-token logits, in every architecture: a Dense
@@ -139,6 +141,19 @@ class Attention:
     weights: np.ndarray
     kept: int  # prompt tokens the engine read: the last `kept` of the prompt
     over_sequence: bool = False
+
+
+def sequence_states(top: Callable[[np.ndarray], np.ndarray], vocab: Vocabulary,
+                    prompts: Sequence[Sequence[int]], replies: Sequence[Sequence[int]],
+                    limit: int | None = None) -> list[np.ndarray]:
+    """`Engine.states` of a decoder-only engine whose `top` maps post-padded ids (batch, time)
+    to the vectors its output layer reads (batch, time, width): one pass over every
+    `<SOS> prompt <SEP> reply`, each cut to its first `limit` tokens (None: whole), and per
+    pair the rows at its prompt's and reply's tokens that were read."""
+    seqs = [[vocab.sos_id, *p, vocab.sep_id, *r][:limit] for p, r in zip(prompts, replies)]
+    hidden = top(pad_batch(seqs))
+    return [np.concatenate([hidden[i, 1:min(len(p) + 1, len(s))], hidden[i, len(p) + 2:len(s)]])
+            for i, (p, s) in enumerate(zip(prompts, seqs))]
 
 
 def step_attention(engine: Engine, prompt: Sequence[int], reply: Sequence[int]) -> Attention:

@@ -27,6 +27,7 @@ from chatbot.models.base import (
     dense_shapes,
     embedding_shapes,
     lstm_shapes,
+    sequence_states,
 )
 from chatbot.models.base import (
     Engine as EngineBase,
@@ -149,11 +150,10 @@ class Engine(EngineBase):
                replies: Sequence[Sequence[int]]) -> list[np.ndarray]:
         """The top LSTM layer's output at each prompt and reply token of `<SOS> prompt <SEP>
         reply`, in one pass over the batch."""
-        seqs = [[self.vocab.sos_id, *p, self.vocab.sep_id, *r] for p, r in zip(prompts, replies)]
-        ids = pad_batch(seqs)
-        top, _ = lstm_layers(self.embedding[ids], ids != 0, self.lstms, self.hidden)
-        return [np.concatenate([top[i, 1:len(p) + 1], top[i, len(p) + 2:len(s)]])
-                for i, (p, s) in enumerate(zip(prompts, seqs))]
+        def top(ids: np.ndarray) -> np.ndarray:
+            return lstm_layers(self.embedding[ids], ids != 0, self.lstms, self.hidden)[0]
+
+        return sequence_states(top, self.vocab, prompts, replies)
 
     def _logits(self, state: list) -> np.ndarray:
         return matmul(state[-1][0], self.out_kernel) + self.out_bias  # (batch, vocab)

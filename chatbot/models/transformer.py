@@ -41,6 +41,7 @@ from chatbot.models.base import (
     arrays,
     dense_shapes,
     embedding_shapes,
+    sequence_states,
 )
 from chatbot.models.base import (
     Engine as EngineBase,
@@ -335,13 +336,12 @@ class Engine(EngineBase):
                replies: Sequence[Sequence[int]]) -> list[np.ndarray]:
         """The final norm's output, which the output layer reads, at each prompt and reply
         token of `<SOS> prompt <SEP> reply` (cut at max_positions), in one pass."""
-        seqs = [[self.vocab.sos_id, *p, self.vocab.sep_id, *r][: self.max_positions]
-                for p, r in zip(prompts, replies)]
         gamma, beta = self.final_norm
-        hidden = standardize(self.forward(pad_batch(seqs))[0], EPSILON) * gamma + beta
-        return [np.concatenate([hidden[i, 1:min(len(p) + 1, len(s))],
-                                hidden[i, len(p) + 2:len(s)]])
-                for i, (p, s) in enumerate(zip(prompts, seqs))]
+
+        def top(ids: np.ndarray) -> np.ndarray:
+            return standardize(self.forward(ids)[0], EPSILON) * gamma + beta
+
+        return sequence_states(top, self.vocab, prompts, replies, self.max_positions)
 
     def logits(self, ids: np.ndarray) -> np.ndarray:
         """Next-token logits at every position of post-padded ids: (batch, time, vocab)."""

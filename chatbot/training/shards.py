@@ -50,7 +50,8 @@ def is_prepared(path: str | Path) -> bool:
 
 def encode_record(copy: int, prompt: list[int], reply: list[int]) -> bytes:
     """Little-endian int32s, as decode_record reads them: copy, len(prompt), prompt, reply."""
-    return struct.pack(f"<{2 + len(prompt) + len(reply)}i", copy, len(prompt), *prompt, *reply)
+    return record_of(copy, len(prompt), struct.pack(f"<{len(prompt) + len(reply)}i", *prompt,
+                                                    *reply))
 
 
 def record_of(copy: int, prompt_length: int, ids: bytes) -> bytes:
