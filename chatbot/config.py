@@ -104,6 +104,9 @@ class TrainConfig:
                                     f"{LR_FLOOR:g} of it (1: constant)", low=0, high=1,
                               low_open=True, flag=True)
     clipnorm: float = setting(1.0, "gradient norm clipping, which keeps LSTM training stable")
+    frequency_bias: bool = setting(
+        True, "a fresh model's output layer starts with each token's log frequency among the "
+              "training targets as its bias (chatbot.models.common.frequency_bias), not zeros")
     monitor: str = setting("quality", "quantity for the best checkpoint and early stopping "
                                       "(quality: the answer rates of known prompts and their "
                                       "typing variants, measured after every epoch)",
@@ -245,7 +248,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "data": {"max_len": 40},
         "model": {"embedding_dim": 64, "hidden_dim": 128},
         "train": {"batch_size": 32, "optimizer": "rmsprop", "learning_rate": 1e-3,
-                  "lr_decay": 1.0, "monitor": "val_loss", "noise_copies": 0},
+                  "lr_decay": 1.0, "monitor": "val_loss", "noise_copies": 0,
+                  "frequency_bias": False},  # (Keras starts a Dense's bias at zeros)
     },
     # The decoder-only Transformer (chatbot/models/transformer.py), sized like the default
     # LSTM's parameter count and trained in the same few minutes.

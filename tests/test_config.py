@@ -273,6 +273,7 @@ def test_article_preset():
     assert config.train.optimizer == "rmsprop"
     assert config.train.learning_rate == 1e-3
     assert config.train.monitor == "val_loss"
+    assert config.train.frequency_bias is False  # Keras's zeros, as the article's model had
 
 
 def test_default_preset_is_the_defaults():
@@ -315,7 +316,7 @@ def test_unknown_preset_lists_the_presets():
 
 # Fields of config.json that `chatbot train` deliberately has no flag for.
 NO_FLAG = {"text.lowercase", "data.max_vocab", "data.path", "data.text", "model.vocab_size",
-           "train.clipnorm", "train.bucket_by_length", "train.probes"}
+           "train.clipnorm", "train.frequency_bias", "train.bucket_by_length", "train.probes"}
 
 
 def test_every_training_setting_has_a_flag_unless_listed_and_the_flag_sets_it():

@@ -34,7 +34,7 @@ RTOL = 1e-4  # CPU, same seeds: resumed epochs compute what the uninterrupted on
 
 
 TRAIN_ARGS = ["--preset", "tiny", "--epochs", str(EPOCHS), "--val-fraction", "0.1",
-              "--patience", "100", "--batch-size", "32"]
+              "--monitor", "loss", "--patience", "100", "--batch-size", "32"]
 
 
 def start_training(data: Path, out: Path, *extra: str) -> subprocess.Popen:

@@ -11,7 +11,7 @@ prints it; `bench/train.py` prepares its data the same way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,6 +128,15 @@ class Prepared:
     # pairs above are samples to measure with, and the memory holds `memory_pairs`.
     shards: Manifest | None = None
     memory_pairs: list[Pair] | None = None
+
+    def targets(self, max_len: int) -> Iterator[list[int]]:
+        """The target ids of the training examples (0: not scored); for prepared data, whose
+        examples stream from its shards, those of the replies of its measured sample (each
+        reply's tokens, cut to `max_len`, and <EOS>)."""
+        if self.train_examples:
+            return (target for _, target in self.train_examples)
+        return ([*self.vocab.encode(self.tokenizer.tokenize(pair.reply)[:max_len]),
+                 self.vocab.eos_id] for pair in self.train_pairs)
 
 
 def prepare_data(config: RunConfig, data_path: str | Path, vocab: Vocabulary | None = None,

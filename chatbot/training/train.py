@@ -39,7 +39,8 @@ from chatbot.config import RunConfig
 from chatbot.data.memory import Memory
 from chatbot.errors import ChatbotError
 from chatbot.models import arch, arch_module
-from chatbot.models.common import compile_model
+from chatbot.models.base import OUTPUT_LAYER
+from chatbot.models.common import compile_model, frequency_bias
 from chatbot.models.weights import read_keras_weights
 from chatbot.rundir import (
     CONFIG,
@@ -145,7 +146,7 @@ def train(
     with lock:
         if not resume and chief:
             _start_run_dir(out, config, data)
-        model = _build_model(config, distribution, init_from)
+        model = _build_model(config, distribution, init_from, data)
         checkpoint, done, stopped = _epochs(model, distribution, out, config, data, monitor,
                                             resume, chief, made, board, log, verbose)
     if not chief:
@@ -327,12 +328,19 @@ def _finish(out: Path, data: Prepared, checkpoint: AtomicCheckpoint, started: fl
 # --- the model and the loop ----------------------------------------------------------------------
 
 
-def _build_model(config: RunConfig, distribution, init_from: str | Path | None) -> keras.Model:
+def _build_model(config: RunConfig, distribution, init_from: str | Path | None,
+                 data: Prepared) -> keras.Model:
+    """The run's compiled model: fine-tuned from `init_from`'s weights, or fresh (its output
+    bias from the training targets, unless config.train.frequency_bias is off). A resumed run
+    restores its weights over these (EpochBackup.restore)."""
     keras.utils.set_random_seed(config.train.seed)
     with distribution.scope():  # variables on every device of the strategy
         model = arch_module(config.model.arch).build(config.model)
         if init_from is not None:
             model.load_weights(Path(init_from) / MODEL)
+        elif config.train.frequency_bias:
+            model.get_layer(OUTPUT_LAYER).bias.assign(
+                frequency_bias(data.targets(config.data.max_len), config.model.vocab_size))
         compile_model(model, config.train, distribution.num_replicas_in_sync)
     return model
 
