@@ -86,9 +86,9 @@ bench-decode: $(MODEL)/model.keras
 	$(BIN)/python bench/decode.py --model $(MODEL) --data $(DATA) -o bench/decode.json
 
 # Time to quality (#27): the default `make train` against the one of the code before the issue
-# (a git worktree), side by side in one run, then again with a second CPU-bound process
-# running, then a fresh clone's `make chat` timed to its first reply: about 25 minutes on 2 CPU
-# cores. Writes bench/time_to_quality.json.
+# (a git worktree), side by side in one run and alternated twice, then again with a second
+# CPU-bound process running, then a fresh clone's `make chat` timed to its first reply: about
+# 35 minutes on 2 CPU cores. Writes bench/time_to_quality.json.
 bench-train: $(BIN)/chatbot $(DATA)
 	$(BIN)/python bench/time_to_quality.py -o bench/time_to_quality.json
 
