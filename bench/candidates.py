@@ -14,14 +14,12 @@ import json
 import time
 
 import keras
-import numpy as np
 from harness import ROOT
 
 from chatbot.config import MEASURED, RunConfig
 from chatbot.decoding.bot import Bot
 from chatbot.decoding.quality import AnswerRates
 from chatbot.evaluate import answer_rate
-from chatbot.models.base import OUTPUT_LAYER
 from chatbot.models.weights import model_weights
 from chatbot.training.train import train
 
@@ -44,9 +42,10 @@ def main(argv: list[str] | None = None) -> None:
                                 ("--stop-at", float, 0.95), ("--seed", int, 1234)):
         parser.add_argument(flag, type=kind, default=default)
     parser.add_argument("--full", action="store_true", help="measure every training prompt")
-    parser.add_argument("--bias-init", action="store_true",
-                        help="start the output layer's bias at the log frequency of each target "
-                             "token in the training examples")
+    parser.add_argument("--zero-bias", action="store_true",
+                        help="start the output layer's bias at zeros, not at the log frequency "
+                             "of each target token (train.frequency_bias, the default since "
+                             "c26d38e; the runs of selection_seeds_7_11 gave it as --bias-init)")
     parser.add_argument("--beta2", type=float, default=0.999, help="Adam's beta_2")
     parser.add_argument("--clipnorm", type=float, default=1.0, help="0: no clipping")
     parser.add_argument("--out", default=str(ROOT / "bench/.work/candidates/run"))
@@ -56,12 +55,6 @@ def main(argv: list[str] | None = None) -> None:
 
     class Measured(AnswerRates):
         def on_train_begin(self, logs=None):
-            if args.bias_init:
-                counts = np.ones(self.run.config.model.vocab_size)  # (add-one)
-                for _, target in self.run.data.train_examples:
-                    np.add.at(counts, [t for t in target if t], 1)
-                bias = self.model.get_layer(OUTPUT_LAYER).bias
-                bias.assign(np.log(counts / counts.sum()).astype("float32"))
             if args.beta2 != 0.999:
                 self.model.optimizer.beta_2 = args.beta2
             clock.started = time.perf_counter()
@@ -92,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     train_.learning_rate, train_.lr_decay, train_.epochs = args.lr, args.decay, args.epochs
     train_.stop_at, train_.probes, train_.seed = args.stop_at, 0, args.seed
     config.model.hidden_dim = args.hidden
-    train_.clipnorm = args.clipnorm
+    train_.clipnorm, train_.frequency_bias = args.clipnorm, not args.zero_bias
     train(ROOT / "data/chatterbot.tsv", args.out, config, overwrite=True, callbacks=[measured],
           log=lambda line: print(line) if line.startswith(("stopped", "best")) else None,
           verbose=0)
