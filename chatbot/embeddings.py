@@ -65,7 +65,13 @@ from chatbot.config import RunConfig
 from chatbot.data.memory import read_entries
 from chatbot.errors import ChatbotError
 from chatbot.models import arch_module
-from chatbot.models.base import Engine, check_weights, output_embeddings, token_embeddings
+from chatbot.models.base import (
+    Engine,
+    check_weights,
+    gives_states,
+    output_embeddings,
+    token_embeddings,
+)
 from chatbot.models.weights import read_keras_weights
 from chatbot.rundir import CONFIG, MEMORY, MODEL, VOCAB, atomic_write, check_run_dir
 from chatbot.text.tokenizer import load_tokenizer
@@ -107,10 +113,11 @@ class Embeddings:
             weights = read_keras_weights(run_dir / MODEL)
             check_weights(config.model, vocab, weights)
             tokenizer = load_tokenizer(config.text, run_dir)
-            pairs = known_pairs(run_dir / MEMORY)
+            engine = arch_module(config.model.arch).Engine(weights, config.model, vocab)
+            # An engine without states needs no pairs: the memory is not even read.
+            pairs = known_pairs(run_dir / MEMORY) if gives_states(engine) else []
         except ChatbotError as exc:
             raise ChatbotError(f"{run_dir}: {exc}") from None
-        engine = arch_module(config.model.arch).Engine(weights, config.model, vocab)
         found = mean_states(engine, vocab, tokenizer, pairs, config.data.max_len)
         if found is None:
             vectors = word_vectors(token_embeddings(weights), output_embeddings(weights),

@@ -131,6 +131,12 @@ class Engine:
         return None
 
 
+def gives_states(engine: Engine) -> bool:
+    """Whether `engine` has states (its architecture overrides the optional `Engine.states`),
+    known without reading anything."""
+    return type(engine).states is not Engine.states
+
+
 @dataclass
 class Attention:
     """Where an engine looked while it wrote a reply (`Engine.attention`)."""

@@ -146,7 +146,7 @@ def train(
     with lock:
         if not resume and chief:
             _start_run_dir(out, config, data)
-        model = _build_model(config, distribution, init_from, data)
+        model = _build_model(config, distribution, init_from, None if resume else data)
         checkpoint, done, stopped = _epochs(model, distribution, out, config, data, monitor,
                                             resume, chief, made, board, log, verbose)
     if not chief:
@@ -329,16 +329,16 @@ def _finish(out: Path, data: Prepared, checkpoint: AtomicCheckpoint, started: fl
 
 
 def _build_model(config: RunConfig, distribution, init_from: str | Path | None,
-                 data: Prepared) -> keras.Model:
-    """The run's compiled model: fine-tuned from `init_from`'s weights, or fresh (its output
-    bias from the training targets, unless config.train.frequency_bias is off). A resumed run
-    restores its weights over these (EpochBackup.restore)."""
+                 data: Prepared | None) -> keras.Model:
+    """The run's compiled model: fine-tuned from `init_from`'s weights, or fresh, its output
+    bias from the training targets of `data` (unless config.train.frequency_bias is off).
+    `data` None: a resumed run, which restores its weights over these (EpochBackup.restore)."""
     keras.utils.set_random_seed(config.train.seed)
     with distribution.scope():  # variables on every device of the strategy
         model = arch_module(config.model.arch).build(config.model)
         if init_from is not None:
             model.load_weights(Path(init_from) / MODEL)
-        elif config.train.frequency_bias:
+        elif data is not None and config.train.frequency_bias:
             model.get_layer(OUTPUT_LAYER).bias.assign(
                 frequency_bias(data.targets(config.data.max_len), config.model.vocab_size))
         compile_model(model, config.train, distribution.num_replicas_in_sync)
