@@ -134,6 +134,10 @@ class TrainConfig:
                                    flag=True)
     max_minutes: float = setting(0.0, "stop after the epoch that ends past this many minutes "
                                       "of training (0: no limit)", low=0, flag=True)
+    run_eagerly: bool = setting(
+        False, "run each training step op by op, as Keras's run_eagerly does, instead of "
+               "tracing it into a graph first: slower per step, but print() and pdb work inside "
+               "the model, and a run of a few dozen steps starts at once", flag=True)
     tensorboard: str = setting(
         TENSORBOARD, f"TensorBoard logs (chatbot.training.tensorboard): a folder inside the "
                      f"run directory, or an absolute path; {TENSORBOARD_OFF}: none", flag=True)

@@ -112,11 +112,15 @@ def tiny_tsv(tmp_path_factory) -> Path:
     return shared(tmp_path_factory, "data", {"tiny.tsv": write_tsv})["tiny.tsv"]
 
 
-def tiny_config(epochs: int = 150, arch: str = "lstm"):
+def tiny_config(epochs: int = 150, arch: str = "lstm", run_eagerly: bool = False):
+    """The tiny preset on TINY_PAIRS-sized data. `run_eagerly` (train.run_eagerly) suits runs of
+    a few steps, which would take longer to trace than to run; others trace their steps, as a
+    user's run does."""
     from chatbot.config import preset
 
     config = preset("tiny")
     config.model.arch = arch
+    config.train.run_eagerly = run_eagerly
     config.data.val_fraction = 0.0  # six pairs: keep them all for training
     config.train.epochs = epochs
     config.train.patience = epochs

@@ -71,10 +71,11 @@ def test_resume_refuses_flags_that_would_change_the_run_and_names_them(tmp_path,
                                                                        calls):
     run = started_run(tmp_path / "run", data)
     err = error(capsys, ["train", "--resume", str(run), "--hidden-dim", "32",
-                         "--learning-rate", "0.1", "--max-len", "40"])
+                         "--learning-rate", "0.1", "--max-len", "40", "--run-eagerly"])
     assert f"{run} is resumed with its own settings, which these flags would change: " in err
     assert "--hidden-dim 32 (the run has 64)" in err
     assert "--learning-rate 0.1 (the run has 0.005)" in err
+    assert "--run-eagerly (the run has it off)" in err
     assert "--max-len" not in err  # it repeats the run's setting
     assert "--overwrite" in err and calls == []
 

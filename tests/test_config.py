@@ -340,3 +340,16 @@ def test_every_training_setting_has_a_flag_unless_listed_and_the_flag_sets_it():
     assert (config.model.arch, config.train.epochs, config.model.dropout) == ("gru", 7, 0.25)
     assert (config.text.tokenizer, config.train.max_minutes) == ("sentencepiece", 1.5)
     assert (config.data.context_turns, config.data.on_bad_lines) == (3, "skip")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], False), (["--run-eagerly"], True), (["--no-run-eagerly"], False)])
+def test_a_true_or_false_setting_is_a_flag_alone(argv, expected):
+    from chatbot.cli import build_parser
+    from chatbot.cli.training import train_config
+
+    args = build_parser().parse_args(["train", "--data", "x.tsv", *argv])
+    assert args.run_eagerly == (expected if argv else None)  # not given: the preset's
+    assert train_config(args).train.run_eagerly is expected
+    with pytest.raises(SystemExit):  # it takes no value
+        build_parser().parse_args(["train", "--data", "x.tsv", "--run-eagerly", "yes"])

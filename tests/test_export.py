@@ -196,7 +196,7 @@ def test_the_export_holds_what_a_client_needs(exports):
 def test_a_sentencepiece_run_is_exported_without_the_text_signature(tiny_tsv, tmp_path):
     from chatbot.training.train import train
 
-    config = tiny_config(epochs=1)
+    config = tiny_config(epochs=1, run_eagerly=True)
     config.text.tokenizer = "sentencepiece"
     config.text.subword_vocab = 300
     train(tiny_tsv, tmp_path / "run", config, log=lambda _: None, verbose=0)

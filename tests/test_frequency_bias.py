@@ -32,7 +32,7 @@ def test_the_bias_is_the_log_of_add_one_shares_of_scored_tokens():
 @pytest.mark.slow
 @pytest.mark.parametrize("on", [True, False])
 def test_a_fresh_run_starts_from_the_frequency_bias_unless_it_is_off(tmp_path, tiny_tsv, on):
-    config = tiny_config(epochs=1)
+    config = tiny_config(epochs=1, run_eagerly=True)
     config.train.learning_rate = 0.0  # one epoch that changes nothing: the weights it began with
     config.train.frequency_bias = on
     train(tiny_tsv, tmp_path / "run", config, log=lambda _: None, verbose=0)

@@ -30,8 +30,10 @@ ARCHS = sorted(models.ARCHS)  # every registered architecture
 
 
 def make_model(arch: str, seed: int = 0, clipnorm: float | None = None,
-               strategy: tf.distribute.Strategy | None = None) -> keras.Model:
-    """A small model; with `clipnorm`, compiled as training compiles it (Adam, clipnorm)."""
+               strategy: tf.distribute.Strategy | None = None,
+               run_eagerly: bool = False) -> keras.Model:
+    """A small model; with `clipnorm`, compiled as training compiles it (Adam, clipnorm);
+    `run_eagerly`: its fit() runs op by op."""
     keras.utils.set_random_seed(seed)
     config = ModelConfig(arch=arch, embedding_dim=8, hidden_dim=16, vocab_size=len(VOCAB),
                          max_positions=16)
@@ -39,7 +41,8 @@ def make_model(arch: str, seed: int = 0, clipnorm: float | None = None,
         model = arch_module(arch).build(config)
         optimizer = (keras.optimizers.SGD(learning_rate=0.5) if clipnorm is None else
                      keras.optimizers.Adam(learning_rate=0.05, clipnorm=clipnorm))
-        model.compile(optimizer=optimizer, loss=masked_loss(), metrics=[MaskedAccuracy()])
+        model.compile(optimizer=optimizer, loss=masked_loss(), metrics=[MaskedAccuracy()],
+                      run_eagerly=run_eagerly)
     return model
 
 
@@ -105,14 +108,18 @@ def test_loss_and_accuracy_equal_keras_compiled_ones(arch):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_an_epoch_updates_the_weights_as_keras_fit_does(arch, clipnorm):
     # With clipnorm, Keras clips each variable's gradient by its own norm; the loop must too.
-    ours, theirs = make_model(arch, clipnorm=clipnorm), make_model(arch, clipnorm=clipnorm)
+    # Keras's fit runs eagerly (tracing its six steps would take longer than running them);
+    # the loop's steps are traced with clipnorm and eager without it, so both of the loop's
+    # ways are compared with Keras's for every architecture.
+    ours = make_model(arch, clipnorm=clipnorm)
+    theirs = make_model(arch, clipnorm=clipnorm, run_eagerly=True)
     theirs.set_weights(ours.get_weights())
     data = batches(arch)
     if clipnorm:
         norms = gradient_norms(ours, next(iter(data)))
         assert max(norms) > clipnorm > min(norms)  # some variables are clipped, some not
-    history = Loop(ours, tf.distribute.get_strategy()).fit(data.dataset(repeat=True), epochs=2,
-                                                           steps=3, verbose=0)
+    history = Loop(ours, tf.distribute.get_strategy(), run_eagerly=clipnorm is None).fit(
+        data.dataset(repeat=True), epochs=2, steps=3, verbose=0)
     fitted = theirs.fit(data.dataset(), epochs=2, verbose=0, shuffle=False)
     assert largest_difference(ours, make_model(arch)) > 0.01  # the weights did change
     for (path, a), (_, b) in zip(compared(ours), compared(theirs)):
@@ -120,6 +127,34 @@ def test_an_epoch_updates_the_weights_as_keras_fit_does(arch, clipnorm):
     # Keras averages batch losses weighted by rows, ours by scored tokens: compare the end.
     assert history[-1]["loss"] < history[0]["loss"]
     assert fitted.history["loss"][-1] < fitted.history["loss"][0]
+
+
+class CountedLoop(Loop):
+    """A Loop that counts the Python calls of its step: once per step when it runs eagerly,
+    once per trace when the step is a tf.function."""
+
+    calls = 0
+
+    def _scored(self, inputs, target, training: bool):
+        if training:
+            type(self).calls += 1
+        return super()._scored(inputs, target, training)
+
+
+def test_an_eager_loop_runs_the_python_of_every_step_and_updates_as_a_traced_one_does():
+    models, calls = [], []
+    for run_eagerly in (False, True):
+        model, data = make_model("lstm", clipnorm=0.05), batches("lstm")
+        CountedLoop.calls = 0
+        CountedLoop(model, tf.distribute.get_strategy(), run_eagerly=run_eagerly).fit(
+            data.dataset(repeat=True), epochs=2, steps=3, verbose=0)
+        models.append(model)
+        calls.append(CountedLoop.calls)
+    traced, eager = models
+    assert calls[0] < 6 and calls[1] == 6  # Python in a step (print, pdb) runs at every step
+    assert largest_difference(traced, make_model("lstm")) > 0.01  # the weights did change
+    for (path, a), (_, b) in zip(compared(traced), compared(eager)):
+        np.testing.assert_allclose(a, b, atol=2e-5, err_msg=path)
 
 
 CLIPNORM = 0.05  # small enough that the first step clips some variables' gradients
@@ -241,7 +276,7 @@ def test_logs_reach_the_callbacks_as_fit_gives_them():
             self.epochs.append((epoch, sorted(logs)))
 
     record = Record()
-    Loop(model, tf.distribute.get_strategy()).fit(
+    Loop(model, tf.distribute.get_strategy(), run_eagerly=True).fit(
         data.dataset(repeat=True), epochs=3, initial_epoch=1, steps=3,
         validation=data.dataset(repeat=True), validation_steps=3, callbacks=[record], verbose=0)
     keys = ["loss", "masked_accuracy", "val_loss", "val_masked_accuracy"]
@@ -250,9 +285,9 @@ def test_logs_reach_the_callbacks_as_fit_gives_them():
 
 def test_validation_runs_its_steps_on_the_weights_after_the_epoch():
     model, data = make_model("lstm"), batches("lstm")
-    loop = Loop(model, tf.distribute.get_strategy())
+    loop = Loop(model, tf.distribute.get_strategy(), run_eagerly=True)
     whole = loop.evaluate(data.dataset())  # one pass of a finite dataset: its 3 batches
-    history = Loop(model, tf.distribute.get_strategy()).fit(
+    history = Loop(model, tf.distribute.get_strategy(), run_eagerly=True).fit(
         data.dataset(repeat=True), epochs=1, steps=3, validation=data.dataset(repeat=True),
         validation_steps=3, verbose=0)
     after = loop.evaluate(data.dataset())
@@ -263,15 +298,15 @@ def test_validation_runs_its_steps_on_the_weights_after_the_epoch():
 def test_a_dataset_that_ends_is_refused_with_what_to_pass_instead():
     model, data = make_model("lstm"), batches("lstm")
     with pytest.raises(ValueError, match=r"ended after 0 of the 3 steps of epoch 2.*repeat=True"):
-        Loop(model, tf.distribute.get_strategy()).fit(data.dataset(), epochs=2, steps=3,
-                                                      verbose=0)
+        Loop(model, tf.distribute.get_strategy(), run_eagerly=True).fit(
+            data.dataset(), epochs=2, steps=3, verbose=0)
 
 
 def test_early_stopping_ends_the_loop():
     model, data = make_model("lstm"), batches("lstm")
     model.optimizer.learning_rate.assign(0.0)  # nothing improves
     stop = keras.callbacks.EarlyStopping(monitor="loss", patience=1, min_delta=1e-3)
-    history = Loop(model, tf.distribute.get_strategy()).fit(
+    history = Loop(model, tf.distribute.get_strategy(), run_eagerly=True).fit(
         data.dataset(repeat=True), epochs=10, steps=3, callbacks=[stop], verbose=0)
     assert len(history) == 2
 

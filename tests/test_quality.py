@@ -103,7 +103,9 @@ def test_each_epoch_reports_the_rates_and_the_pace(stopped_run):
 
 def test_a_run_without_the_measure_monitors_loss_and_says_so(tiny_tsv, tmp_path):
     lines: list[str] = []
-    train(tiny_tsv, tmp_path / "run", quality_config(epochs=2), log=lines.append, verbose=0)
+    config = quality_config(epochs=2)
+    config.train.run_eagerly = True  # (see tiny_config)
+    train(tiny_tsv, tmp_path / "run", config, log=lines.append, verbose=0)
     assert "this run measures no answer rates: monitoring loss instead of answer_rate" in lines
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["monitor"] == "loss"
 

@@ -229,7 +229,7 @@ def test_resume_keeps_the_tokenizer_even_on_other_data(tmp_path, monkeypatch):
     from chatbot.training.train import train as train_run
 
     data = write_tsv(tmp_path / "tiny.tsv")
-    config = tiny_config(epochs=4)
+    config = tiny_config(epochs=4, run_eagerly=True)
     config.text = settings("bpe")
     back_up = EpochBackup.on_epoch_end
 
@@ -278,8 +278,8 @@ def test_overwrite_with_a_word_run_removes_the_tokenizer(spm_run, tmp_path):
     from chatbot.training.train import train as train_run
 
     run = shutil.copytree(spm_run, tmp_path / "run")
-    train_run(write_tsv(tmp_path / "tiny.tsv"), run, tiny_config(epochs=1), overwrite=True,
-              log=lambda _: None, verbose=0)
+    train_run(write_tsv(tmp_path / "tiny.tsv"), run, tiny_config(epochs=1, run_eagerly=True),
+              overwrite=True, log=lambda _: None, verbose=0)
     assert not (run / TOKENIZER).exists()
     assert Bot.load(run).tokenizer.tokenize("你好") == ["你", "好"]
 

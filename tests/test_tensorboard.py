@@ -126,7 +126,7 @@ PAIRS = [*TINY_PAIRS, ("good night", "sleep well."), ("thank you", "you are welc
 
 
 def config_for_logs():
-    config = tiny_config(epochs=EPOCHS)
+    config = tiny_config(epochs=EPOCHS, run_eagerly=True)
     config.data.val_fraction = 0.25  # two validation pairs, six training pairs
     config.train.probes = 2
     config.train.tensorboard_steps = STEPS  # one point per epoch, at its last step

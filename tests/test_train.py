@@ -110,7 +110,7 @@ def test_validation_split_probes_and_data_changes_are_reported(tmp_path):
     pairs = [*TINY_PAIRS, TINY_PAIRS[0], ("one two three four five six seven", "ok")]
     data = write_tsv(tmp_path / "pairs.tsv", pairs)
     data.write_text(data.read_text(encoding="utf-8") + "no tab here\n", encoding="utf-8")
-    config = tiny_config(epochs=2)
+    config = tiny_config(epochs=2, run_eagerly=True)
     config.data.val_fraction = 0.34
     config.data.max_len = 5
     config.data.min_count = 2

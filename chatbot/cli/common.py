@@ -19,6 +19,18 @@ MODEL_HELP = f"run directory (default {DEFAULT_MODEL})"
 GLYPH_MISSING = re.compile(r"Glyph \d+ .* missing from font")  # matplotlib's warning
 
 
+def setting_flag(parser: argparse.ArgumentParser, flag: str, name: str, kind: type,
+                 choices: tuple | None, help: str) -> None:
+    """`flag` for the setting `name` (chatbot.config.train_flags): followed by a value of
+    `kind`, or for a true-or-false setting alone (`--run-eagerly`, `--no-run-eagerly`). It
+    reads None when not given: the preset's, or the run's, value applies."""
+    if kind is bool:
+        parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                            help=help)
+    else:
+        parser.add_argument(flag, dest=name, type=kind, choices=choices, default=None, help=help)
+
+
 def decode_options(parser: argparse.ArgumentParser) -> None:
     """A `--name` flag per decoding setting (chatbot.decoding.settings.SETTINGS), read as `/set`
     reads its value."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from chatbot.cli.common import EXIT_USER_ERROR, bad_lines_option
+from chatbot.cli.common import EXIT_USER_ERROR, bad_lines_option, setting_flag
 from chatbot.corpora.chatterbot import FORMATS as CHATTERBOT_FORMATS
 
 
@@ -77,8 +77,7 @@ def add_prepare(data) -> None:
         else:
             default = "the default preset's"
         if name in PREPARE_SETTINGS:
-            prepare.add_argument(flag, dest=name, type=kind, choices=choices, default=None,
-                                 help=f"{text} (default: {default})")
+            setting_flag(prepare, flag, name, kind, choices, f"{text} (default: {default})")
     prepare.set_defaults(func=cmd_prepare)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from chatbot import rundir
-from chatbot.cli.common import DEFAULT_MODEL, EXIT_INTERRUPTED, MODEL_HELP
+from chatbot.cli.common import DEFAULT_MODEL, EXIT_INTERRUPTED, MODEL_HELP, setting_flag
 from chatbot.config import MEASURED, PRESETS, train_flags
 from chatbot.errors import ChatbotError
 
@@ -48,8 +48,7 @@ def add_parsers(sub) -> None:
                       help="fine-tune the model in DIR on --data, keeping its vocabulary and "
                            "model shape")
     for flag, _, name, kind, choices, text in TRAIN_FLAGS:
-        train.add_argument(flag, dest=name, type=kind, choices=choices, default=None,
-                           help=f"{text} (default: from the preset)")
+        setting_flag(train, flag, name, kind, choices, f"{text} (default: from the preset)")
     train.add_argument("--fallback", metavar="FILE", default=None,
                        help="what the bot says when it does not know: UTF-8 text, one phrasing "
                             "per line (lines with Chinese characters for Chinese prompts), "
@@ -71,8 +70,8 @@ def add_parsers(sub) -> None:
                       help="continue the interrupted pretraining in --out")
     for flag, _, name, kind, choices, text in TRAIN_FLAGS:
         if name not in PAIRS_ONLY:
-            pretrain.add_argument(flag, dest=name, type=kind, choices=choices, default=None,
-                                  help=f"{text} (default: from the preset)")
+            setting_flag(pretrain, flag, name, kind, choices,
+                         f"{text} (default: from the preset)")
     pretrain.set_defaults(func=cmd_pretrain)
 
 
@@ -223,7 +222,10 @@ def _refuse_changes(args: argparse.Namespace, out: str, why: str, may_change: Se
         value, has = getattr(args, name, None), getattr(getattr(recorded, section), name)
         if value is not None and name not in may_change:
             flagged.add(name)
-            if value != has:
+            if value != has and isinstance(value, bool):  # --run-eagerly, --no-run-eagerly
+                changes.append(f"{flag if value else '--no-' + flag[2:]} (the run has it "
+                               f"{'on' if has else 'off'})")
+            elif value != has:
                 changes.append(f"{flag} {value} (the run has {has})")
     if args.preset is not None:
         wanted = preset(args.preset)

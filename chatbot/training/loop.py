@@ -80,10 +80,13 @@ class Loop:
 
     gradient_norm: also measure each step's global gradient norm (of the summed gradients,
         before clipping), summed in `totals.norm` (chatbot.training.tensorboard logs it).
+    run_eagerly: run the steps op by op, as Keras's `compile(run_eagerly=True)` does, instead
+        of as tf.functions: the same computation, with no tracing before the first step, but
+        slower steps (train.run_eagerly).
     """
 
     def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy,
-                 gradient_norm: bool = False):
+                 gradient_norm: bool = False, run_eagerly: bool = False):
         self.model, self.strategy, self.gradient_norm = model, strategy, gradient_norm
         self.totals = Totals()  # the running sums of the epoch being trained
         received = {name: getattr(model.optimizer, name, None) for name in UNSUPPORTED}
@@ -97,8 +100,11 @@ class Loop:
         with strategy.scope():  # before tracing: variables must not be created inside a step
             if not model.optimizer.built:
                 model.optimizer.build(model.trainable_variables)
-        self._train = tf.function(self._train_step, reduce_retracing=True)
-        self._test = tf.function(self._test_step, reduce_retracing=True)
+        if run_eagerly:
+            self._train, self._test = self._train_step, self._test_step
+        else:
+            self._train = tf.function(self._train_step, reduce_retracing=True)
+            self._test = tf.function(self._test_step, reduce_retracing=True)
 
     # --- one step ------------------------------------------------------------------------------
 

@@ -203,7 +203,8 @@ def _epochs(model: keras.Model, distribution, out: Path, config: RunConfig, data
             checkpoint.write(model)
     train_data, val_data = run_batches(config, data, done)
     # On every worker alike (reducing the norm is a collective op), for the chief's logs
-    loop = Loop(model, distribution, gradient_norm=log_dir(out, config) is not None)
+    loop = Loop(model, distribution, gradient_norm=log_dir(out, config) is not None,
+                run_eagerly=config.train.run_eagerly)
     if board:
         board.follow(loop, done)
     unit = "windows" if config.data.text else "pairs"  # pretraining reads windows
