@@ -164,10 +164,6 @@ def _settings(out: Path, data_path, config: RunConfig | None, resume: bool,
     return _fresh(config, data_path)
 
 
-
-
-
-
 def _devices(distribution, out: Path, config: RunConfig, log: Log) -> bool:
     """Whether this process is the chief, which alone writes the run directory (the other
     workers keep in step); says so, and how many devices train."""
