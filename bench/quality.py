@@ -141,14 +141,22 @@ def unseen_by_config(bot: Bot, saved: DecodeConfig, configs: dict[str, dict[str,
 
 def validation_section(bot: Bot, saved: DecodeConfig, configs: dict[str, dict[str, Any]],
                        train: list[Pair], val: list[Pair]) -> dict[str, Any]:
-    """The run's validation prompts that are no training prompt."""
+    """The run's validation prompts that are no training prompt, asked of a memory without
+    them (the run's memory holds every pair of its data, these too: see memory_settings)."""
     known = {p.prompt for p in train}
     references = unseen.references_of(val, leave_out=known)
     if not references:
         return {"skipped": "the run has no validation prompt that is not a training prompt"}
-    return {"prompts": len(references),
-            "left_out_as_training_prompts": len({p.prompt for p in val} & known),
-            **unseen_by_config(bot, saved, configs, references, "validation split")}
+    memory = bot.memory
+    if memory is not None:
+        bot.memory = memory.without(set(references))
+    try:
+        return {"prompts": len(references),
+                "left_out_as_training_prompts": len({p.prompt for p in val} & known),
+                "left_out_of_the_memory": (len(memory) - len(bot.memory)) if memory else 0,
+                **unseen_by_config(bot, saved, configs, references, "validation split")}
+    finally:
+        bot.memory = memory
 
 
 def fra_section(setup: FraSetup, configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -160,10 +168,11 @@ def fra_section(setup: FraSetup, configs: dict[str, dict[str, Any]]) -> dict[str
     bot = Bot.load(run)
     saved = dataclasses.replace(bot.decode)
     references = unseen.references_of(held)
-    run_train, _ = run_split(bot.config, run.with_suffix(".tsv"))
+    run_train, run_val = run_split(bot.config, run.with_suffix(".tsv"))
     return {"settings": {**dataclasses.asdict(setup), "run": str(run),
                          "training_pairs_written": len(train), **model_settings(run, bot),
-                         **memory_settings(bot, run_train), "train_wall_s": round(wall, 1)},
+                         **memory_settings(bot, run_train + run_val),
+                         "train_wall_s": round(wall, 1)},
             "prompts": len(references),
             **unseen_by_config(bot, saved, configs, references, "fra-eng")}
 
@@ -179,15 +188,16 @@ def model_settings(run: Path, bot: Bot) -> dict[str, Any]:
             "train_seed": bot.config.train.seed, "val_fraction": bot.config.data.val_fraction}
 
 
-def memory_settings(bot: Bot, train: list[Pair]) -> dict[str, Any]:
-    """Whether the run has a memory, and whether it holds exactly the split rebuilt here."""
+def memory_settings(bot: Bot, pairs: list[Pair]) -> dict[str, Any]:
+    """Whether the run has a memory, and whether it holds exactly the prompts of `pairs`: the
+    training and validation pairs of its data as split here (the memory holds both)."""
     if bot.memory is None:
         log("warning: the run has no memory.json; the hybrid replies as the model alone")
         return {"memory": False, "memory_matches_split": None}
-    same = set(bot.memory.prompts) == {p.prompt for p in train}
+    same = set(bot.memory.prompts) == {p.prompt for p in pairs}
     if not same:
-        log("warning: the run's memory.json does not hold the training prompts of --data as "
-            "split here: is --data the run's data?")
+        log("warning: the run's memory.json does not hold the prompts of --data as split "
+            "here: is --data the run's data?")
     return {"memory": True, "memory_prompts": len(bot.memory), "memory_matches_split": same}
 
 
@@ -232,7 +242,9 @@ NOTES = (
     "(bench/closest.py; pruned by difflib's quick ratios, so its latency is this "
     "implementation's, not ChatterBot's). Latency: one prompt at a time over a fixed sample of "
     "typing variants of the known prompts (seed 0), after a warm-up of 5 replies; batched: "
-    "the same prompts through reply_batch. Unseen prompts: see unseen.definitions."
+    "the same prompts through reply_batch. Unseen prompts: see unseen.definitions; the run's "
+    "memory holds every pair of its data, so its validation prompts are asked of the memory "
+    "without them."
 )
 
 
@@ -296,8 +308,8 @@ def load_run(model: str, data: str) -> tuple[Bot, list[Pair], list[Pair]]:
 
 
 def run_settings(model: str, bot: Bot, saved: DecodeConfig, configs: dict[str, dict[str, Any]],
-                 train: list[Pair]) -> dict[str, Any]:
-    return {"run": {**model_settings(Path(model), bot), **memory_settings(bot, train),
+                 train: list[Pair], val: list[Pair]) -> dict[str, Any]:
+    return {"run": {**model_settings(Path(model), bot), **memory_settings(bot, train + val),
                     "data_recorded": bot.config.data.path,
                     "known_prompts": len({p.prompt for p in train})},
             "decode": {name: use(bot, saved, configs[name])
@@ -322,7 +334,8 @@ def main(argv: list[str] | None = None) -> None:
     configs = configurations(args.mmi, args.beam)
     baseline = ClosestMatch(train)
     results: dict[str, Any] = {"model": args.model, "data": args.data,
-                               "settings": run_settings(args.model, bot, saved, configs, train)}
+                               "settings": run_settings(args.model, bot, saved, configs, train,
+                                                        val)}
     seconds: dict[str, float] = {}
     with timed(seconds, "known"):
         results["known"] = known_section(bot, saved, configs, baseline, train)
