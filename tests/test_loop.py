@@ -133,11 +133,11 @@ class CountedLoop(Loop):
     """A Loop that counts the Python calls of its step: once per step when it runs eagerly,
     once per trace when the step is a tf.function."""
 
-    calls = 0
+    calls = 0  # this loop's, from its first step
 
     def _scored(self, inputs, target, training: bool):
         if training:
-            type(self).calls += 1
+            self.calls += 1
         return super()._scored(inputs, target, training)
 
 
@@ -145,11 +145,10 @@ def test_an_eager_loop_runs_the_python_of_every_step_and_updates_as_a_traced_one
     models, calls = [], []
     for run_eagerly in (False, True):
         model, data = make_model("lstm", clipnorm=0.05), batches("lstm")
-        CountedLoop.calls = 0
-        CountedLoop(model, tf.distribute.get_strategy(), run_eagerly=run_eagerly).fit(
-            data.dataset(repeat=True), epochs=2, steps=3, verbose=0)
+        loop = CountedLoop(model, tf.distribute.get_strategy(), run_eagerly=run_eagerly)
+        loop.fit(data.dataset(repeat=True), epochs=2, steps=3, verbose=0)
         models.append(model)
-        calls.append(CountedLoop.calls)
+        calls.append(loop.calls)
     traced, eager = models
     assert calls[0] < 6 and calls[1] == 6  # Python in a step (print, pdb) runs at every step
     assert largest_difference(traced, make_model("lstm")) > 0.01  # the weights did change

@@ -31,6 +31,14 @@ def setting_flag(parser: argparse.ArgumentParser, flag: str, name: str, kind: ty
         parser.add_argument(flag, dest=name, type=kind, choices=choices, default=None, help=help)
 
 
+def as_given(flag: str, value) -> str:
+    """`flag` with `value` as setting_flag reads it from a command line: `--epochs 9`, or for a
+    true-or-false setting `--run-eagerly` or `--no-run-eagerly`."""
+    if isinstance(value, bool):
+        return flag if value else "--no-" + flag.removeprefix("--")
+    return f"{flag} {value}"
+
+
 def decode_options(parser: argparse.ArgumentParser) -> None:
     """A `--name` flag per decoding setting (chatbot.decoding.settings.SETTINGS), read as `/set`
     reads its value."""

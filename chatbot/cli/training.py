@@ -10,7 +10,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from chatbot import rundir
-from chatbot.cli.common import DEFAULT_MODEL, EXIT_INTERRUPTED, MODEL_HELP, setting_flag
+from chatbot.cli.common import (
+    DEFAULT_MODEL,
+    EXIT_INTERRUPTED,
+    MODEL_HELP,
+    as_given,
+    setting_flag,
+)
 from chatbot.config import MEASURED, PRESETS, train_flags
 from chatbot.errors import ChatbotError
 
@@ -222,11 +228,9 @@ def _refuse_changes(args: argparse.Namespace, out: str, why: str, may_change: Se
         value, has = getattr(args, name, None), getattr(getattr(recorded, section), name)
         if value is not None and name not in may_change:
             flagged.add(name)
-            if value != has and isinstance(value, bool):  # --run-eagerly, --no-run-eagerly
-                changes.append(f"{flag if value else '--no-' + flag[2:]} (the run has it "
-                               f"{'on' if has else 'off'})")
-            elif value != has:
-                changes.append(f"{flag} {value} (the run has {has})")
+            if value != has:
+                had = ("it on" if has else "it off") if isinstance(has, bool) else has
+                changes.append(f"{as_given(flag, value)} (the run has {had})")
     if args.preset is not None:
         wanted = preset(args.preset)
         for section in ("text", "data", "model", "train"):

@@ -135,7 +135,7 @@ class Prepared:
         reply's tokens, cut to `max_len`, and <EOS>)."""
         if self.train_examples:
             return (target for _, target in self.train_examples)
-        return ([*self.vocab.encode(self.tokenizer.tokenize(pair.reply)[:max_len]),
+        return ([*self.vocab.encode(self.tokenizer.tokenize(pair.reply, max_len)),
                  self.vocab.eos_id] for pair in self.train_pairs)
 
 
