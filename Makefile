@@ -68,7 +68,8 @@ tensorboard: $(BIN)/chatbot
 
 # The tests run in TEST_WORKERS processes (pytest-xdist; TEST_WORKERS=0 runs them in this one),
 # two for the two cores `make test` must finish on within 6 minutes from a fresh clone, install
-# included (the shortest training runs step eagerly: tiny_config in tests/conftest.py).
+# included (the shortest training runs step eagerly, and each process's TensorFlow and BLAS
+# keep to its share of the cores: tests/conftest.py).
 # worksteal: a process that runs out of tests takes some of the other's, so that both end
 # together. A plain `pytest tests/...` runs in one process, as usual.
 TEST_WORKERS ?= 2
