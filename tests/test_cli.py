@@ -69,14 +69,31 @@ def test_check_reports_figures_and_bad_lines(tmp_path):
     assert f"{path}:6: the reply (second column) is empty" in out
 
 
-def test_train_on_a_bad_tsv_names_file_and_line(tmp_path):
-    path = tmp_path / "mine.tsv"
-    path.write_bytes(b"hello\thi\nbad \xff line\tx\n")
-    result = run("train", "--data", str(path), "--out", str(tmp_path / "run"))
+BAD_DATA = {  # a command on a user's file: the file, its bytes, what the error must say
+    "train-bad-line": (["train", "--data", "{file}"], "mine.tsv",
+                       b"hello\thi\nbad \xff line\tx\n", "{file}:2: not valid UTF-8"),
+    "train-no-file": (["train", "--data", "{file}"], "mine.tsv", None, "{file}: no such file"),
+    "pretrain-bad-line": (["pretrain", "--text", "{file}"], "books.txt", b"a dog.\n\xff\n",
+                          "{file}:2: not UTF-8"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_DATA)
+def test_a_bad_data_file_is_named_with_its_line_before_tensorflow_loads(tmp_path, name):
+    """The user's file is read as training will read it before TensorFlow loads, which takes
+    seconds and prints its own start-up chatter: the error comes at once, and alone."""
+    args, file, content, expected = BAD_DATA[name]
+    path, run_dir = tmp_path / file, tmp_path / "run"
+    if content is not None:
+        path.write_bytes(content)
+    argv = [arg.format(file=path) for arg in args] + ["--out", str(run_dir)]
+    code = ("import sys; from chatbot.cli import main\n"
+            f"print(main({argv!r}), 'tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=300)
     err = result.stderr.decode()
-    assert result.returncode == 1
-    assert f"{path}:2: not valid UTF-8" in err
-    assert "Traceback" not in err
+    assert result.stdout.decode().split() == ["1", "False"], err  # exit 1, no TensorFlow
+    assert expected.format(file=path) in err and "Traceback" not in err
+    assert not run_dir.exists()
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ from chatbot.cli.common import (
     setting_flag,
 )
 from chatbot.config import MEASURED, PRESETS, train_flags
+from chatbot.data.pairs import read_pairs
 from chatbot.errors import ChatbotError
 
 # Flags of `chatbot train` that each set one setting of the preset:
@@ -106,6 +107,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "--val-fraction, --on-bad-lines and the training flags do apply)")
     if not resume and not args.data:
         raise ChatbotError("--data FILE is required (unless you --resume a run)")
+    config = None if resume else train_config(args)
+    if config is not None and not Path(args.data).is_dir():  # (prepared data: its manifest)
+        # Read as training will read it, before TensorFlow loads (seconds): a missing file or
+        # a bad line is reported at once. The pairs are read again by training.
+        read_pairs(args.data, config.data.on_bad_lines)
+    phrasings = _fallback(args.fallback)  # checked before training, saved after it
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
     from chatbot.decoding.probes import ProbeReplies
@@ -114,8 +121,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from chatbot.training.train import train
 
     options = {"resume": True, "epochs": args.epochs, "strategy": args.strategy} if resume \
-        else {"config": train_config(args), "overwrite": overwrite, "init_from": args.init_from}
-    phrasings = _fallback(args.fallback)  # checked before training, saved after it
+        else {"config": config, "overwrite": overwrite, "init_from": args.init_from}
     try:
         result = train(args.data, out, callbacks=[ProbeReplies.of, AnswerRates.of], **options)
         if phrasings is not None and result.data is not None:  # (the chief only)
@@ -154,6 +160,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         _refuse_changes(args, args.out, "is resumed with its own settings", RESUME_MAY_CHANGE)
     elif not args.text:
         raise ChatbotError("--text FILE is required (unless you --resume a run)")
+    else:
+        from chatbot.training.pretrain_data import read_text
+
+        read_text(args.text)  # as `chatbot train` reads its pairs: before TensorFlow loads
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from chatbot.decoding.probes import ProbeReplies
     from chatbot.training.train import train
