@@ -208,7 +208,7 @@ TARGETS = {  # name: (path of the figure in the results, comparison, bound)
     "known_variants_model_alone": (("known", "model", "all", "variants", "all",
                                     "answer_rate"), ">=", 0.90),
 }
-UNSEEN_TARGET = 0.10  # the most common reply to unseen prompts, share of replies, at most
+UNSEEN_TARGET = 0.10  # the most common answer to unseen prompts, share of replies, at most
 
 
 def targets(results: dict[str, Any]) -> dict[str, Any]:
@@ -220,9 +220,11 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
             value = value.get(key) if isinstance(value, dict) else None
         met = value is not None and (value >= bound if comparison == ">=" else value <= bound)
         found[name] = {"value": value, "target": f"{comparison} {bound}", "met": met}
-    shares = {where: results["unseen"][where]["hybrid"]["most_common_reply_share"]
+    # An honest "I don't know" is not one answer for every prompt (it has its own share,
+    # fallback_share): the target counts the answers (bench/unseen.py, DEFINITIONS).
+    shares = {where: results["unseen"][where]["hybrid"]["most_common_answer_share"]
               for where in ("validation", "fra_eng") if "hybrid" in results["unseen"][where]}
-    found["unseen_most_common_reply_hybrid"] = {
+    found["unseen_most_common_answer_hybrid"] = {
         "value": max(shares.values()) if shares else None, "by_set": shares,
         "target": f"<= {UNSEEN_TARGET}",
         "met": bool(shares) and max(shares.values()) <= UNSEEN_TARGET}

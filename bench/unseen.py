@@ -35,7 +35,12 @@ DEFINITIONS = {
                            "its prompt (language-neutral, so it holds for French replies too)",
     "loop_share": f"share of replies that repeat a {LOOP_NGRAM}-token n-gram or reach "
                   "max_reply_len tokens (repeated_ngram_share, at_max_len_share: each part)",
-    "most_common_reply_share": "share of replies equal to the most common reply (target <= 10%)",
+    "most_common_reply_share": "share of replies equal to the most common reply, an honest "
+                               "fallback too",
+    "fallback_share": "share of replies that say the bot does not know (Reply.source == "
+                      "'fallback', chatbot.decoding.fallback)",
+    "most_common_answer_share": "share of replies equal to the most common reply that is not a "
+                                "fallback: one answer given whatever the prompt (target <= 10%)",
     "distinct_1/2": "distinct n-grams / all n-grams of the reply tokens, counted within each "
                     "reply (chatbot.evaluate.distinct_n)",
     "exact_answer_rate": "share of prompts whose reply equals one of their references after "
@@ -72,6 +77,8 @@ def figures(bot: Bot, prompts: Sequence[str], references: dict[str, list[str]]
     for start in range(0, len(prompts), BATCH):
         replies += bot.reply_batch(prompts[start: start + BATCH])
     texts, tokens = [r.text for r in replies], [r.tokens for r in replies]
+    answers = [r.text for r in replies if r.source != "fallback"]
+    top_answer = most_common_reply(answers)  # "" when every reply is a fallback
     max_len = bot.decode.max_reply_len
     repeated = [repeats_ngram(t) for t in tokens]
     at_limit = [len(t) >= max_len for t in tokens]
@@ -83,6 +90,10 @@ def figures(bot: Bot, prompts: Sequence[str], references: dict[str, list[str]]
         "prompts": len(prompts),
         "most_common_reply": most_common_reply(texts),
         "most_common_reply_share": round(same_reply_share(texts), 4),
+        "fallback_share": share(len(texts) - len(answers), len(texts)),
+        "most_common_answer": top_answer,
+        "most_common_answer_share": share(answers.count(top_answer) if answers else 0,
+                                          len(texts)),
         "distinct_1": round(distinct_n(tokens, 1), 4),
         "distinct_2": round(distinct_n(tokens, 2), 4),
         "generic_reply_share": share(sum(generic.values()), len(texts)),
