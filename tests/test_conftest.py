@@ -19,4 +19,3 @@ def test_each_worker_takes_its_share_of_the_cores_and_keeps_a_size_already_set(m
         monkeypatch.delenv(name)
     share_the_cores(workers=4, cores=2)  # more workers than cores: one thread each
     assert all(os.environ[name] == "1" for name in THREADS)
-
