@@ -108,10 +108,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not resume and not args.data:
         raise ChatbotError("--data FILE is required (unless you --resume a run)")
     config = None if resume else train_config(args)
-    if config is not None and not Path(args.data).is_dir():  # (prepared data: its manifest)
-        # Read as training will read it, before TensorFlow loads (seconds): a missing file or
-        # a bad line is reported at once. The pairs are read again by training.
-        read_pairs(args.data, config.data.on_bad_lines)
+    read = None  # a prepared directory is checked by its manifest, a resumed run's by training
+    if config is not None and not Path(args.data).is_dir():
+        # Read as training reads it, before TensorFlow loads (seconds): a missing file or a
+        # bad line is reported at once; training then uses these pairs.
+        read = read_pairs(args.data, config.data.on_bad_lines)
     phrasings = _fallback(args.fallback)  # checked before training, saved after it
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
@@ -121,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from chatbot.training.train import train
 
     options = {"resume": True, "epochs": args.epochs, "strategy": args.strategy} if resume \
-        else {"config": config, "overwrite": overwrite, "init_from": args.init_from}
+        else {"config": config, "overwrite": overwrite, "init_from": args.init_from, "read": read}
     try:
         result = train(args.data, out, callbacks=[ProbeReplies.of, AnswerRates.of], **options)
         if phrasings is not None and result.data is not None:  # (the chief only)
@@ -163,7 +164,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     else:
         from chatbot.training.pretrain_data import read_text
 
-        read_text(args.text)  # as `chatbot train` reads its pairs: before TensorFlow loads
+        read = read_text(args.text)  # before TensorFlow loads, as `chatbot train` does
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from chatbot.decoding.probes import ProbeReplies
     from chatbot.training.train import train
@@ -177,7 +178,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         config.train.noise_copies = 0  # typing noise is for prompts; text has none
         if config.train.monitor in MEASURED:  # answer rates are of prompts: text has none
             config.train.monitor = "loss"
-        options = {"config": config, "overwrite": args.overwrite}
+        options = {"config": config, "overwrite": args.overwrite, "read": read}
     try:
         train(None, args.out, callbacks=[ProbeReplies.of], **options)
     except KeyboardInterrupt:

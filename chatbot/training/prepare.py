@@ -17,7 +17,7 @@ from pathlib import Path
 
 from chatbot.config import RunConfig
 from chatbot.data.noise import noisy_copies
-from chatbot.data.pairs import Pair, read_pairs, split_pairs
+from chatbot.data.pairs import LoadReport, Pair, read_pairs, split_pairs
 from chatbot.errors import ChatbotError
 from chatbot.models import arch_module
 from chatbot.text.subword import SubwordTokenizer
@@ -141,14 +141,17 @@ class Prepared:
 
 def prepare_data(config: RunConfig, data_path: str | Path, vocab: Vocabulary | None = None,
                  vocab_source: str | None = None, tokenizer: TextTokenizer | None = None,
-                 taught: Sequence[str | Path] = ()) -> Prepared:
+                 taught: Sequence[str | Path] = (), loaded: LoadReport | None = None
+                 ) -> Prepared:
     """Reads `data_path` as `config.data` says, splits it with `config.train.seed`, makes the
     tokenizer and the vocabulary from the training pairs, and encodes both splits for
     `config.model.arch`. A given `vocab` comes with the `tokenizer` it was made with (None: the
     word tokenizer) and `vocab_source`, which says where they came from. The pairs of the
     `taught` files (chat JSONL, chatbot.data.taught) join the training side: what a user
-    taught is learned, never held out."""
-    loaded = read_pairs(data_path, config.data.on_bad_lines)
+    taught is learned, never held out. `loaded`: the pairs of `data_path` as read_pairs read
+    them already with `config.data.on_bad_lines` (None: read here)."""
+    if loaded is None:
+        loaded = read_pairs(data_path, config.data.on_bad_lines)
     train_pairs, val_pairs = split_pairs(loaded.pairs, config.data.val_fraction, config.train.seed)
     folded = {}
     for path in taught:

@@ -59,16 +59,18 @@ def windows(ids: Sequence[int], size: int) -> list[list[int]]:
 
 
 def prepare_text(config: RunConfig, paths: Sequence[str | Path],
-                 vocab: Vocabulary | None = None,
-                 tokenizer: TextTokenizer | None = None) -> Prepared:
+                 vocab: Vocabulary | None = None, tokenizer: TextTokenizer | None = None,
+                 passages: list[str] | None = None) -> Prepared:
     """Examples of plain text for `config.model.arch`, split into training and validation
-    passages with `config.data.val_fraction` and `config.train.seed`."""
+    passages with `config.data.val_fraction` and `config.train.seed`. `passages`: those of
+    `paths` as read_text read them already (None: read here)."""
     encode_text = getattr(arch_module(config.model.arch), "encode_text", None)
     if encode_text is None:
         raise ChatbotError(
             f"pretraining reads text with a decoder-only model; {config.model.arch!r} is an "
             "encoder-decoder: use --arch transformer or --arch lstm")
-    passages = read_text(paths)
+    if passages is None:
+        passages = read_text(paths)
     order = list(range(len(passages)))
     random.Random(config.train.seed).shuffle(order)
     held = round(len(order) * config.data.val_fraction)

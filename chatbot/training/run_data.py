@@ -14,6 +14,7 @@ from pathlib import Path
 
 from chatbot import rundir
 from chatbot.config import RunConfig
+from chatbot.data.pairs import LoadReport
 from chatbot.errors import ChatbotError
 from chatbot.models import arch_module
 from chatbot.training.batches import Batches
@@ -34,11 +35,12 @@ def taught_files(out: Path, init_from: str | Path | None) -> list[Path]:
             if (run / rundir.TAUGHT).is_file()]
 
 
-def run_data(config: RunConfig, vocab, tokenizer, source, log: Log, taught: list[Path]
-             ) -> Prepared:
-    """The examples of the run, reported; the model settings that follow from them filled in."""
+def run_data(config: RunConfig, vocab, tokenizer, source, log: Log, taught: list[Path],
+             read: LoadReport | list[str] | None = None) -> Prepared:
+    """The examples of the run, reported; the model settings that follow from them filled in.
+    `read`: the data file's pairs or the text's passages, read already (see `train`)."""
     if config.data.text:  # chatbot pretrain: plain text, a language model
-        data = prepare_text(config, config.data.text, vocab, tokenizer)
+        data = prepare_text(config, config.data.text, vocab, tokenizer, passages=read)
     elif Path(config.data.path).is_dir():  # chatbot data prepare's shards, streamed (an
         # unfinished directory is refused, with how to finish it: read_manifest)
         if taught:
@@ -46,7 +48,8 @@ def run_data(config: RunConfig, vocab, tokenizer, source, log: Log, taught: list
                 "); the bot still answers them from its memory of taught pairs")
         data = load_prepared(config, config.data.path, vocab, log)
     else:
-        data = prepare_data(config, config.data.path, vocab, source, tokenizer, taught)
+        data = prepare_data(config, config.data.path, vocab, source, tokenizer, taught,
+                            loaded=read)
     for line in data.report.lines():
         log(line)
     config.model.vocab_size = len(data.vocab)

@@ -37,6 +37,7 @@ import keras
 from chatbot import rundir
 from chatbot.config import RunConfig
 from chatbot.data.memory import Memory
+from chatbot.data.pairs import LoadReport
 from chatbot.errors import ChatbotError
 from chatbot.models import arch, arch_module
 from chatbot.models.base import OUTPUT_LAYER
@@ -106,6 +107,7 @@ def train(
     overwrite: bool = False, resume: bool = False, init_from: str | Path | None = None,
     epochs: int | None = None, strategy: str | None = None, log: Log = print,
     verbose: int | str = "auto", callbacks: Sequence[CallbackFactory] = (),
+    read: LoadReport | list[str] | None = None,
 ) -> TrainResult:
     """Trains a model and writes its run directory `out_dir`; `config` is not changed.
 
@@ -114,6 +116,9 @@ def train(
     init_from: fine-tune the model of another run directory on `data_path` (see module doc).
     callbacks: functions of the `Run` that return Keras callbacks, called after every epoch
         right after the throughput report (the chief's only, with several workers).
+    read: the data as the caller read it already, to report a bad line before TensorFlow
+        loads (`chatbot train`): `data_path`'s pairs (read_pairs, with the config's
+        on_bad_lines), or for pretraining the passages of its text (read_text); None: read here.
     """
     started = time.perf_counter()
     out = Path(out_dir)
@@ -127,7 +132,7 @@ def train(
                            "has its own clock); use --epochs with --strategy multiworker")
     # First TensorFlow work of the run: a strategy must be made before devices initialize.
     distribution = make_strategy(config.train.strategy)
-    data = run_data(config, vocab, tokenizer, source, log, taught_files(out, init_from))
+    data = run_data(config, vocab, tokenizer, source, log, taught_files(out, init_from), read)
     chief = _devices(distribution, out, config, log)
     board = logs_of(out, config, data.vocab) if chief else None  # TensorBoard's, if any
     # The caller's callbacks, made on the chief alone (the other workers keep in step)
